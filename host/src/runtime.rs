@@ -1,0 +1,309 @@
+//! The embedded component and the wasmtime runtime around it.
+//!
+//! One [`Runtime`] per process holds the `Engine` and the pre-linked
+//! component; each [`Module`] is a cheap instance of it (its own `Store`).
+//! The component imports nothing, so the linker is empty: the module cannot
+//! reach files, clocks, randomness or the network.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker, ResourceAny};
+use wasmtime::{Engine, Store};
+
+/// wasmtime bindings generated from `wit/keygate.wit` (documented there).
+///
+/// Careful: the generated `Debug` of `issued-key` and `validation-request`
+/// prints the key. [`Module::make_key`] returns the redacting
+/// [`IssuedKey`](crate::runtime::IssuedKey) instead; never `Debug`-format a
+/// request.
+#[allow(missing_docs)]
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "keygate",
+        additional_derives: [PartialEq],
+    });
+    pub use exports::keygate::policy::types::*;
+}
+
+use bindings::{
+    CreateRequest, Decision, IssuerError, IssuerKey, KeyError, KeyRecord, Keygate, KeygatePre,
+    LoadError, LoadOutcome, ParseError, RecordError, SignedRecord, ValidationRequest,
+};
+
+/// The exact component bytes this host runs (built from `keygate-guest`).
+pub const COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/keygate.wasm"));
+
+/// SHA-256 of [`COMPONENT`], lowercase hex.
+pub fn component_sha256() -> String {
+    hex(&Sha256::digest(COMPONENT))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A failure of the WebAssembly runtime itself (not a decision).
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// Compiling, instantiating or calling the component failed.
+    #[error("webassembly runtime: {0}")]
+    Wasm(String),
+}
+
+impl From<wasmtime::Error> for RuntimeError {
+    fn from(e: wasmtime::Error) -> Self {
+        RuntimeError::Wasm(format!("{e:#}"))
+    }
+}
+
+/// The engine and the compiled, pre-linked component.
+pub struct Runtime {
+    engine: Engine,
+    component: Component,
+    pre: KeygatePre<()>,
+}
+
+impl Runtime {
+    /// Compile the embedded component, or load its compiled form from
+    /// `cache_dir` (written there on a miss). `None` always compiles.
+    pub fn new(cache_dir: Option<&Path>) -> Result<Self, RuntimeError> {
+        let engine = Engine::default();
+        let component = match cache_dir {
+            Some(dir) => {
+                let _ = std::fs::create_dir_all(dir);
+                crate::cache::load_or_compile(&engine, COMPONENT, &Self::cache_file(&engine, dir))?
+            }
+            None => Component::new(&engine, COMPONENT)?,
+        };
+        let linker = Linker::<()>::new(&engine);
+        let pre = KeygatePre::new(linker.instantiate_pre(&component)?)?;
+        Ok(Runtime {
+            engine,
+            component,
+            pre,
+        })
+    }
+
+    /// The cache file for this component and this engine's compiler settings.
+    pub fn cache_file(engine: &Engine, dir: &Path) -> PathBuf {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        let sha = component_sha256();
+        dir.join(format!("keygate-{}-{:016x}.cwasm", &sha[..16], h.finish()))
+    }
+
+    /// Names of the component's imports and exports, as the component model
+    /// sees them (the imports list is empty: the module needs nothing).
+    pub fn interface(&self) -> (Vec<String>, Vec<String>) {
+        let ty = self.component.component_type();
+        let imports = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let exports = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        (imports, exports)
+    }
+
+    /// A fresh instance of the component.
+    pub fn instantiate(&self) -> Result<Module, RuntimeError> {
+        let mut store = Store::new(&self.engine, ());
+        let inner = self.pre.instantiate(&mut store)?;
+        Ok(Module { store, inner })
+    }
+}
+
+/// A key just made by the component. Its `Debug` never shows the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IssuedKey {
+    key: String,
+    /// The public key id.
+    pub id: String,
+    /// SHA-256 of the key: the only form that is stored.
+    pub key_hash: Vec<u8>,
+}
+
+impl IssuedKey {
+    /// The key string, for its one-time display.
+    pub fn expose_key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl std::fmt::Debug for IssuedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedKey")
+            .field("key", &"<redacted>")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One instance of the component. Every method is one call into it.
+pub struct Module {
+    store: Store<()>,
+    inner: Keygate,
+}
+
+/// A `validator` resource living inside a [`Module`].
+#[derive(Debug, Clone, Copy)]
+pub struct ValidatorHandle(ResourceAny);
+
+impl Module {
+    /// `parse-key`.
+    pub fn parse_key(
+        &mut self,
+        presented: &str,
+    ) -> Result<Result<String, ParseError>, RuntimeError> {
+        Ok(self
+            .inner
+            .keygate_policy_policy()
+            .call_parse_key(&mut self.store, presented)?)
+    }
+
+    /// `make-key`, wrapped so that the key cannot be `Debug`-printed.
+    pub fn make_key(
+        &mut self,
+        prefix: &str,
+        random: &[u8],
+    ) -> Result<Result<IssuedKey, KeyError>, RuntimeError> {
+        let made =
+            self.inner
+                .keygate_policy_policy()
+                .call_make_key(&mut self.store, prefix, random)?;
+        Ok(made.map(|k| IssuedKey {
+            key: k.key,
+            id: k.id,
+            key_hash: k.key_hash,
+        }))
+    }
+
+    /// `check-create`.
+    pub fn check_create(
+        &mut self,
+        req: &CreateRequest,
+    ) -> Result<Result<KeyRecord, RecordError>, RuntimeError> {
+        Ok(self
+            .inner
+            .keygate_policy_policy()
+            .call_check_create(&mut self.store, req)?)
+    }
+
+    /// `encode-record`.
+    pub fn encode_record(
+        &mut self,
+        record: &KeyRecord,
+    ) -> Result<Result<Vec<u8>, RecordError>, RuntimeError> {
+        Ok(self
+            .inner
+            .keygate_policy_policy()
+            .call_encode_record(&mut self.store, record)?)
+    }
+
+    /// `decode-record`.
+    pub fn decode_record(
+        &mut self,
+        canonical: &[u8],
+    ) -> Result<Result<KeyRecord, RecordError>, RuntimeError> {
+        Ok(self
+            .inner
+            .keygate_policy_policy()
+            .call_decode_record(&mut self.store, canonical)?)
+    }
+
+    /// `issuer-key-id`.
+    pub fn issuer_key_id(
+        &mut self,
+        public_key: &[u8],
+    ) -> Result<Result<String, IssuerError>, RuntimeError> {
+        Ok(self
+            .inner
+            .keygate_policy_policy()
+            .call_issuer_key_id(&mut self.store, public_key)?)
+    }
+
+    /// `check-issuer-key`.
+    pub fn check_issuer_key(
+        &mut self,
+        key: &IssuerKey,
+    ) -> Result<Result<(), IssuerError>, RuntimeError> {
+        Ok(self
+            .inner
+            .keygate_policy_policy()
+            .call_check_issuer_key(&mut self.store, key)?)
+    }
+
+    /// `evaluate`: one request against one signed record, signature checked.
+    pub fn evaluate(
+        &mut self,
+        req: &ValidationRequest,
+        record: Option<&SignedRecord>,
+        trusted: &[IssuerKey],
+    ) -> Result<Decision, RuntimeError> {
+        Ok(self.inner.keygate_policy_policy().call_evaluate(
+            &mut self.store,
+            req,
+            record,
+            trusted,
+        )?)
+    }
+
+    /// `validator` constructor.
+    pub fn validator(&mut self, trusted: &[IssuerKey]) -> Result<ValidatorHandle, RuntimeError> {
+        let r = self
+            .inner
+            .keygate_policy_policy()
+            .validator()
+            .call_constructor(&mut self.store, trusted)?;
+        Ok(ValidatorHandle(r))
+    }
+
+    /// `validator.load`.
+    pub fn validator_load(
+        &mut self,
+        v: ValidatorHandle,
+        record: &SignedRecord,
+    ) -> Result<Result<LoadOutcome, LoadError>, RuntimeError> {
+        Ok(self.inner.keygate_policy_policy().validator().call_load(
+            &mut self.store,
+            v.0,
+            record,
+        )?)
+    }
+
+    /// `validator.forget`.
+    pub fn validator_forget(&mut self, v: ValidatorHandle, id: &str) -> Result<bool, RuntimeError> {
+        Ok(self
+            .inner
+            .keygate_policy_policy()
+            .validator()
+            .call_forget(&mut self.store, v.0, id)?)
+    }
+
+    /// `validator.check`: the hot path, no signature work.
+    pub fn validator_check(
+        &mut self,
+        v: ValidatorHandle,
+        req: &ValidationRequest,
+    ) -> Result<Decision, RuntimeError> {
+        Ok(self
+            .inner
+            .keygate_policy_policy()
+            .validator()
+            .call_check(&mut self.store, v.0, req)?)
+    }
+
+    /// `validator.len`.
+    pub fn validator_len(&mut self, v: ValidatorHandle) -> Result<u32, RuntimeError> {
+        Ok(self
+            .inner
+            .keygate_policy_policy()
+            .validator()
+            .call_len(&mut self.store, v.0)?)
+    }
+}

@@ -1,0 +1,35 @@
+//! keygate's decision logic, written once and run everywhere.
+//!
+//! This crate has no I/O, no clock and no randomness: time and random bytes
+//! are arguments. It is `no_std` + `alloc`, so the WebAssembly component built
+//! from it (`keygate-guest`) imports nothing. Its tests run natively and
+//! compiled to `wasm32-wasip2` inside wasmtime (see the README).
+//!
+//! - [`key`]: the key string format, its checksum and hash.
+//! - [`record`]: key records, their rules and canonical encoding.
+//! - [`decision`]: `evaluate` one request against one signed record, or hold
+//!   verified records in a [`Validator`] for the hot path.
+#![no_std]
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+pub mod decision;
+pub mod key;
+pub mod record;
+
+pub use decision::{
+    Allowed, Decision, DenyReason, IssuerError, IssuerKey, LoadError, LoadOutcome, Request,
+    SignedRecord, TrustedIssuers, Validator, check_issuer_key, evaluate, issuer_key_id,
+};
+pub use key::{IssuedKey, KeyError, ParseError, hash_key, make_key, parse_key};
+pub use record::{
+    CreateRequest, ExpiryPolicy, KeyLevel, KeyRecord, KeyStatus, ProjectAccess, RecordError, Scope,
+    check_create,
+};
+
+#[cfg(test)]
+mod tests;

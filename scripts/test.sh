@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every keygate test: native unit, property and vector tests; the
+# component and end-to-end tests through wasmtime; then the policy tests
+# compiled to wasm32-wasip2 and run inside wasmtime by keygate-wasm-runner.
+# Release profile throughout: wasmtime is built once and shared by all steps.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+    echo "error: the wasm32-wasip2 target is not installed; run \`rustup target add wasm32-wasip2\`" >&2
+    exit 2
+fi
+
+echo "== native: all workspace tests"
+cargo test --release --workspace --locked
+
+echo "== in-guest: keygate-policy tests on wasm32-wasip2 inside wasmtime"
+cargo build --release --locked -p keygate-tests --bin keygate-wasm-runner
+cargo test --release --locked -p keygate-policy --target wasm32-wasip2

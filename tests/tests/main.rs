@@ -1,0 +1,4 @@
+//! keygate's integration tests: one test binary, a module per area.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod component;
