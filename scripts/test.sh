@@ -11,8 +11,8 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     exit 2
 fi
 
-echo "== native: all workspace tests"
-cargo test --release --workspace --locked
+echo "== native: policy, host, component and end-to-end tests"
+cargo test --release --locked
 
 echo "== in-guest: keygate-policy tests on wasm32-wasip2 inside wasmtime"
 cargo build --release --locked -p keygate-tests --bin keygate-wasm-runner

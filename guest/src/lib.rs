@@ -27,7 +27,12 @@ mod bindings {
         world: "keygate",
     });
 
+    // Exported symbols are named like `keygate:policy/policy@0.1.0#evaluate`,
+    // which a native linker's version script cannot express: export only
+    // when building the component.
+    #[cfg(target_arch = "wasm32")]
     use super::Component;
+    #[cfg(target_arch = "wasm32")]
     export!(Component);
 }
 
@@ -156,6 +161,45 @@ impl Guest for Component {
         let trusted = p::TrustedIssuers::new(&issuers_in(trusted));
         let record = record.map(signed_in);
         decision_out(p::evaluate(&request_in(request), record.as_ref(), &trusted))
+    }
+
+    fn check_project(organization: String, name: String) -> Result<String, t::RecordError> {
+        p::check_project(&organization, &name).map_err(record_error_out)
+    }
+
+    fn status_at(record: t::KeyRecord, now: t::Timestamp) -> t::EffectiveStatus {
+        match record_in(record).map(|r| r.status_at(now)) {
+            Ok(p::EffectiveStatus::Active) => t::EffectiveStatus::Active,
+            Ok(p::EffectiveStatus::Disabled) => t::EffectiveStatus::Disabled,
+            // A record that cannot even be converted never counts as active.
+            Ok(p::EffectiveStatus::Expired) | Err(_) => t::EffectiveStatus::Expired,
+        }
+    }
+
+    fn set_status(
+        record: t::KeyRecord,
+        status: t::KeyStatus,
+    ) -> Result<t::KeyRecord, t::RecordError> {
+        let status = match status {
+            t::KeyStatus::Active => p::KeyStatus::Active,
+            t::KeyStatus::Disabled => p::KeyStatus::Disabled,
+        };
+        record_in(record)?
+            .with_status(status)
+            .map(record_out)
+            .map_err(record_error_out)
+    }
+
+    fn retire(
+        record: t::KeyRecord,
+        successor: String,
+        now: t::Timestamp,
+        grace_seconds: u64,
+    ) -> Result<t::KeyRecord, t::RecordError> {
+        record_in(record)?
+            .retire(&successor, now, grace_seconds)
+            .map(record_out)
+            .map_err(record_error_out)
     }
 
     fn check_issuer_key(key: t::IssuerKey) -> Result<(), t::IssuerError> {
@@ -322,6 +366,8 @@ fn record_error_out(e: p::RecordError) -> t::RecordError {
         E::InconsistentExpiry => t::RecordError::InconsistentExpiry,
         E::BadVersion => t::RecordError::BadVersion,
         E::NotCanonical => t::RecordError::NotCanonical,
+        E::GraceTooLong => t::RecordError::GraceTooLong,
+        E::AlreadyRotated => t::RecordError::AlreadyRotated,
     }
 }
 

@@ -1,12 +1,35 @@
-//! keygate host library: the embedded validation component and the
-//! wasmtime runtime that runs it.
+//! keygate host library: the embedded validation component, the sled store
+//! of signed key records, the ed25519 issuer key, and the admin operations
+//! that the `keygate` binary exposes.
 //!
-//! Every decision is made by the WebAssembly component built from
-//! `keygate-guest` (the very bytes other runtimes load); this crate never
-//! re-implements one.
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+//! Every decision and every record rule is taken by the WebAssembly
+//! component built from `keygate-guest` (the very bytes other runtimes load);
+//! this crate never re-implements one. Embed it in a Rust service with
+//! [`admin::Keygate`]:
+//!
+//! ```no_run
+//! use keygate::admin::{Access, Keygate, KeySpec, now};
+//! use keygate::runtime::bindings::{ExpiryPolicy, Scope};
+//!
+//! let mut kg = Keygate::open(std::path::Path::new("/var/lib/keygate"), true)?;
+//! let created = kg.create_key(KeySpec {
+//!     organization: Some("acme".into()),
+//!     name: "crm-sync".into(),
+//!     access: Access::AllProjects,
+//!     expiry: ExpiryPolicy::Days(30),
+//!     scopes: vec![Scope::TriggerWorkflows],
+//! }, now())?;
+//! // Show created.issued.expose_key() to the user once; it is not stored.
+//! # Ok::<(), keygate::Error>(())
+//! ```
 
+pub mod admin;
 pub mod cache;
+pub mod error;
+pub mod issuer;
 pub mod runtime;
+pub mod schema;
+pub mod store;
 
+pub use error::Error;
 pub use runtime::{Module, Runtime, RuntimeError};

@@ -29,8 +29,9 @@ pub mod bindings {
 }
 
 use bindings::{
-    CreateRequest, Decision, IssuerError, IssuerKey, KeyError, KeyRecord, Keygate, KeygatePre,
-    LoadError, LoadOutcome, ParseError, RecordError, SignedRecord, ValidationRequest,
+    CreateRequest, Decision, EffectiveStatus, IssuerError, IssuerKey, KeyError, KeyRecord,
+    KeyStatus, Keygate, KeygatePre, LoadError, LoadOutcome, ParseError, RecordError, SignedRecord,
+    ValidationRequest,
 };
 
 /// The exact component bytes this host runs (built from `keygate-guest`).
@@ -225,6 +226,60 @@ impl Module {
             .inner
             .keygate_policy_policy()
             .call_issuer_key_id(&mut self.store, public_key)?)
+    }
+
+    /// `check-project`.
+    pub fn check_project(
+        &mut self,
+        organization: &str,
+        name: &str,
+    ) -> Result<Result<String, RecordError>, RuntimeError> {
+        Ok(self.inner.keygate_policy_policy().call_check_project(
+            &mut self.store,
+            organization,
+            name,
+        )?)
+    }
+
+    /// `status-at`.
+    pub fn status_at(
+        &mut self,
+        record: &KeyRecord,
+        now: u64,
+    ) -> Result<EffectiveStatus, RuntimeError> {
+        Ok(self
+            .inner
+            .keygate_policy_policy()
+            .call_status_at(&mut self.store, record, now)?)
+    }
+
+    /// `set-status`.
+    pub fn set_status(
+        &mut self,
+        record: &KeyRecord,
+        status: KeyStatus,
+    ) -> Result<Result<KeyRecord, RecordError>, RuntimeError> {
+        Ok(self
+            .inner
+            .keygate_policy_policy()
+            .call_set_status(&mut self.store, record, status)?)
+    }
+
+    /// `retire`.
+    pub fn retire(
+        &mut self,
+        record: &KeyRecord,
+        successor: &str,
+        now: u64,
+        grace_seconds: u64,
+    ) -> Result<Result<KeyRecord, RecordError>, RuntimeError> {
+        Ok(self.inner.keygate_policy_policy().call_retire(
+            &mut self.store,
+            record,
+            successor,
+            now,
+            grace_seconds,
+        )?)
     }
 
     /// `check-issuer-key`.

@@ -27,8 +27,8 @@ pub use decision::{
 };
 pub use key::{IssuedKey, KeyError, ParseError, hash_key, make_key, parse_key};
 pub use record::{
-    CreateRequest, ExpiryPolicy, KeyLevel, KeyRecord, KeyStatus, ProjectAccess, RecordError, Scope,
-    check_create,
+    CreateRequest, EffectiveStatus, ExpiryPolicy, KeyLevel, KeyRecord, KeyStatus, ProjectAccess,
+    RecordError, Scope, check_create, check_project,
 };
 
 #[cfg(test)]

@@ -49,6 +49,8 @@ pub const MAX_ORG_LEN: usize = 63;
 pub const MAX_PROJECT_ID_LEN: usize = 64;
 /// Most projects in one selection.
 pub const MAX_SELECTED: usize = 1024;
+/// Longest grace period an old key keeps after rotation.
+pub const MAX_GRACE_SECONDS: u64 = 7 * DAY;
 /// The current canonical format version.
 pub const FORMAT_VERSION: u8 = 1;
 const MAGIC: &[u8; 3] = b"KGR";
@@ -206,6 +208,31 @@ pub enum RecordError {
     /// Not canonical bytes.
     #[error("bytes are not a canonical key record")]
     NotCanonical,
+    /// Rotation grace over [`MAX_GRACE_SECONDS`].
+    #[error("grace period is longer than 7 days")]
+    GraceTooLong,
+    /// The key was already rotated.
+    #[error("key was already rotated")]
+    AlreadyRotated,
+}
+
+/// A key's status at a given time, for listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EffectiveStatus {
+    /// Would validate (subject to organization, scope and project).
+    Active,
+    /// Inactive: disabled by an administrator (reported before expiry).
+    Disabled,
+    /// Inactive: past its expiry time.
+    Expired,
+}
+
+/// Check a project's organization and name; returns the trimmed name.
+pub fn check_project(organization: &str, name: &str) -> Result<String, RecordError> {
+    if !valid_organization(organization) {
+        return Err(RecordError::BadOrganization);
+    }
+    check_name(name).map(String::from)
 }
 
 /// A request to create a record, before normalisation.
@@ -364,6 +391,57 @@ pub fn check_create(req: CreateRequest) -> Result<KeyRecord, RecordError> {
 }
 
 impl KeyRecord {
+    /// The key's status at `now`: disabled, else expired (`now >= expires_at`),
+    /// else active. The same order as the deny reasons.
+    pub fn status_at(&self, now: u64) -> EffectiveStatus {
+        if self.status == KeyStatus::Disabled {
+            EffectiveStatus::Disabled
+        } else if self.expires_at.is_some_and(|t| now >= t) {
+            EffectiveStatus::Expired
+        } else {
+            EffectiveStatus::Active
+        }
+    }
+
+    /// The next version of this record with `status`.
+    pub fn with_status(&self, status: KeyStatus) -> Result<KeyRecord, RecordError> {
+        self.check()?;
+        let mut next = self.clone();
+        next.status = status;
+        next.version = self.version.checked_add(1).ok_or(RecordError::BadVersion)?;
+        Ok(next)
+    }
+
+    /// The next version of this record after rotation to `successor`: it
+    /// expires at `now + grace_seconds` (or earlier, if it already did) and
+    /// names its successor. Grace is at most 7 days.
+    pub fn retire(
+        &self,
+        successor: &str,
+        now: u64,
+        grace_seconds: u64,
+    ) -> Result<KeyRecord, RecordError> {
+        self.check()?;
+        if grace_seconds > MAX_GRACE_SECONDS {
+            return Err(RecordError::GraceTooLong);
+        }
+        if self.rotated_to.is_some() {
+            return Err(RecordError::AlreadyRotated);
+        }
+        if !valid_key_id(successor) || successor == self.id {
+            return Err(RecordError::BadKeyId);
+        }
+        let end = now
+            .checked_add(grace_seconds)
+            .ok_or(RecordError::InconsistentExpiry)?;
+        let mut next = self.clone();
+        next.expires_at = Some(self.expires_at.map_or(end, |t| t.min(end)));
+        next.rotated_to = Some(String::from(successor));
+        next.version = self.version.checked_add(1).ok_or(RecordError::BadVersion)?;
+        next.check()?;
+        Ok(next)
+    }
+
     /// Check every rule a stored record obeys (see the module docs).
     pub fn check(&self) -> Result<(), RecordError> {
         if !valid_key_id(&self.id) {

@@ -960,3 +960,74 @@ proptest! {
         prop_assert!(matches!(d2, Decision::Deny(_)));
     }
 }
+
+// ---------------------------------------------------------------- changes
+
+#[test]
+fn status_changes_and_retirement_make_new_versions() {
+    let m = create(
+        40,
+        "acme",
+        KeyLevel::Organization,
+        ProjectAccess::AllProjects,
+        ExpiryPolicy::Days(30),
+    );
+    let r = &m.record;
+    assert_eq!(r.status_at(T0), EffectiveStatus::Active);
+    assert_eq!(r.status_at(T0 + 30 * DAY), EffectiveStatus::Expired);
+    let off = r.with_status(KeyStatus::Disabled).unwrap();
+    assert_eq!(off.version, 2);
+    assert_eq!(off.status_at(T0), EffectiveStatus::Disabled);
+    assert_eq!(off.status_at(T0 + 31 * DAY), EffectiveStatus::Disabled);
+    let on = off.with_status(KeyStatus::Active).unwrap();
+    assert_eq!((on.version, on.status), (3, KeyStatus::Active));
+
+    let succ = make_key("kg", &random(41)).unwrap().id;
+    let old = r.retire(&succ, T0 + DAY, 3600).unwrap();
+    assert_eq!(old.expires_at, Some(T0 + DAY + 3600));
+    assert_eq!(old.rotated_to.as_deref(), Some(succ.as_str()));
+    assert_eq!(old.version, 2);
+    assert!(old.encode().is_ok());
+    // Grace never extends an earlier expiry.
+    assert_eq!(
+        r.retire(&succ, T0 + 30 * DAY - 10, 7 * DAY)
+            .unwrap()
+            .expires_at,
+        Some(T0 + 30 * DAY)
+    );
+    assert_eq!(
+        r.retire(&succ, T0, 7 * DAY + 1),
+        Err(RecordError::GraceTooLong)
+    );
+    assert_eq!(old.retire(&succ, T0, 0), Err(RecordError::AlreadyRotated));
+    assert_eq!(r.retire(&r.id, T0, 0), Err(RecordError::BadKeyId));
+    // A never-expiring key gets an expiry from its grace.
+    let n = create(
+        42,
+        "acme",
+        KeyLevel::Organization,
+        ProjectAccess::AllProjects,
+        ExpiryPolicy::Never,
+    );
+    let retired = n.record.retire(&succ, T0, 0).unwrap();
+    assert_eq!(retired.expires_at, Some(T0));
+    assert_eq!(retired.status_at(T0), EffectiveStatus::Expired);
+}
+
+#[test]
+fn project_registrations_are_checked() {
+    assert_eq!(check_project("acme", "  Billing  "), Ok("Billing".into()));
+    assert_eq!(
+        check_project("Acme", "x"),
+        Err(RecordError::BadOrganization)
+    );
+    assert_eq!(check_project("acme", ""), Err(RecordError::NameEmpty));
+    assert_eq!(
+        check_project("acme", "a\tb"),
+        Err(RecordError::NameControlCharacter)
+    );
+    assert_eq!(
+        check_project("acme", &"x".repeat(101)),
+        Err(RecordError::NameTooLong)
+    );
+}

@@ -1,0 +1,314 @@
+//! `keygate key ...`
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use keygate::Error;
+use keygate::admin::{Access, Created, KeySpec, KeyView, parse_scope};
+use keygate::runtime::bindings::{ExpiryPolicy, KeyStatus};
+use serde_json::json;
+
+use super::{CmdResult, Ctx, out, out_json, parse_duration, table, time};
+
+/// Key commands.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a key and print it, once, on stdout.
+    Create(CreateArgs),
+    /// List every key of an organization (never the secret).
+    List(ListArgs),
+    /// Show one key's metadata.
+    Show(IdArg),
+    /// Switch a key off; it stops validating at once.
+    Disable(IdArg),
+    /// Switch a disabled key back on.
+    Enable(IdArg),
+    /// Replace a key by a new one with the same settings; the old key keeps
+    /// working for the grace period, then expires.
+    Rotate(RotateArgs),
+    /// Delete a key; it stops validating at once.
+    Delete(IdArg),
+}
+
+/// `key create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Organization slug (org-level key; optional check for a project-level key).
+    #[arg(long)]
+    org: Option<String>,
+    /// Create a project-level key owned by this project.
+    #[arg(long, value_name = "PROJECT_ID", conflicts_with_all = ["all_projects", "projects"])]
+    project: Option<String>,
+    /// Label for the key (1 to 100 characters).
+    #[arg(long)]
+    name: String,
+    /// Org-level key for every project of the organization, including future ones.
+    #[arg(long, conflicts_with = "projects")]
+    all_projects: bool,
+    /// Org-level key for these projects only (comma-separated ids).
+    #[arg(long, value_name = "ID,ID...")]
+    projects: Option<String>,
+    /// Expiry: 7d to 90d, or never.
+    #[arg(long, default_value = "never")]
+    expires: String,
+    /// Scope granted (repeatable). Known: trigger-workflows.
+    #[arg(long = "scope", default_value = "trigger-workflows")]
+    scopes: Vec<String>,
+}
+
+/// `key list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Organization slug.
+    #[arg(long)]
+    org: String,
+    /// Only keys that can act on this project.
+    #[arg(long, value_name = "PROJECT_ID")]
+    project: Option<String>,
+}
+
+/// A key id argument.
+#[derive(Debug, Args)]
+pub struct IdArg {
+    /// Key id (the 11 characters after the prefix).
+    key_id: String,
+}
+
+/// `key rotate`.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// Key id.
+    key_id: String,
+    /// How long the old key keeps working (e.g. 30m, 24h, 7d; at most 7d).
+    #[arg(long, default_value = "24h")]
+    grace: String,
+}
+
+fn parse_expiry(s: &str) -> Result<ExpiryPolicy, Error> {
+    if s == "never" {
+        return Ok(ExpiryPolicy::Never);
+    }
+    let bad = || Error::invalid(format!("`{s}` is not an expiry: use 7d to 90d, or never"));
+    let digits = s.strip_suffix('d').ok_or_else(bad)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    match digits.parse::<u16>() {
+        Ok(d) => Ok(ExpiryPolicy::Days(d)),
+        Err(_) => Err(Error::invalid(format!(
+            "expiry of {digits} days is outside the policy (7 to 90 days, or never)"
+        ))),
+    }
+}
+
+fn spec(a: CreateArgs) -> Result<KeySpec, Error> {
+    let access = match (a.project, a.all_projects, a.projects) {
+        (Some(p), false, None) => Access::OwnProject(p),
+        (None, true, None) => Access::AllProjects,
+        (None, false, Some(list)) => {
+            let ids: Vec<String> = list.split(',').map(|s| s.trim().to_string()).collect();
+            if ids.iter().any(String::is_empty) {
+                return Err(Error::invalid(
+                    "--projects needs a comma-separated list of project ids, with no empty entry",
+                ));
+            }
+            Access::Selected(ids)
+        }
+        (None, false, None) => {
+            return Err(Error::invalid(
+                "choose the key's projects: --all-projects or --projects ID,ID... (or --project ID for a project-level key)",
+            ));
+        }
+        _ => {
+            return Err(Error::invalid(
+                "--all-projects, --projects and --project exclude each other",
+            ));
+        }
+    };
+    if a.org.is_none() && !matches!(access, Access::OwnProject(_)) {
+        return Err(Error::invalid("an organization-level key needs --org"));
+    }
+    let scopes = a
+        .scopes
+        .iter()
+        .map(|s| parse_scope(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(KeySpec {
+        organization: a.org,
+        name: a.name,
+        access,
+        expiry: parse_expiry(&a.expires)?,
+        scopes,
+    })
+}
+
+fn view_json(v: &KeyView) -> serde_json::Value {
+    let mut j = json!(v);
+    j["expires_at"] = json!(v.expires_at.map(time));
+    j["created_at"] = json!(time(v.created_at));
+    j
+}
+
+fn status(v: &KeyView) -> String {
+    match v.inactive_reason {
+        Some(r) => format!("inactive ({r})"),
+        None => v.status.to_string(),
+    }
+}
+
+fn show_created(ctx: &Ctx, c: &Created, verb: &str) -> CmdResult {
+    if ctx.json {
+        let mut j = view_json(&c.view);
+        j["key"] = json!(c.issued.expose_key());
+        out_json(&j)?;
+    } else {
+        out(c.issued.expose_key())?;
+    }
+    eprintln!(
+        "{verb} key {} ({}) for organization {}. This is the only time the key is shown: store it securely now.",
+        c.view.id, c.view.name, c.view.organization
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn warn_untrusted(views: &[KeyView]) {
+    for v in views
+        .iter()
+        .filter(|v| v.inactive_reason == Some("signature-invalid"))
+    {
+        eprintln!(
+            "warning: key `{}` has a stored record whose signature does not verify: it is denied; delete it and investigate who could write to the data directory",
+            v.id
+        );
+    }
+}
+
+/// Run a key command.
+pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
+    let now = keygate::admin::now();
+    match cmd {
+        KeyCommand::Create(a) => {
+            let spec = spec(a)?;
+            let created = ctx.with_store(|kg| kg.create_key(spec, now))?;
+            show_created(ctx, &created, "created")
+        }
+        KeyCommand::List(a) => {
+            let views = ctx.open()?.list_keys(&a.org, a.project.as_deref(), now)?;
+            warn_untrusted(&views);
+            if ctx.json {
+                out_json(&json!(views.iter().map(view_json).collect::<Vec<_>>()))?;
+            } else {
+                let rows: Vec<Vec<String>> = views
+                    .iter()
+                    .map(|v| {
+                        vec![
+                            v.id.clone(),
+                            v.name.clone(),
+                            v.level.to_string(),
+                            v.scopes.join(","),
+                            v.access.to_string(),
+                            status(v),
+                            v.expiry_policy.clone(),
+                            v.expires_at.map_or_else(|| "-".into(), time),
+                            time(v.created_at),
+                            v.rotated_from.clone().unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &[
+                        "ID",
+                        "NAME",
+                        "LEVEL",
+                        "SCOPE",
+                        "PROJECTS",
+                        "STATUS",
+                        "EXPIRY",
+                        "EXPIRES AT",
+                        "CREATED AT",
+                        "ROTATED FROM",
+                    ],
+                    &rows,
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        KeyCommand::Show(a) => {
+            let v = ctx.open()?.show_key(&a.key_id, now)?;
+            if ctx.json {
+                out_json(&view_json(&v))?;
+            } else {
+                let project = v
+                    .project
+                    .clone()
+                    .map(|p| format!(" of project {p}"))
+                    .unwrap_or_default();
+                out(&format!("id:            {}", v.id))?;
+                out(&format!("name:          {}", v.name))?;
+                out(&format!("organization:  {}", v.organization))?;
+                out(&format!("level:         {}{project}", v.level))?;
+                out(&format!("scopes:        {}", v.scopes.join(", ")))?;
+                out(&format!("projects:      {}", v.access))?;
+                out(&format!("status:        {}", status(&v)))?;
+                out(&format!("expiry policy: {}", v.expiry_policy))?;
+                out(&format!(
+                    "expires at:    {}",
+                    v.expires_at.map_or_else(|| "never".into(), time)
+                ))?;
+                out(&format!("created at:    {}", time(v.created_at)))?;
+                out(&format!(
+                    "rotated from:  {}",
+                    v.rotated_from.as_deref().unwrap_or("-")
+                ))?;
+                out(&format!(
+                    "rotated to:    {}",
+                    v.rotated_to.as_deref().unwrap_or("-")
+                ))?;
+                out(&format!("version:       {}", v.version))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        KeyCommand::Disable(a) => set_status(ctx, &a.key_id, KeyStatus::Disabled, now),
+        KeyCommand::Enable(a) => set_status(ctx, &a.key_id, KeyStatus::Active, now),
+        KeyCommand::Rotate(a) => {
+            let grace = parse_duration(&a.grace)?;
+            let (created, old) = ctx.open()?.rotate_key(&a.key_id, grace, now)?;
+            let r = show_created(ctx, &created, "rotated in");
+            if let Some(t) = old.expires_at {
+                eprintln!(
+                    "the old key {} keeps working until {} (exclusive)",
+                    old.id,
+                    time(t)
+                );
+            }
+            r
+        }
+        KeyCommand::Delete(a) => {
+            let d = ctx.open()?.delete_key(&a.key_id, now)?;
+            if ctx.json {
+                out_json(&json!(d))?;
+            } else {
+                out(&format!("deleted key {}", d.id))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn set_status(ctx: &Ctx, id: &str, status: KeyStatus, now: u64) -> CmdResult {
+    let (v, changed) = ctx.open()?.set_status(id, status, now)?;
+    let word = match status {
+        KeyStatus::Active => "enabled",
+        KeyStatus::Disabled => "disabled",
+    };
+    if ctx.json {
+        let mut j = view_json(&v);
+        j["changed"] = json!(changed);
+        out_json(&j)?;
+    } else if changed {
+        out(&format!("{word} key {id}"))?;
+    } else {
+        out(&format!("key {id} was already {word}; nothing changed"))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

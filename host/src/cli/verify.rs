@@ -1,0 +1,115 @@
+//! `keygate verify`: the decision, from the component, as an exit code.
+
+use std::io::{IsTerminal, Read};
+use std::process::ExitCode;
+
+use clap::Args;
+use keygate::Error;
+use keygate::admin::{parse_scope, reason_name};
+use keygate::runtime::bindings::{Decision, DenyReason};
+use serde_json::json;
+
+use super::{CmdResult, Ctx, out, out_json, parse_time, time};
+
+/// Longest input read from stdin; anything longer is denied as malformed.
+const MAX_INPUT: u64 = 64 * 1024;
+
+/// `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The project the caller wants to act on (its organization comes from its registration).
+    #[arg(long, value_name = "PROJECT_ID")]
+    project: String,
+    /// The action asked for.
+    #[arg(long, default_value = "trigger-workflows")]
+    action: String,
+    /// Decide as of this time: RFC 3339, @SECONDS, or +DURATION/-DURATION from now.
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
+}
+
+/// The presented key: `KEYGATE_KEY`, else stdin (never an argument: those
+/// leak into process lists and shell history).
+fn presented_key() -> Result<String, Error> {
+    if let Some(k) = std::env::var_os("KEYGATE_KEY") {
+        return Ok(k.to_string_lossy().trim().to_string());
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err(Error::invalid(
+            "no key to verify: pipe it on stdin or set KEYGATE_KEY",
+        ));
+    }
+    let mut buf = Vec::new();
+    stdin
+        .lock()
+        .take(MAX_INPUT + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::System(format!("cannot read the key from stdin: {e}")))?;
+    Ok(String::from_utf8_lossy(&buf).trim().to_string())
+}
+
+/// The machine name of a deny reason (as in the WIT).
+fn reason_code(r: DenyReason) -> &'static str {
+    match r {
+        DenyReason::Malformed => "malformed",
+        DenyReason::BadChecksum => "bad-checksum",
+        DenyReason::UnknownKey => "unknown-key",
+        DenyReason::SecretMismatch => "secret-mismatch",
+        DenyReason::RecordSignatureInvalid => "record-signature-invalid",
+        DenyReason::WrongOrganization => "wrong-organization",
+        DenyReason::Disabled => "disabled",
+        DenyReason::Expired => "expired",
+        DenyReason::ScopeNotGranted => "scope-not-granted",
+        DenyReason::ProjectNotGranted => "project-not-granted",
+    }
+}
+
+/// Run `verify`: exit 0 allow, 1 deny, 2 error.
+pub fn cmd_verify(ctx: &Ctx, a: VerifyArgs) -> CmdResult {
+    let now = keygate::admin::now();
+    let action = parse_scope(&a.action)?;
+    let at = match &a.at {
+        Some(t) => parse_time(t, now)?,
+        None => now,
+    };
+    let mut kg = ctx.open()?;
+    let key = presented_key()?;
+    let v = kg.verify(&key, &a.project, action, at)?;
+    drop(key);
+    match &v.decision {
+        Decision::Allow(ok) => {
+            if ctx.json {
+                out_json(&json!({
+                    "decision": "allow", "key_id": ok.key_id, "name": ok.name,
+                    "organization": ok.organization, "project": v.project.id,
+                    "action": a.action, "at": time(at), "record_version": ok.record_version,
+                    "expires_at": ok.expires_at.map(time),
+                }))?;
+            } else {
+                out(&format!(
+                    "allow: key {} ({}) may {} on project {} of {}",
+                    ok.key_id, ok.name, a.action, v.project.id, ok.organization
+                ))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Decision::Deny(reason) => {
+            if *reason == DenyReason::RecordSignatureInvalid {
+                eprintln!(
+                    "warning: the stored record of key `{}` failed signature verification: it is denied; the store may have been tampered with",
+                    v.key_id.as_deref().unwrap_or("?")
+                );
+            }
+            if ctx.json {
+                out_json(&json!({
+                    "decision": "deny", "reason": reason_code(*reason), "key_id": v.key_id,
+                    "project": v.project.id, "action": a.action, "at": time(at),
+                }))?;
+            } else {
+                out(&format!("deny: {}", reason_name(*reason)))?;
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The issuer's ed25519 signing key: made from the OS random source at init,
+//! kept in `issuer.key` in the data directory, readable by its owner only.
+//!
+//! File format: the line `keygate-issuer-ed25519-v1`, then the 32-byte seed
+//! in lowercase hex on the second line. The private key never leaves this
+//! process and never enters the WebAssembly module; nothing prints it.
+
+use std::io::Write;
+use std::path::Path;
+
+use ed25519_dalek::{Signer, SigningKey};
+
+use crate::error::{Error, Result};
+use crate::runtime::Module;
+use crate::runtime::bindings::{IssuerKey, SignedRecord};
+
+/// File name of the issuer key inside the data directory.
+pub const FILE: &str = "issuer.key";
+const HEADER: &str = "keygate-issuer-ed25519-v1";
+
+/// The loaded issuer key. `Debug` shows only the public parts.
+pub struct Issuer {
+    signing: SigningKey,
+    public: [u8; 32],
+    id: String,
+}
+
+impl std::fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issuer")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Issuer {
+    /// Make a new key from the OS random source and write it to `path`
+    /// (which must not exist), mode 0600.
+    pub fn generate(path: &Path, module: &mut Module) -> Result<Issuer> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed)
+            .map_err(|e| Error::System(format!("the OS random source failed: {e}")))?;
+        let text = format!("{HEADER}\n{}\n", hex(&seed));
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut file = opts.open(path).map_err(|e| {
+            Error::Issuer(format!(
+                "cannot create the issuer key `{}`: {e}",
+                path.display()
+            ))
+        })?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| {
+                Error::Issuer(format!(
+                    "cannot write the issuer key `{}`: {e}",
+                    path.display()
+                ))
+            })?;
+        Self::from_seed(seed, module)
+    }
+
+    /// Load the key at `path`, refusing a file that others can read or write.
+    pub fn load(path: &Path, module: &mut Module) -> Result<Issuer> {
+        let meta = std::fs::metadata(path).map_err(|e| {
+            Error::Issuer(format!(
+                "cannot read the issuer key `{}`: {e}",
+                path.display()
+            ))
+        })?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(Error::Issuer(format!(
+                    "the issuer key `{}` is accessible to other users (mode {mode:o}); run `chmod 600 {}`",
+                    path.display(),
+                    path.display()
+                )));
+            }
+        }
+        let _ = meta;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Issuer(format!(
+                "cannot read the issuer key `{}`: {e}",
+                path.display()
+            ))
+        })?;
+        let mut lines = text.lines();
+        let seed = match (lines.next(), lines.next().and_then(unhex32), lines.next()) {
+            (Some(HEADER), Some(seed), None) => seed,
+            _ => {
+                return Err(Error::Issuer(format!(
+                    "the issuer key `{}` is damaged (not a keygate ed25519 issuer key)",
+                    path.display()
+                )));
+            }
+        };
+        Self::from_seed(seed, module)
+    }
+
+    fn from_seed(mut seed: [u8; 32], module: &mut Module) -> Result<Issuer> {
+        let signing = SigningKey::from_bytes(&seed);
+        seed.fill(0);
+        let public = signing.verifying_key().to_bytes();
+        let id = module
+            .issuer_key_id(&public)?
+            .map_err(|e| Error::Issuer(format!("the issuer key is unusable: {e:?}")))?;
+        Ok(Issuer {
+            signing,
+            public,
+            id,
+        })
+    }
+
+    /// The issuer key id (16 hex characters).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.public
+    }
+
+    /// The public key as validators take it.
+    pub fn trusted(&self) -> IssuerKey {
+        IssuerKey {
+            id: self.id.clone(),
+            public_key: self.public.to_vec(),
+        }
+    }
+
+    /// Sign canonical record bytes.
+    pub fn sign(&self, canonical: Vec<u8>) -> SignedRecord {
+        let signature = self.signing.sign(&canonical).to_bytes().to_vec();
+        SignedRecord {
+            canonical,
+            signature,
+            issuer_key_id: self.id.clone(),
+        }
+    }
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}

@@ -1,0 +1,210 @@
+//! The on-disk schema: every tree, every key encoding and every value
+//! encoding of the sled store. Nothing else in keygate formats store keys.
+//!
+//! | tree           | key                          | value |
+//! |----------------|------------------------------|-------|
+//! | `meta`         | a name below                 | raw: `magic` = `keygate-store`, `schema` = u32 BE, `prefix` and `issuer` UTF-8, `sequence` = u64 BE, `created` = u64 BE |
+//! | `keys`         | key id (11 base62 bytes)     | [`VALUE_FORMAT`] then a signed record, see [`encode_signed`] |
+//! | `deleted_keys` | key id                       | [`VALUE_FORMAT`] then JSON [`DeletedKey`] |
+//! | `projects`     | project id (`prj_` + 11 base62) | [`VALUE_FORMAT`] then JSON [`Project`] |
+//! | `audit`        | sequence number, u64 BE      | [`VALUE_FORMAT`] then JSON [`AuditEvent`] |
+//!
+//! `sequence` counts admin writes; every committed change takes the next
+//! number, so an export can say how recent it is.
+
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::bindings::SignedRecord;
+
+/// Store schema version; a store with another one is refused.
+pub const SCHEMA_VERSION: u32 = 1;
+/// First byte of every value in the record trees.
+pub const VALUE_FORMAT: u8 = 1;
+
+/// Tree names.
+pub mod tree {
+    /// Store metadata.
+    pub const META: &str = "meta";
+    /// Live key records, signed.
+    pub const KEYS: &str = "keys";
+    /// Tombstones of deleted keys (ids are never reused).
+    pub const DELETED_KEYS: &str = "deleted_keys";
+    /// Projects, including deleted ones (ids are never reused).
+    pub const PROJECTS: &str = "projects";
+    /// Audit events.
+    pub const AUDIT: &str = "audit";
+}
+
+/// Keys of the `meta` tree.
+pub mod meta {
+    /// Marks a keygate store.
+    pub const MAGIC: &[u8] = b"magic";
+    /// Value of [`MAGIC`].
+    pub const MAGIC_VALUE: &[u8] = b"keygate-store";
+    /// Schema version (u32 BE).
+    pub const SCHEMA: &[u8] = b"schema";
+    /// Deployment key prefix.
+    pub const PREFIX: &[u8] = b"prefix";
+    /// Issuer key id.
+    pub const ISSUER: &[u8] = b"issuer";
+    /// Admin write sequence (u64 BE).
+    pub const SEQUENCE: &[u8] = b"sequence";
+    /// Store creation time (u64 BE seconds).
+    pub const CREATED: &[u8] = b"created";
+}
+
+/// A registered project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Project {
+    /// Project id.
+    pub id: String,
+    /// Owning organization.
+    pub organization: String,
+    /// Label.
+    pub name: String,
+    /// Creation time.
+    pub created_at: u64,
+    /// Deletion time; a deleted project stays as a tombstone.
+    pub deleted_at: Option<u64>,
+}
+
+/// What remains of a deleted key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedKey {
+    /// Key id.
+    pub id: String,
+    /// Owning organization.
+    pub organization: String,
+    /// Deletion time.
+    pub deleted_at: u64,
+    /// Last record version before deletion.
+    pub last_version: u64,
+}
+
+/// One admin action, as kept in the audit tree. Never holds a secret or hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Sequence number (the tree key).
+    pub sequence: u64,
+    /// When.
+    pub at: u64,
+    /// What: `init`, `project.create`, `key.rotate`, ...
+    pub action: String,
+    /// Organization concerned, if any.
+    pub organization: Option<String>,
+    /// The key or project id acted on.
+    pub subject: String,
+    /// Extra detail (a successor id, a count...).
+    pub detail: Option<String>,
+}
+
+/// A u64 as a tree key or meta value.
+pub fn u64_key(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+/// Read a u64 written by [`u64_key`].
+pub fn read_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+/// Whether bytes are a well-formed key id (tree key of `keys`, `deleted_keys`).
+pub fn is_key_id(bytes: &[u8]) -> bool {
+    bytes.len() == 11 && bytes.iter().all(u8::is_ascii_alphanumeric)
+}
+
+/// Whether bytes are a well-formed project id (tree key of `projects`).
+pub fn is_project_id(bytes: &[u8]) -> bool {
+    bytes.len() == 15
+        && bytes.starts_with(b"prj_")
+        && bytes[4..].iter().all(u8::is_ascii_alphanumeric)
+}
+
+/// Value of the `keys` tree: format byte, `u32` BE length and canonical
+/// bytes, `u8` length and signature, `u8` length and issuer key id.
+pub fn encode_signed(s: &SignedRecord) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + 4 + s.canonical.len() + 1 + 64 + 1 + 16);
+    out.push(VALUE_FORMAT);
+    out.extend_from_slice(&(s.canonical.len() as u32).to_be_bytes());
+    out.extend_from_slice(&s.canonical);
+    out.push(s.signature.len().min(255) as u8);
+    out.extend_from_slice(&s.signature[..s.signature.len().min(255)]);
+    out.push(s.issuer_key_id.len().min(255) as u8);
+    out.extend_from_slice(&s.issuer_key_id.as_bytes()[..s.issuer_key_id.len().min(255)]);
+    out
+}
+
+/// Decode a `keys` value; `None` when damaged.
+pub fn decode_signed(bytes: &[u8]) -> Option<SignedRecord> {
+    let (&format, rest) = bytes.split_first()?;
+    if format != VALUE_FORMAT {
+        return None;
+    }
+    let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    let rest = rest.get(4..)?;
+    let canonical = rest.get(..len)?.to_vec();
+    let rest = rest.get(len..)?;
+    let (&sig_len, rest) = rest.split_first()?;
+    let signature = rest.get(..usize::from(sig_len))?.to_vec();
+    let rest = rest.get(usize::from(sig_len)..)?;
+    let (&id_len, rest) = rest.split_first()?;
+    if rest.len() != usize::from(id_len) {
+        return None;
+    }
+    let issuer_key_id = String::from_utf8(rest.to_vec()).ok()?;
+    Some(SignedRecord {
+        canonical,
+        signature,
+        issuer_key_id,
+    })
+}
+
+/// Encode a JSON value with the format byte.
+pub fn encode_json<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = vec![VALUE_FORMAT];
+    // Serializing these plain structs to a Vec cannot fail.
+    serde_json::to_writer(&mut out, v).unwrap_or_default();
+    out
+}
+
+/// Decode a JSON value with the format byte; `None` when damaged.
+pub fn decode_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Option<T> {
+    match bytes.split_first() {
+        Some((&VALUE_FORMAT, json)) => serde_json::from_slice(json).ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_values_round_trip_and_reject_damage() {
+        let s = SignedRecord {
+            canonical: b"KGR\x01abc".to_vec(),
+            signature: vec![7; 64],
+            issuer_key_id: "0123456789abcdef".into(),
+        };
+        let v = encode_signed(&s);
+        assert_eq!(decode_signed(&v), Some(s));
+        for cut in 0..v.len() {
+            assert_eq!(decode_signed(&v[..cut]), None);
+        }
+        let mut extra = v.clone();
+        extra.push(0);
+        assert_eq!(decode_signed(&extra), None);
+        let mut wrong = v;
+        wrong[0] = 2;
+        assert_eq!(decode_signed(&wrong), None);
+    }
+
+    #[test]
+    fn ids_are_shape_checked() {
+        assert!(is_key_id(b"EcH3aVaFu27"));
+        assert!(!is_key_id(b"EcH3aVaFu2"));
+        assert!(!is_key_id(b"EcH3aVaFu2_"));
+        assert!(is_project_id(b"prj_EcH3aVaFu27"));
+        assert!(!is_project_id(b"prx_EcH3aVaFu27"));
+    }
+}
