@@ -11,7 +11,9 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     exit 2
 fi
 
-echo "== native: policy, host, component and end-to-end tests"
+echo "== native: policy, host, component and end-to-end (CLI) tests"
+# The CLI tests run the real binary: build it first so it is never stale.
+cargo build --release --locked -p keygate
 cargo test --release --locked
 
 echo "== in-guest: keygate-policy tests on wasm32-wasip2 inside wasmtime"

@@ -427,15 +427,15 @@ impl Keygate {
         for (key_id, signed) in self.store.keys()? {
             // A record that does not decode cannot be project-level for sure;
             // decoding needs no trust for this purpose.
-            if let Ok(rec) = self.module.decode_record(&signed.canonical)? {
-                if rec.level == KeyLevel::Project(id.to_string()) {
-                    doomed.push(DeletedKey {
-                        id: key_id,
-                        organization: rec.organization,
-                        deleted_at: at,
-                        last_version: rec.version,
-                    });
-                }
+            if let Ok(rec) = self.module.decode_record(&signed.canonical)?
+                && rec.level == KeyLevel::Project(id.to_string())
+            {
+                doomed.push(DeletedKey {
+                    id: key_id,
+                    organization: rec.organization,
+                    deleted_at: at,
+                    last_version: rec.version,
+                });
             }
         }
         project.deleted_at = Some(at);
@@ -558,13 +558,13 @@ impl Keygate {
         let (organization, level, access) = match &spec.access {
             Access::OwnProject(pid) => {
                 let project = self.live_project(pid)?;
-                if let Some(org) = &spec.organization {
-                    if *org != project.organization {
-                        return Err(Error::invalid(format!(
-                            "project `{pid}` belongs to organization `{}`, not `{org}`",
-                            project.organization
-                        )));
-                    }
+                if let Some(org) = &spec.organization
+                    && *org != project.organization
+                {
+                    return Err(Error::invalid(format!(
+                        "project `{pid}` belongs to organization `{}`, not `{org}`",
+                        project.organization
+                    )));
                 }
                 (
                     project.organization,
@@ -655,13 +655,13 @@ impl Keygate {
                 Ok(r) => r,
                 Err(Error::Tampered(_)) => {
                     // Untrusted: show only what is needed to find and delete it.
-                    if let Ok(r) = self.module.decode_record(&signed.canonical)? {
-                        if r.organization == organization {
-                            let mut v = self.view(&r, at)?;
-                            v.status = "inactive";
-                            v.inactive_reason = Some("signature-invalid");
-                            out.push(v);
-                        }
+                    if let Ok(r) = self.module.decode_record(&signed.canonical)?
+                        && r.organization == organization
+                    {
+                        let mut v = self.view(&r, at)?;
+                        v.status = "inactive";
+                        v.inactive_reason = Some("signature-invalid");
+                        out.push(v);
                     }
                     continue;
                 }

@@ -11,7 +11,15 @@
 //!   verified records in a [`Validator`] for the hot path.
 #![no_std]
 #![forbid(unsafe_code)]
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::cloned_ref_to_slice_refs
+    )
+)]
 
 extern crate alloc;
 #[cfg(test)]

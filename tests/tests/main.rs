@@ -1,4 +1,10 @@
 //! keygate's integration tests: one test binary, a module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod support;
+
+mod bad_input;
 mod component;
+mod lifecycle;
+mod rotation;
+mod security;

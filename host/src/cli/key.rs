@@ -34,13 +34,13 @@ pub enum KeyCommand {
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// Organization slug (org-level key; optional check for a project-level key).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     org: Option<String>,
     /// Create a project-level key owned by this project.
     #[arg(long, value_name = "PROJECT_ID", conflicts_with_all = ["all_projects", "projects"])]
     project: Option<String>,
     /// Label for the key (1 to 100 characters).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     name: String,
     /// Org-level key for every project of the organization, including future ones.
     #[arg(long, conflicts_with = "projects")]
@@ -49,7 +49,7 @@ pub struct CreateArgs {
     #[arg(long, value_name = "ID,ID...")]
     projects: Option<String>,
     /// Expiry: 7d to 90d, or never.
-    #[arg(long, default_value = "never")]
+    #[arg(long, default_value = "never", allow_hyphen_values = true)]
     expires: String,
     /// Scope granted (repeatable). Known: trigger-workflows.
     #[arg(long = "scope", default_value = "trigger-workflows")]
@@ -60,7 +60,7 @@ pub struct CreateArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Organization slug.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     org: String,
     /// Only keys that can act on this project.
     #[arg(long, value_name = "PROJECT_ID")]
@@ -80,7 +80,7 @@ pub struct RotateArgs {
     /// Key id.
     key_id: String,
     /// How long the old key keeps working (e.g. 30m, 24h, 7d; at most 7d).
-    #[arg(long, default_value = "24h")]
+    #[arg(long, default_value = "24h", allow_hyphen_values = true)]
     grace: String,
 }
 

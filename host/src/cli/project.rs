@@ -22,9 +22,10 @@ pub enum ProjectCommand {
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// Organization slug (lowercase letters, digits, dashes).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     org: String,
     /// Project name.
+    #[arg(allow_hyphen_values = true)]
     name: String,
 }
 
@@ -32,7 +33,7 @@ pub struct CreateArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Organization slug.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     org: String,
 }
 

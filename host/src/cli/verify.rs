@@ -24,7 +24,7 @@ pub struct VerifyArgs {
     #[arg(long, default_value = "trigger-workflows")]
     action: String,
     /// Decide as of this time: RFC 3339, @SECONDS, or +DURATION/-DURATION from now.
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     at: Option<String>,
 }
 

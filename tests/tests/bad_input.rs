@@ -1,0 +1,420 @@
+//! Every bad input: one `error:` line, exit 2, and the store as it was.
+
+use crate::support::{Kg, key_id};
+
+/// A store with two acme projects, one globex project, one deleted project
+/// and one key.
+struct Fixture {
+    kg: Kg,
+    p: String,
+    globex: String,
+    deleted: String,
+    key: String,
+}
+
+fn fixture() -> Fixture {
+    let kg = Kg::new();
+    let p = kg.project("acme", "P");
+    kg.project("acme", "Q");
+    let globex = kg.project("globex", "G");
+    let deleted = kg.project("acme", "Gone");
+    kg.ok(&["project", "delete", &deleted]);
+    let key = kg.key(&["--org", "acme", "--name", "k", "--all-projects"]);
+    Fixture {
+        kg,
+        p,
+        globex,
+        deleted,
+        key,
+    }
+}
+
+/// Run `args`, expect a one-line error containing `expect`, and no change.
+fn refused(f: &Fixture, args: &[&str], expect: &str) {
+    let before = f.kg.audit_len();
+    let files_before = f.kg.files().len();
+    let err = f.kg.fail(args);
+    assert!(
+        err.contains(expect),
+        "keygate {args:?}: expected {expect:?} in {err:?}"
+    );
+    assert_eq!(
+        f.kg.audit_len(),
+        before,
+        "keygate {args:?} changed the store"
+    );
+    assert!(f.kg.files().len() >= files_before);
+}
+
+#[test]
+fn bad_names_are_refused() {
+    let f = fixture();
+    let long = "x".repeat(101);
+    for (name, why) in [
+        ("", "name is empty"),
+        ("   ", "name is empty"),
+        (long.as_str(), "longer than 100"),
+        ("tab\there", "control character"),
+        ("bell\u{7}", "control character"),
+        ("new\nline", "control character"),
+    ] {
+        refused(
+            &f,
+            &[
+                "key",
+                "create",
+                "--org",
+                "acme",
+                "--name",
+                name,
+                "--all-projects",
+            ],
+            why,
+        );
+        refused(&f, &["project", "create", "--org", "acme", name], why);
+    }
+    assert!(
+        f.kg.ok(&["project", "create", "--org", "acme", &"é".repeat(100)])
+            .starts_with("prj_")
+    );
+}
+
+#[test]
+fn bad_organizations_are_refused() {
+    let f = fixture();
+    for org in ["", "Acme", "-acme", "acme-", "ac me", "acme_co"] {
+        refused(
+            &f,
+            &[
+                "key",
+                "create",
+                "--org",
+                org,
+                "--name",
+                "n",
+                "--all-projects",
+            ],
+            "organization",
+        );
+        refused(
+            &f,
+            &["project", "create", "--org", org, "n"],
+            "organization",
+        );
+    }
+}
+
+#[test]
+fn bad_project_selections_are_refused() {
+    let f = fixture();
+    let base = ["key", "create", "--org", "acme", "--name", "n"];
+    fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        [base, extra].concat()
+    }
+    refused(
+        &f,
+        &with(&base, &["--projects", "prj_doesnotexist"]),
+        "unknown project `prj_doesnotexist`",
+    );
+    refused(&f, &with(&base, &["--projects", &f.deleted]), "was deleted");
+    refused(
+        &f,
+        &with(&base, &["--projects", &f.globex]),
+        "belongs to organization `globex`",
+    );
+    refused(
+        &f,
+        &with(&base, &["--projects", &format!("{},{}", f.p, f.globex)]),
+        "belongs to organization `globex`",
+    );
+    refused(&f, &with(&base, &["--projects", ""]), "--projects");
+    refused(&f, &with(&base, &["--projects", ","]), "--projects");
+    refused(
+        &f,
+        &with(&base, &["--projects", &format!("{},", f.p)]),
+        "--projects",
+    );
+    refused(&f, &with(&base, &[]), "--all-projects or --projects");
+    refused(
+        &f,
+        &with(&base, &["--all-projects", "--projects", &f.p]),
+        "cannot be used with",
+    );
+    refused(
+        &f,
+        &["key", "create", "--project", "prj_nope", "--name", "n"],
+        "unknown project",
+    );
+    refused(
+        &f,
+        &["key", "create", "--project", &f.deleted, "--name", "n"],
+        "was deleted",
+    );
+    refused(
+        &f,
+        &[
+            "key",
+            "create",
+            "--project",
+            &f.p,
+            "--all-projects",
+            "--name",
+            "n",
+        ],
+        "cannot be used with",
+    );
+    refused(
+        &f,
+        &["key", "create", "--name", "n", "--all-projects"],
+        "needs --org",
+    );
+    refused(
+        &f,
+        &["key", "list", "--org", "acme", "--project", &f.globex],
+        "belongs to organization `globex`",
+    );
+}
+
+#[test]
+fn expiries_outside_the_policy_are_refused() {
+    let f = fixture();
+    for (e, why) in [
+        ("0d", "outside the policy"),
+        ("6d", "outside the policy"),
+        ("91d", "outside the policy"),
+        ("365d", "outside the policy"),
+        ("99999999d", "outside the policy"),
+        ("-1d", "not an expiry"),
+        ("abc", "not an expiry"),
+        ("30", "not an expiry"),
+        ("30h", "not an expiry"),
+        ("d", "not an expiry"),
+        ("", "not an expiry"),
+    ] {
+        refused(
+            &f,
+            &[
+                "key",
+                "create",
+                "--org",
+                "acme",
+                "--name",
+                "n",
+                "--all-projects",
+                "--expires",
+                e,
+            ],
+            why,
+        );
+    }
+    for ok in ["7d", "90d", "never"] {
+        f.kg.key(&[
+            "--org",
+            "acme",
+            "--name",
+            "n",
+            "--all-projects",
+            "--expires",
+            ok,
+        ]);
+    }
+}
+
+#[test]
+fn unknown_scopes_and_actions_are_refused() {
+    let f = fixture();
+    refused(
+        &f,
+        &[
+            "key",
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "n",
+            "--all-projects",
+            "--scope",
+            "admin",
+        ],
+        "unknown scope `admin`",
+    );
+    refused(
+        &f,
+        &["verify", "--project", &f.p, "--action", "delete-workflows"],
+        "unknown scope",
+    );
+}
+
+#[test]
+fn unknown_key_ids_and_bad_graces_are_refused() {
+    let f = fixture();
+    for cmd in ["show", "disable", "enable", "rotate", "delete"] {
+        refused(
+            &f,
+            &["key", cmd, "AAAAAAAAAAA"],
+            "unknown key id `AAAAAAAAAAA`",
+        );
+        refused(&f, &["key", cmd, "../../etc"], "unknown key id");
+    }
+    let id = key_id(&f.key);
+    refused(
+        &f,
+        &["key", "rotate", &id, "--grace", "8d"],
+        "longer than 7 days",
+    );
+    refused(
+        &f,
+        &["key", "rotate", &id, "--grace", "169h"],
+        "longer than 7 days",
+    );
+    refused(
+        &f,
+        &["key", "rotate", &id, "--grace", "-1h"],
+        "not a duration",
+    );
+    refused(&f, &["project", "delete", "prj_nope"], "unknown project");
+    refused(&f, &["verify", "--project", "prj_nope"], "unknown project");
+    refused(&f, &["verify", "--project", &f.deleted], "was deleted");
+    refused(
+        &f,
+        &["verify", "--project", &f.p, "--at", "yesterday"],
+        "not a time",
+    );
+}
+
+#[test]
+fn presented_keys_of_any_length_or_bytes_are_denied_not_crashed() {
+    let f = fixture();
+    let mut inputs: Vec<Vec<u8>> = vec![
+        vec![],
+        b"\n".to_vec(),
+        vec![0; 64],
+        vec![0xff; 300],
+        b"kg_".to_vec(),
+        "kg_\u{1F600}".repeat(20).into_bytes(),
+        vec![b'a'; 70_000],
+        f.key.as_bytes()[..f.key.len() - 1].to_vec(),
+        [f.key.as_bytes(), b"x"].concat(),
+        f.key.to_uppercase().into_bytes(),
+    ];
+    for len in [1, 10, 60, 62, 63, 64, 73, 74, 200] {
+        inputs.push((0..len).map(|i| b"kg_aZ09"[i % 7]).collect());
+    }
+    for input in inputs {
+        let (code, out, err) = f.kg.verify(&input, &f.p, &[]);
+        assert_eq!(
+            code,
+            1,
+            "input {:?}: {out} {err}",
+            String::from_utf8_lossy(&input)
+        );
+        assert!(out.starts_with("deny: "), "{out}");
+        assert!(!err.contains("panicked"));
+    }
+}
+
+#[test]
+fn missing_foreign_and_corrupt_data_directories_are_refused() {
+    let kg = Kg::new();
+    // Missing store: reads are refused and nothing is created.
+    let missing = kg.path().join("nothing-here");
+    let run = |dir: &std::path::Path, args: &[&str]| {
+        let o = assert_cmd::Command::new(crate::support::keygate_bin())
+            .env_remove("KEYGATE_DATA_DIR")
+            .arg("--data-dir")
+            .arg(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        (o.status.code(), String::from_utf8(o.stderr).unwrap())
+    };
+    let (code, err) = run(&missing, &["key", "list", "--org", "acme"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no keygate store"), "{err}");
+    assert!(!missing.exists());
+
+    // A failed first write leaves a missing directory missing.
+    let (code, _) = run(
+        &missing,
+        &[
+            "key",
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "",
+            "--all-projects",
+        ],
+    );
+    assert_eq!(code, Some(2));
+    assert!(!missing.exists());
+    // ... and an empty one empty.
+    let empty = kg.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let (code, _) = run(
+        &empty,
+        &[
+            "key",
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "n",
+            "--projects",
+            "prj_x",
+        ],
+    );
+    assert_eq!(code, Some(2));
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+
+    // Foreign: a directory with other things in it.
+    let foreign = kg.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
+    let (code, err) = run(
+        &foreign,
+        &[
+            "key",
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "n",
+            "--all-projects",
+        ],
+    );
+    assert_eq!(code, Some(2));
+    assert!(err.contains("not a keygate data directory"), "{err}");
+    assert_eq!(std::fs::read_dir(&foreign).unwrap().count(), 1);
+
+    // Corrupt: a db directory that is not a sled store of ours.
+    let corrupt = kg.path().join("corrupt");
+    std::fs::create_dir_all(corrupt.join("db")).unwrap();
+    std::fs::write(corrupt.join("db").join("conf"), b"garbage garbage").unwrap();
+    let (code, err) = run(&corrupt, &["key", "list", "--org", "acme"]);
+    assert_eq!(code, Some(2));
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn an_issuer_key_readable_by_others_is_refused() {
+    let f = fixture();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let path = f.kg.path().join("issuer.key");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = f.kg.fail(&["key", "list", "--org", "acme"]);
+        assert!(
+            err.contains("accessible to other users") && err.contains("chmod 600"),
+            "{err}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&path, "keygate-issuer-ed25519-v1\nnot hex\n").unwrap();
+        assert!(
+            f.kg.fail(&["key", "list", "--org", "acme"])
+                .contains("damaged")
+        );
+    }
+}

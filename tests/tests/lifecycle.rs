@@ -1,0 +1,258 @@
+//! The whole lifecycle through the real binary.
+
+use crate::support::{Kg, key_id};
+
+#[test]
+fn org_key_lifecycle_create_verify_list_disable_enable_delete() {
+    let kg = Kg::new();
+    let billing = kg.project("acme", "Billing");
+    let web = kg.project("acme", "Web");
+    let foreign = kg.project("globex", "Billing");
+    let key = kg.key(&[
+        "--org",
+        "acme",
+        "--name",
+        "crm-sync",
+        "--all-projects",
+        "--expires",
+        "30d",
+    ]);
+    let id = key_id(&key);
+    assert!(key.starts_with("kg_"));
+
+    assert_eq!(kg.decide(&key, &billing, &[]), "allow");
+    assert_eq!(kg.decide(&key, &web, &[]), "allow");
+    // Projects created after the key are covered by "all projects".
+    let later = kg.project("acme", "Later");
+    assert_eq!(kg.decide(&key, &later, &[]), "allow");
+    // Never another organization's project.
+    assert_eq!(kg.decide(&key, &foreign, &[]), "wrong organization");
+
+    let list = kg.json(&["key", "list", "--org", "acme"]);
+    let row = &list.as_array().unwrap()[0];
+    assert_eq!(row["id"], id.as_str());
+    assert_eq!(row["name"], "crm-sync");
+    assert_eq!(row["level"], "organization");
+    assert_eq!(row["scopes"][0], "trigger-workflows");
+    assert_eq!(row["access"], "all-projects");
+    assert_eq!(row["status"], "active");
+    assert_eq!(row["expiry_policy"], "30d");
+    assert!(row["expires_at"].as_str().unwrap().ends_with('Z'));
+    assert!(row["created_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        kg.json(&["key", "list", "--org", "globex"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    let human = kg.ok(&["key", "list", "--org", "acme"]);
+    assert!(human.starts_with("ID "), "{human}");
+    assert!(human.contains(&id) && human.contains("crm-sync") && human.contains("all-projects"));
+
+    // Disable stops validation at once; enable restores it.
+    assert!(kg.ok(&["key", "disable", &id]).contains("disabled"));
+    assert_eq!(kg.decide(&key, &billing, &[]), "key disabled");
+    let shown = kg.json(&["key", "show", &id]);
+    assert_eq!(shown["status"], "inactive");
+    assert_eq!(shown["inactive_reason"], "disabled");
+    assert_eq!(shown["version"], 2);
+    assert!(kg.ok(&["key", "disable", &id]).contains("already disabled"));
+    kg.ok(&["key", "enable", &id]);
+    assert_eq!(kg.decide(&key, &billing, &[]), "allow");
+
+    // Delete stops it at once and for good.
+    kg.ok(&["key", "delete", &id]);
+    assert_eq!(kg.decide(&key, &billing, &[]), "unknown key");
+    assert!(kg.fail(&["key", "show", &id]).contains("was deleted"));
+    assert_eq!(
+        kg.json(&["key", "list", "--org", "acme"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    let audit = kg.json(&["audit", "--org", "acme"]);
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "project.create",
+            "project.create",
+            "key.create",
+            "project.create",
+            "key.disable",
+            "key.enable",
+            "key.delete"
+        ]
+    );
+}
+
+#[test]
+fn project_level_keys_act_only_on_their_project() {
+    let kg = Kg::new();
+    let alpha = kg.project("acme", "Alpha");
+    let beta = kg.project("acme", "Beta");
+    let other = kg.project("globex", "Alpha");
+    let key = kg.key(&["--project", &alpha, "--name", "alpha-ci", "--expires", "7d"]);
+    assert_eq!(kg.decide(&key, &alpha, &[]), "allow");
+    assert_eq!(kg.decide(&key, &beta, &[]), "project not granted");
+    assert_eq!(kg.decide(&key, &other, &[]), "wrong organization");
+    assert_eq!(kg.decide(&key, &alpha, &["--at", "+7d"]), "key expired");
+    assert_eq!(kg.decide(&key, &alpha, &["--at", "+6d"]), "allow");
+
+    let v = kg.json(&["key", "show", &key_id(&key)]);
+    assert_eq!(v["level"], "project");
+    assert_eq!(v["project"], alpha.as_str());
+    assert_eq!(v["access"][0], alpha.as_str());
+    // The org listing includes project-level keys; --project narrows it.
+    assert_eq!(
+        kg.json(&["key", "list", "--org", "acme"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        kg.json(&["key", "list", "--org", "acme", "--project", &beta])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        kg.json(&["key", "list", "--org", "acme", "--project", &alpha])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // --org, when given, must be the project's organization.
+    assert!(
+        kg.fail(&[
+            "key",
+            "create",
+            "--org",
+            "globex",
+            "--project",
+            &alpha,
+            "--name",
+            "x"
+        ])
+        .contains("belongs to organization `acme`")
+    );
+}
+
+#[test]
+fn selected_projects_keys_act_only_on_their_set() {
+    let kg = Kg::new();
+    let a = kg.project("acme", "A");
+    let b = kg.project("acme", "B");
+    let c = kg.project("acme", "C");
+    let key = kg.key(&[
+        "--org",
+        "acme",
+        "--name",
+        "ab",
+        "--projects",
+        &format!("{a},{b}"),
+    ]);
+    assert_eq!(kg.decide(&key, &a, &[]), "allow");
+    assert_eq!(kg.decide(&key, &b, &[]), "allow");
+    assert_eq!(kg.decide(&key, &c, &[]), "project not granted");
+    let listed = kg.json(&["key", "list", "--org", "acme", "--project", &c]);
+    assert_eq!(listed.as_array().unwrap().len(), 0);
+    let v = kg.json(&["key", "show", &key_id(&key)]);
+    assert_eq!(v["expiry_policy"], "never");
+    assert!(v["expires_at"].is_null());
+}
+
+#[test]
+fn deleting_a_project_deletes_its_project_level_keys() {
+    let kg = Kg::new();
+    let alpha = kg.project("acme", "Alpha");
+    let beta = kg.project("acme", "Beta");
+    let k1 = kg.key(&["--project", &alpha, "--name", "one"]);
+    let k2 = kg.key(&["--project", &alpha, "--name", "two"]);
+    let kb = kg.key(&["--project", &beta, "--name", "beta"]);
+    let org = kg.key(&["--org", "acme", "--name", "org", "--all-projects"]);
+    let out = kg.json(&["project", "delete", &alpha]);
+    let mut deleted: Vec<String> = out["deleted_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    deleted.sort();
+    let mut expected = vec![key_id(&k1), key_id(&k2)];
+    expected.sort();
+    assert_eq!(deleted, expected);
+    assert!(
+        kg.fail(&["verify", "--project", &alpha])
+            .contains("was deleted")
+    );
+    assert_eq!(kg.decide(&kb, &beta, &[]), "allow");
+    assert_eq!(kg.decide(&org, &beta, &[]), "allow");
+    let projects = kg.json(&["project", "list", "--org", "acme"]);
+    assert_eq!(projects.as_array().unwrap().len(), 1);
+    assert!(
+        kg.fail(&["project", "delete", &alpha])
+            .contains("was deleted")
+    );
+    assert!(
+        kg.fail(&["key", "show", &key_id(&k1)])
+            .contains("was deleted")
+    );
+}
+
+#[test]
+fn issuer_module_and_init_commands() {
+    let kg = Kg::new();
+    let out = kg.ok(&["init", "--prefix", "acmekey"]);
+    assert!(out.contains("initialised"));
+    let key = kg.key(&["--org", "acme", "--name", "n", "--all-projects"]);
+    assert!(key.starts_with("acmekey_"));
+    assert!(kg.fail(&["init"]).contains("already holds a keygate store"));
+    let issuer = kg.json(&["issuer", "show"]);
+    assert_eq!(issuer["public_key"].as_str().unwrap().len(), 64);
+    assert_eq!(issuer["issuer_key_id"].as_str().unwrap().len(), 16);
+
+    let wasm = kg.path().join("exported.wasm");
+    let m = kg.json(&["module", "write", wasm.to_str().unwrap()]);
+    let bytes = std::fs::read(&wasm).unwrap();
+    assert_eq!(&bytes[..4], b"\0asm");
+    assert_eq!(m["bytes"], bytes.len());
+    assert_eq!(m["sha256"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn keygate_key_env_is_read_when_stdin_is_not_used() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "P");
+    let key = kg.key(&["--org", "acme", "--name", "env", "--all-projects"]);
+    let o = kg
+        .cmd()
+        .args(["verify", "--project", &p])
+        .env("KEYGATE_KEY", &key)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(
+        &kg.cmd()
+            .args(["--json", "verify", "--project", &p])
+            .env("KEYGATE_KEY", "kg_nope")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(v["decision"], "deny");
+    assert_eq!(v["reason"], "malformed");
+}

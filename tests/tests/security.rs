@@ -1,0 +1,216 @@
+//! One-time display, no secret on disk, tamper detection, locking.
+
+use crate::support::{Kg, key_id};
+use keygate::schema;
+
+#[test]
+fn the_key_is_printed_once_alone_on_stdout() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "P");
+    let o = kg
+        .cmd()
+        .args([
+            "key",
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "once",
+            "--all-projects",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    let stderr = String::from_utf8(o.stderr).unwrap();
+    let key = stdout.trim_end().to_string();
+    assert_eq!(stdout, format!("{key}\n"));
+    assert!(
+        stderr.contains(&key_id(&key)) && stderr.contains("only time"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&key));
+    // Nothing prints it again.
+    let secret = &key[key.len() - 49..key.len() - 6];
+    for args in [
+        vec!["key", "list", "--org", "acme"],
+        vec!["--json", "key", "list", "--org", "acme"],
+        vec!["key", "show", &key_id(&key)],
+        vec!["--json", "key", "show", &key_id(&key)],
+        vec!["--json", "audit"],
+    ] {
+        let o = kg.run(&args);
+        let all = [o.stdout, o.stderr].concat();
+        let text = String::from_utf8_lossy(&all);
+        assert!(!text.contains(secret), "{args:?} printed the secret");
+    }
+    let (code, out, err) = kg.verify(key.as_bytes(), &p, &[]);
+    assert_eq!(code, 0);
+    assert!(!out.contains(secret) && !err.contains(secret));
+    // JSON creation carries the key as one field.
+    let j = kg.json(&[
+        "key",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "j",
+        "--all-projects",
+    ]);
+    assert!(j["key"].as_str().unwrap().starts_with("kg_"));
+    assert!(j.get("key_hash").is_none());
+}
+
+#[test]
+fn no_file_in_the_data_directory_holds_a_key_or_its_secret() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "P");
+    let mut keys = Vec::new();
+    for i in 0..5 {
+        keys.push(kg.key(&[
+            "--org",
+            "acme",
+            "--name",
+            &format!("k{i}"),
+            "--all-projects",
+        ]));
+    }
+    keys.push(kg.key(&["--project", &p, "--name", "proj"]));
+    let rotated = kg
+        .ok(&["key", "rotate", &key_id(&keys[0])])
+        .trim_end()
+        .to_string();
+    keys.push(rotated);
+    for k in &keys {
+        assert_eq!(kg.decide(k, &p, &[]), "allow");
+    }
+    let files = kg.files();
+    assert!(files.len() > 3);
+    for k in &keys {
+        let secret = &k[k.len() - 49..k.len() - 6];
+        for (path, bytes) in &files {
+            for needle in [k.as_bytes(), secret.as_bytes()] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "{} holds a key",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+/// Rewrite one stored record's canonical bytes, keeping its signature, as
+/// someone with write access to the files could.
+fn tamper(kg: &Kg, id: &str, edit: impl Fn(&mut Vec<u8>)) {
+    let db = sled::open(kg.path().join("db")).unwrap();
+    let keys = db.open_tree(schema::tree::KEYS).unwrap();
+    let mut signed = schema::decode_signed(&keys.get(id).unwrap().unwrap()).unwrap();
+    edit(&mut signed.canonical);
+    keys.insert(id, schema::encode_signed(&signed)).unwrap();
+    db.flush().unwrap();
+}
+
+#[test]
+fn a_tampered_record_is_denied_and_reported() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "P");
+    let q = kg.project("acme", "Q");
+    let key = kg.key(&["--org", "acme", "--name", "narrow", "--projects", &p]);
+    let id = key_id(&key);
+    assert_eq!(kg.decide(&key, &q, &[]), "project not granted");
+    // Change the selected project id to Q in the stored bytes (same length).
+    let (p2, q2) = (p.clone(), q.clone());
+    tamper(&kg, &id, move |c| {
+        let at = c
+            .windows(p2.len())
+            .position(|w| w == p2.as_bytes())
+            .unwrap();
+        c[at..at + q2.len()].copy_from_slice(q2.as_bytes());
+    });
+    let (code, out, err) = kg.verify(key.as_bytes(), &q, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(out.trim(), "deny: record signature invalid");
+    assert!(err.contains("warning") && err.contains(&id), "{err}");
+    assert_eq!(kg.decide(&key, &p, &[]), "record signature invalid");
+
+    let list = kg.run(&["--json", "key", "list", "--org", "acme"]);
+    assert!(list.status.success());
+    assert!(String::from_utf8_lossy(&list.stderr).contains(&id));
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(rows[0]["inactive_reason"], "signature-invalid");
+    for cmd in ["show", "disable", "enable", "rotate"] {
+        let err = kg.fail(&["key", cmd, &id]);
+        assert!(
+            err.contains("failed signature verification"),
+            "{cmd}: {err}"
+        );
+    }
+    // Deleting is how the operator gets rid of it.
+    kg.ok(&["key", "delete", &id]);
+    assert_eq!(kg.decide(&key, &p, &[]), "unknown key");
+}
+
+#[test]
+fn a_flipped_signature_byte_is_denied() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "P");
+    let key = kg.key(&["--org", "acme", "--name", "x", "--all-projects"]);
+    let id = key_id(&key);
+    let db = sled::open(kg.path().join("db")).unwrap();
+    let keys = db.open_tree(schema::tree::KEYS).unwrap();
+    let mut signed = schema::decode_signed(&keys.get(&id).unwrap().unwrap()).unwrap();
+    signed.signature[10] ^= 0x01;
+    keys.insert(id.as_bytes(), schema::encode_signed(&signed))
+        .unwrap();
+    db.flush().unwrap();
+    drop(keys);
+    drop(db);
+    assert_eq!(kg.decide(&key, &p, &[]), "record signature invalid");
+}
+
+#[test]
+fn a_second_process_finds_the_store_locked() {
+    let kg = Kg::new();
+    kg.project("acme", "P");
+    let db = sled::open(kg.path().join("db")).unwrap();
+    let err = kg.fail(&["key", "list", "--org", "acme"]);
+    assert!(err.contains("in use by another keygate process"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    drop(db);
+    kg.ok(&["key", "list", "--org", "acme"]);
+}
+
+#[test]
+fn wrong_secret_and_unknown_id_are_denied() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "P");
+    let key = kg.key(&["--org", "acme", "--name", "x", "--all-projects"]);
+    // Same id, another secret, valid checksum.
+    let id = key_id(&key);
+    let n = id.bytes().fold(0u64, |n, c| {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'A'..=b'Z' => c - b'A' + 10,
+            _ => c - b'a' + 36,
+        };
+        n * 62 + u64::from(d)
+    });
+    let mut random = [0x5a_u8; 40];
+    random[..8].copy_from_slice(&n.to_be_bytes());
+    let forged = keygate_policy::make_key("kg", &random).unwrap();
+    assert_eq!(forged.id, id);
+    assert_eq!(kg.decide(&forged.key, &p, &[]), "secret mismatch");
+    // A key from another store: unknown here.
+    let other = Kg::new();
+    let foreign = other.key(&["--org", "acme", "--name", "y", "--all-projects"]);
+    assert_eq!(kg.decide(&foreign, &p, &[]), "unknown key");
+    // A typo is caught by the checksum.
+    let mut typo = key.clone().into_bytes();
+    let i = typo.len() - 10;
+    typo[i] = if typo[i] == b'a' { b'b' } else { b'a' };
+    assert_eq!(
+        kg.decide(std::str::from_utf8(&typo).unwrap(), &p, &[]),
+        "bad checksum"
+    );
+}

@@ -1,0 +1,173 @@
+//! Running the real `keygate` binary against a temporary data directory.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+
+use assert_cmd::Command;
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The `keygate` binary of this build profile, built on first use if missing
+/// (scripts/test.sh builds it beforehand).
+pub fn keygate_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = option_env!("CARGO_BIN_EXE_keygate") {
+            return PathBuf::from(p);
+        }
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+        let bin = profile_dir.join(format!("keygate{}", std::env::consts::EXE_SUFFIX));
+        if !bin.exists() {
+            let release = profile_dir.file_name().is_some_and(|n| n == "release");
+            let mut cmd = std::process::Command::new(env!("CARGO"));
+            cmd.args(["build", "-p", "keygate"]);
+            if release {
+                cmd.arg("--release");
+            }
+            assert!(
+                cmd.status().unwrap().success(),
+                "building the keygate binary failed"
+            );
+        }
+        bin
+    })
+}
+
+/// A temporary keygate data directory.
+pub struct Kg {
+    pub dir: TempDir,
+}
+
+impl Kg {
+    /// A fresh, empty data directory.
+    pub fn new() -> Kg {
+        Kg {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A command with `--data-dir` set and no inherited key.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(keygate_bin());
+        c.env_remove("KEYGATE_KEY")
+            .env_remove("KEYGATE_DATA_DIR")
+            .arg("--data-dir")
+            .arg(self.path());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Run, expect success, return stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "keygate {args:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// Run with `--json`, expect success, parse stdout.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+
+    /// Run, expect exit 2 with an `error:` line; return stderr.
+    pub fn fail(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        let err = String::from_utf8(o.stderr).unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "keygate {args:?} should fail with 2; stderr: {err}"
+        );
+        assert!(
+            err.starts_with("error: ") || err.contains("\nerror: "),
+            "no error line for {args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        err
+    }
+
+    pub fn project(&self, org: &str, name: &str) -> String {
+        self.ok(&["project", "create", "--org", org, name])
+            .trim()
+            .to_string()
+    }
+
+    /// Create a key; returns the key string.
+    pub fn key(&self, args: &[&str]) -> String {
+        let mut a = vec!["key", "create"];
+        a.extend_from_slice(args);
+        let out = self.ok(&a);
+        assert!(out.ends_with('\n') && out.lines().count() == 1, "{out:?}");
+        out.trim_end().to_string()
+    }
+
+    /// `verify` with the key on stdin: (exit code, stdout, stderr).
+    pub fn verify(&self, key: &[u8], project: &str, extra: &[&str]) -> (i32, String, String) {
+        let mut a = vec!["verify", "--project", project];
+        a.extend_from_slice(extra);
+        let o = self
+            .cmd()
+            .args(&a)
+            .write_stdin(key.to_vec())
+            .output()
+            .unwrap();
+        (
+            o.status.code().unwrap(),
+            String::from_utf8(o.stdout).unwrap(),
+            String::from_utf8(o.stderr).unwrap(),
+        )
+    }
+
+    /// The deny reason, or "allow".
+    pub fn decide(&self, key: &str, project: &str, extra: &[&str]) -> String {
+        let (code, out, err) = self.verify(key.as_bytes(), project, extra);
+        match code {
+            0 => "allow".into(),
+            1 => out.trim().strip_prefix("deny: ").unwrap().to_string(),
+            _ => panic!("verify errored: {err}"),
+        }
+    }
+
+    /// The admin write count, to check that failed commands changed nothing.
+    pub fn audit_len(&self) -> usize {
+        self.json(&["audit"]).as_array().unwrap().len()
+    }
+
+    /// Every file under the data directory with its bytes.
+    pub fn files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        fn walk(p: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+            for e in std::fs::read_dir(p).unwrap() {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() {
+                    walk(&e.path(), out);
+                } else {
+                    out.push((e.path(), std::fs::read(e.path()).unwrap()));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.path(), &mut out);
+        out
+    }
+}
+
+/// The key id inside a key string.
+pub fn key_id(key: &str) -> String {
+    let sep = key.find('_').unwrap();
+    key[sep + 1..sep + 12].to_string()
+}
