@@ -11,9 +11,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
-use crate::key::{ParseError, hash_key, parse_key};
+use crate::key::{ParseError, hash_key, hashes_equal, parse_key};
 use crate::record::{KeyLevel, KeyRecord, KeyStatus, ProjectAccess, Scope};
 
 /// A record in canonical bytes with its issuer's signature.
@@ -272,7 +271,7 @@ fn parse_step(presented: &str) -> Result<&str, DenyReason> {
 
 /// Hash the presented key and compare it with `stored` in constant time.
 fn secret_matches(presented: &str, stored: &[u8; 32]) -> bool {
-    bool::from(hash_key(presented).ct_eq(stored))
+    hashes_equal(&hash_key(presented), stored)
 }
 
 /// The checks after the secret and signature: organization, status, expiry,

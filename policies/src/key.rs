@@ -113,8 +113,8 @@ pub fn make_key(prefix: &str, random: &[u8]) -> Result<IssuedKey, KeyError> {
     let id = base62_fixed(id_bytes, ID_LEN);
     key.push_str(&id);
     key.push_str(&base62_fixed(secret_bytes, SECRET_LEN));
-    let sum = crc32(key.as_bytes()).to_be_bytes();
-    key.push_str(&base62_fixed(&sum, CHECKSUM_LEN));
+    let sum = checksum_digits(crc32(key.as_bytes()));
+    key.extend(sum.iter().map(|&c| char::from(c)));
     let key_hash = hash_key(&key);
     Ok(IssuedKey { key, id, key_hash })
 }
@@ -135,8 +135,7 @@ pub fn parse_key(presented: &str) -> Result<&str, ParseError> {
         return Err(ParseError::Malformed);
     }
     let (signed, checksum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
-    let expected = base62_fixed(&crc32(signed).to_be_bytes(), CHECKSUM_LEN);
-    if expected.as_bytes() != checksum {
+    if checksum_digits(crc32(signed)) != checksum {
         return Err(ParseError::BadChecksum);
     }
     Ok(&presented[sep + 1..sep + 1 + ID_LEN])
@@ -145,6 +144,16 @@ pub fn parse_key(presented: &str) -> Result<&str, ParseError> {
 /// SHA-256 of a key string: what the store keeps instead of the key.
 pub fn hash_key(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
+}
+
+/// The checksum's six base62 digits, without allocating (the hot path).
+fn checksum_digits(mut crc: u32) -> [u8; CHECKSUM_LEN] {
+    let mut out = [b'0'; CHECKSUM_LEN];
+    for d in out.iter_mut().rev() {
+        *d = ALPHABET[(crc % 62) as usize];
+        crc /= 62;
+    }
+    out
 }
 
 fn is_base62(c: u8) -> bool {
@@ -171,16 +180,33 @@ fn base62_fixed(bytes: &[u8], width: usize) -> String {
 }
 
 /// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), as used by zlib.
+/// Slice-by-8: eight bytes per step (this runs on every validation).
 pub fn crc32(data: &[u8]) -> u32 {
+    let t = &CRC_TABLES;
     let mut crc = !0u32;
-    for &b in data {
-        crc = (crc >> 8) ^ CRC_TABLE[((crc ^ u32::from(b)) & 0xff) as usize];
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let lo = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) ^ crc;
+        let hi = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
+        crc = t[7][(lo & 0xff) as usize]
+            ^ t[6][((lo >> 8) & 0xff) as usize]
+            ^ t[5][((lo >> 16) & 0xff) as usize]
+            ^ t[4][(lo >> 24) as usize]
+            ^ t[3][(hi & 0xff) as usize]
+            ^ t[2][((hi >> 8) & 0xff) as usize]
+            ^ t[1][((hi >> 16) & 0xff) as usize]
+            ^ t[0][(hi >> 24) as usize];
+    }
+    for &b in chunks.remainder() {
+        crc = (crc >> 8) ^ t[0][((crc ^ u32::from(b)) & 0xff) as usize];
     }
     !crc
 }
 
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
+/// `CRC_TABLES[0]` is the classic byte table; `CRC_TABLES[k][i]` is the CRC
+/// of byte `i` followed by `k` zero bytes.
+const CRC_TABLES: [[u32; 256]; 8] = {
+    let mut t = [[0u32; 256]; 8];
     let mut i = 0;
     while i < 256 {
         let mut c = i as u32;
@@ -193,11 +219,34 @@ const CRC_TABLE: [u32; 256] = {
             };
             k += 1;
         }
-        table[i] = c;
+        t[0][i] = c;
         i += 1;
     }
-    table
+    let mut k = 1;
+    while k < 8 {
+        let mut i = 0;
+        while i < 256 {
+            let prev = t[k - 1][i];
+            t[k][i] = (prev >> 8) ^ t[0][(prev & 0xff) as usize];
+            i += 1;
+        }
+        k += 1;
+    }
+    t
 };
+
+/// Compare two SHA-256 hashes in constant time: no branch or early exit
+/// depends on where they differ.
+pub fn hashes_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    use subtle::ConstantTimeEq;
+    let mut diff = 0u64;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let x = u64::from_ne_bytes([x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]]);
+        let y = u64::from_ne_bytes([y[0], y[1], y[2], y[3], y[4], y[5], y[6], y[7]]);
+        diff |= x ^ y;
+    }
+    bool::from(diff.ct_eq(&0))
+}
 
 #[cfg(test)]
 mod tests {
@@ -216,6 +265,27 @@ mod tests {
         assert_eq!(crc32(b""), 0);
     }
 
+    fn crc32_bytewise(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in data {
+            crc = (crc >> 8) ^ CRC_TABLES[0][((crc ^ u32::from(b)) & 0xff) as usize];
+        }
+        !crc
+    }
+
+    #[test]
+    fn hashes_equal_finds_every_single_byte_difference() {
+        let a = [7u8; 32];
+        assert!(hashes_equal(&a, &a));
+        for i in 0..32 {
+            for bit in 0..8 {
+                let mut b = a;
+                b[i] ^= 1 << bit;
+                assert!(!hashes_equal(&a, &b));
+            }
+        }
+    }
+
     #[test]
     fn base62_pads_and_orders_digits() {
         assert_eq!(base62_fixed(&[0, 0, 0, 0], 6), "000000");
@@ -223,6 +293,16 @@ mod tests {
         assert_eq!(base62_fixed(&[0, 0, 0, 62], 6), "000010");
         assert_eq!(base62_fixed(&[0xff; 4], 6), "4gfFC3");
         assert_eq!(base62_fixed(&[0xff; 8], 11), "LygHa16AHYF");
+    }
+
+    #[test]
+    fn checksum_digits_match_the_general_encoder() {
+        for crc in [0u32, 1, 61, 62, 0xDEAD_BEEF, u32::MAX] {
+            assert_eq!(
+                &checksum_digits(crc)[..],
+                base62_fixed(&crc.to_be_bytes(), CHECKSUM_LEN).as_bytes()
+            );
+        }
     }
 
     #[test]
@@ -295,6 +375,11 @@ mod tests {
             chars[pos] = c;
             let changed: String = chars.into_iter().collect();
             prop_assert!(parse_key(&changed).is_err(), "{} accepted", changed);
+        }
+
+        #[test]
+        fn slice_by_8_crc_equals_the_bytewise_crc(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            prop_assert_eq!(crc32(&data), crc32_bytewise(&data));
         }
 
         #[test]
