@@ -59,3 +59,49 @@ fn deserialize(engine: &Engine, payload: &[u8]) -> Option<Component> {
     // for and errors (not UB) on a mismatch.
     unsafe { Component::deserialize(engine, payload) }.ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::COMPONENT;
+
+    #[test]
+    fn a_damaged_or_foreign_cache_file_is_recompiled_and_rewritten() {
+        let engine = Engine::default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.cwasm");
+        load_or_compile(&engine, COMPONENT, &path).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        assert_eq!(&good[..8], MAGIC);
+        let source: [u8; 32] = Sha256::digest(COMPONENT).into();
+        assert!(load(&engine, &source, &path).is_some());
+
+        let mut flipped = good.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0xff;
+        let damaged: [Vec<u8>; 4] = [
+            flipped,
+            good[..good.len() / 2].to_vec(),
+            b"garbage".to_vec(),
+            [&good[..8], &[0u8; 32][..], &good[40..]].concat(), // compiled from other bytes
+        ];
+        for bad in damaged {
+            std::fs::write(&path, &bad).unwrap();
+            assert!(load(&engine, &source, &path).is_none());
+            load_or_compile(&engine, COMPONENT, &path).unwrap();
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                good,
+                "the cache file was not rewritten"
+            );
+        }
+        // A payload whose hashes match but that wasmtime refuses (compiled
+        // for another engine configuration) is recompiled, not trusted.
+        let mut cfg = wasmtime::Config::new();
+        cfg.memory_reservation(1 << 24).memory_guard_size(1 << 16);
+        let other = Engine::new(&cfg).unwrap();
+        assert!(load(&other, &source, &path).is_none());
+        load_or_compile(&other, COMPONENT, &path).unwrap();
+        assert!(load(&other, &source, &path).is_some());
+    }
+}

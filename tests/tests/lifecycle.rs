@@ -256,3 +256,41 @@ fn keygate_key_env_is_read_when_stdin_is_not_used() {
     assert_eq!(v["decision"], "deny");
     assert_eq!(v["reason"], "malformed");
 }
+
+#[test]
+fn the_first_write_initialises_the_store_and_says_so() {
+    let kg = Kg::new();
+    let o = kg
+        .cmd()
+        .args(["project", "create", "--org", "acme", "P"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.contains("initialised a new store"), "{err}");
+    let o = kg
+        .cmd()
+        .args(["project", "create", "--org", "acme", "Q"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8(o.stderr).unwrap().contains("initialised"));
+}
+
+#[test]
+fn a_corrupt_compile_cache_is_ignored_and_rebuilt() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "P");
+    let key = kg.key(&["--org", "acme", "--name", "c", "--all-projects"]);
+    let cache = kg.path().join("cache");
+    let files: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let good = std::fs::read(&files[0]).unwrap();
+    std::fs::write(&files[0], b"not a compiled component").unwrap();
+    assert_eq!(kg.decide(&key, &p, &[]), "allow");
+    assert_eq!(std::fs::read(&files[0]).unwrap(), good);
+    std::fs::remove_dir_all(&cache).unwrap();
+    assert_eq!(kg.decide(&key, &p, &[]), "allow");
+}
