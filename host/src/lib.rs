@@ -23,6 +23,8 @@
 //! # Ok::<(), keygate::Error>(())
 //! ```
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 pub mod admin;
 pub mod cache;
 pub mod error;
