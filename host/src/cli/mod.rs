@@ -18,7 +18,14 @@ use keygate::admin::Keygate;
 /// keygate: organization-level and project-level API keys, validated by one
 /// WebAssembly component.
 #[derive(Debug, Parser)]
-#[command(name = "keygate", version, about, max_term_width = 100)]
+#[command(
+    name = "keygate",
+    version,
+    max_term_width = 100,
+    after_help = "Exit status: 0 success (verify: allow), 1 verify: deny, 2 error.\n\
+Example:\n  KEY=$(keygate key create --org acme --name crm-sync --all-projects --expires 30d)\n  \
+P=$(keygate project create --org acme billing)\n  echo \"$KEY\" | keygate verify --project \"$P\""
+)]
 pub struct Cli {
     /// Data directory (default: the platform's user data directory + /keygate).
     #[arg(long, global = true, env = "KEYGATE_DATA_DIR", value_name = "DIR")]
@@ -141,12 +148,20 @@ pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let _ = e.print();
+            use clap::error::ErrorKind as K;
             return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                K::DisplayHelp | K::DisplayVersion => {
+                    let _ = e.print();
                     ExitCode::SUCCESS
                 }
-                _ => ExitCode::from(2),
+                K::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                    ExitCode::from(2)
+                }
+                _ => {
+                    eprintln!("{} (see --help)", one_line(&e.render().to_string()));
+                    ExitCode::from(2)
+                }
             };
         }
     };
@@ -180,6 +195,17 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// A clap error folded into one line: everything before its usage section.
+fn one_line(rendered: &str) -> String {
+    rendered
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Print a line on stdout.
