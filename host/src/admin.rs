@@ -12,7 +12,7 @@ use crate::runtime::bindings::{
     CreateRequest, Decision, DenyReason, EffectiveStatus, ExpiryPolicy, KeyLevel, KeyRecord,
     KeyStatus, LoadError, ProjectAccess, RecordError, Scope, SignedRecord, ValidationRequest,
 };
-use crate::runtime::{IssuedKey, Module, Runtime};
+use crate::runtime::{IssuedKey, Module, Runtime, ValidatorHandle};
 use crate::schema::{AuditEvent, DeletedKey, Project};
 use crate::store::{self, Batch, DirState, Store};
 
@@ -30,6 +30,9 @@ pub struct Keygate {
     issuer: Issuer,
     prefix: String,
     created: Option<DirState>,
+    /// A component `validator` trusting the issuer, made on first use; it
+    /// verifies stored records before any admin change relies on them.
+    checker: Option<ValidatorHandle>,
 }
 
 /// Which projects a new key may act on.
@@ -262,6 +265,7 @@ impl Keygate {
             issuer,
             prefix,
             created: None,
+            checker: None,
         })
     }
 
@@ -307,6 +311,7 @@ impl Keygate {
                 issuer,
                 prefix: prefix.to_string(),
                 created: Some(state),
+                checker: None,
             };
             kg.store.commit(Batch {
                 audit: vec![event(
@@ -482,7 +487,16 @@ impl Keygate {
     }
 
     fn open_signed(&mut self, id: &str, signed: &SignedRecord) -> Result<KeyRecord> {
-        let v = self.module.validator(&[self.issuer.trusted()])?;
+        let v = match self.checker {
+            Some(v) => v,
+            None => {
+                let v = self.module.validator(&[self.issuer.trusted()])?;
+                self.checker = Some(v);
+                v
+            }
+        };
+        // `load` verifies the signature on every call, also for a version it
+        // already holds (then it answers `stale`).
         match self.module.validator_load(v, signed)? {
             Ok(_) => {}
             Err(LoadError::SignatureInvalid | LoadError::NotCanonical | LoadError::Forgotten) => {

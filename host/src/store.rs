@@ -22,6 +22,8 @@ use crate::schema::{self, AuditEvent, DeletedKey, Project, meta, tree};
 
 /// Subdirectory holding the sled database.
 pub const DB_DIR: &str = "db";
+/// How long to wait for another process's lock before giving up.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Subdirectory holding the compiled component cache.
 pub const CACHE_DIR: &str = "cache";
 
@@ -154,10 +156,21 @@ impl Store {
     }
 
     fn open_db(dir: &Path) -> Result<Store> {
-        let db = sled::Config::new()
-            .path(dir.join(DB_DIR))
-            .open()
-            .map_err(|e| sled_error(dir, e))?;
+        // Admin commands hold the lock for milliseconds: wait up to a second
+        // for another keygate process before reporting the store as locked.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match sled::Config::new()
+                .path(dir.join(DB_DIR))
+                .open()
+                .map_err(|e| sled_error(dir, e))
+            {
+                Err(Error::Locked(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                other => break other?,
+            }
+        };
         let t = |name: &str| db.open_tree(name).map_err(|e| sled_error(dir, e));
         Ok(Store {
             meta: t(tree::META)?,

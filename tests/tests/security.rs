@@ -182,6 +182,28 @@ fn a_second_process_finds_the_store_locked() {
 }
 
 #[test]
+fn a_lock_released_quickly_is_waited_for() {
+    let kg = Kg::new();
+    kg.project("acme", "P");
+    let db = sled::open(kg.path().join("db")).unwrap();
+    let child = kg
+        .std_cmd()
+        .args(["key", "list", "--org", "acme"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    drop(db);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn wrong_secret_and_unknown_id_are_denied() {
     let kg = Kg::new();
     let p = kg.project("acme", "P");

@@ -62,6 +62,16 @@ impl Kg {
         c
     }
 
+    /// A plain `std::process::Command`, for spawning.
+    pub fn std_cmd(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(keygate_bin());
+        c.env_remove("KEYGATE_KEY")
+            .env_remove("KEYGATE_DATA_DIR")
+            .arg("--data-dir")
+            .arg(self.path());
+        c
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().unwrap()
     }
