@@ -167,6 +167,10 @@ impl Guest for Component {
         p::check_project(&organization, &name).map_err(record_error_out)
     }
 
+    fn grants_project(record: t::KeyRecord, project: String) -> bool {
+        record_in(record).is_ok_and(|r| r.grants_project(&project))
+    }
+
     fn status_at(record: t::KeyRecord, now: t::Timestamp) -> t::EffectiveStatus {
         match record_in(record).map(|r| r.status_at(now)) {
             Ok(p::EffectiveStatus::Active) => t::EffectiveStatus::Active,

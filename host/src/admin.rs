@@ -16,10 +16,6 @@ use crate::runtime::{IssuedKey, Module, Runtime, ValidatorHandle};
 use crate::schema::{AuditEvent, DeletedKey, Project};
 use crate::store::{self, Batch, DirState, Store};
 
-/// Default rotation grace: 24 hours.
-pub const DEFAULT_GRACE_SECONDS: u64 = 86_400;
-/// Longest rotation grace: 7 days.
-pub const MAX_GRACE_SECONDS: u64 = 7 * 86_400;
 /// The deployment prefix used when `init` is not given one.
 pub const DEFAULT_PREFIX: &str = "kg";
 
@@ -148,6 +144,22 @@ pub fn reason_name(r: DenyReason) -> &'static str {
         DenyReason::Expired => "key expired",
         DenyReason::ScopeNotGranted => "scope not granted",
         DenyReason::ProjectNotGranted => "project not granted",
+    }
+}
+
+/// The machine name of a deny reason, as in the WIT and in JSON output.
+pub fn reason_code(r: DenyReason) -> &'static str {
+    match r {
+        DenyReason::Malformed => "malformed",
+        DenyReason::BadChecksum => "bad-checksum",
+        DenyReason::UnknownKey => "unknown-key",
+        DenyReason::SecretMismatch => "secret-mismatch",
+        DenyReason::RecordSignatureInvalid => "record-signature-invalid",
+        DenyReason::WrongOrganization => "wrong-organization",
+        DenyReason::Disabled => "disabled",
+        DenyReason::Expired => "expired",
+        DenyReason::ScopeNotGranted => "scope-not-granted",
+        DenyReason::ProjectNotGranted => "project-not-granted",
     }
 }
 
@@ -304,7 +316,8 @@ impl Keygate {
                 )));
             }
             let issuer = Issuer::generate(&dir.join(issuer::FILE), &mut module)?;
-            let store = Store::create(dir, prefix, issuer.id(), now())?;
+            let at = now();
+            let store = Store::create(dir, prefix, issuer.id(), at)?;
             let kg = Keygate {
                 store,
                 module,
@@ -315,6 +328,7 @@ impl Keygate {
             };
             kg.store.commit(Batch {
                 audit: vec![event(
+                    at,
                     "init",
                     None,
                     kg.issuer.id(),
@@ -392,6 +406,7 @@ impl Keygate {
         self.store.commit(Batch {
             put_projects: vec![project.clone()],
             audit: vec![event(
+                at,
                 "project.create",
                 Some(organization),
                 &project.id,
@@ -402,11 +417,18 @@ impl Keygate {
         Ok(project)
     }
 
+    /// Refuse an organization that is not a valid slug (the component's
+    /// project check, with a name that always passes).
+    fn check_organization(&mut self, organization: &str) -> Result<()> {
+        self.module
+            .check_project(organization, "-")?
+            .map_err(policy)?;
+        Ok(())
+    }
+
     /// The live projects of an organization.
     pub fn list_projects(&mut self, organization: &str) -> Result<Vec<Project>> {
-        self.module
-            .check_project(organization, "x")?
-            .map_err(policy)?;
+        self.check_organization(organization)?;
         Ok(self
             .store
             .projects()?
@@ -446,6 +468,7 @@ impl Keygate {
         project.deleted_at = Some(at);
         let ids: Vec<String> = doomed.iter().map(|d| d.id.clone()).collect();
         let mut audit = vec![event(
+            at,
             "project.delete",
             Some(&project.organization),
             id,
@@ -453,6 +476,7 @@ impl Keygate {
         )];
         audit.extend(ids.iter().map(|k| {
             event(
+                at,
                 "key.delete",
                 Some(&project.organization),
                 k,
@@ -591,7 +615,7 @@ impl Keygate {
                     .organization
                     .clone()
                     .ok_or_else(|| Error::invalid("an organization-level key needs --org"))?;
-                self.module.check_project(&org, "x")?.map_err(policy)?;
+                self.check_organization(&org)?;
                 let access = match other {
                     Access::Selected(ids) => {
                         if ids.is_empty() {
@@ -631,6 +655,7 @@ impl Keygate {
         self.store.commit(Batch {
             put_keys: vec![(record.id.clone(), signed)],
             audit: vec![event(
+                at,
                 "key.create",
                 Some(&organization),
                 &record.id,
@@ -651,9 +676,7 @@ impl Keygate {
         project: Option<&str>,
         at: u64,
     ) -> Result<Vec<KeyView>> {
-        self.module
-            .check_project(organization, "x")?
-            .map_err(policy)?;
+        self.check_organization(organization)?;
         if let Some(pid) = project {
             let p = self.live_project(pid)?;
             if p.organization != organization {
@@ -684,17 +707,10 @@ impl Keygate {
             if record.organization != organization {
                 continue;
             }
-            if let Some(pid) = project {
-                let covers = match (&record.level, &record.access) {
-                    (KeyLevel::Project(own), _) => own == pid,
-                    (KeyLevel::Organization, ProjectAccess::AllProjects) => true,
-                    (KeyLevel::Organization, ProjectAccess::Selected(ids)) => {
-                        ids.iter().any(|p| p == pid)
-                    }
-                };
-                if !covers {
-                    continue;
-                }
+            if let Some(pid) = project
+                && !self.module.grants_project(&record, pid)?
+            {
+                continue;
             }
             out.push(self.view(&record, at)?);
         }
@@ -723,7 +739,7 @@ impl Keygate {
         };
         self.store.commit(Batch {
             put_keys: vec![(id.to_string(), signed)],
-            audit: vec![event(action, Some(&next.organization), id, None)],
+            audit: vec![event(at, action, Some(&next.organization), id, None)],
             ..Batch::default()
         })?;
         let v = self.view(&next, at)?;
@@ -740,9 +756,6 @@ impl Keygate {
         grace_seconds: u64,
         at: u64,
     ) -> Result<(Created, KeyView)> {
-        if grace_seconds > MAX_GRACE_SECONDS {
-            return Err(Error::invalid("grace period is longer than 7 days"));
-        }
         let old = self.verified(id)?;
         if old.status == KeyStatus::Disabled {
             return Err(Error::invalid(format!(
@@ -777,6 +790,7 @@ impl Keygate {
         self.store.commit(Batch {
             put_keys: vec![(new.id.clone(), new_signed), (old.id.clone(), old_signed)],
             audit: vec![event(
+                at,
                 "key.rotate",
                 Some(&old.organization),
                 id,
@@ -811,6 +825,7 @@ impl Keygate {
         self.store.commit(Batch {
             delete_keys: vec![tomb.clone()],
             audit: vec![event(
+                at,
                 "key.delete",
                 Some(organization.as_str()).filter(|o| !o.is_empty()),
                 id,
@@ -866,6 +881,7 @@ impl Keygate {
 }
 
 fn event(
+    at: u64,
     action: &str,
     organization: Option<&str>,
     subject: &str,
@@ -873,7 +889,7 @@ fn event(
 ) -> AuditEvent {
     AuditEvent {
         sequence: 0,
-        at: now(),
+        at,
         action: action.to_string(),
         organization: organization.map(str::to_string),
         subject: subject.to_string(),

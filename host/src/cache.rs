@@ -19,20 +19,33 @@ const HEADER: usize = 8 + 32 + 32;
 /// Load the compiled form of `wasm` from `path`, or compile it and store it
 /// there. A cache that cannot be written only costs the next run a compile.
 pub fn load_or_compile(engine: &Engine, wasm: &[u8], path: &Path) -> wasmtime::Result<Component> {
-    let source: [u8; 32] = Sha256::digest(wasm).into();
-    if let Some(c) = load(engine, &source, path) {
+    load_or_compile_hashed(engine, wasm, &Sha256::digest(wasm).into(), path)
+}
+
+/// [`load_or_compile`] for a caller that already knows `source`, the
+/// SHA-256 of `wasm`.
+pub fn load_or_compile_hashed(
+    engine: &Engine,
+    wasm: &[u8],
+    source: &[u8; 32],
+    path: &Path,
+) -> wasmtime::Result<Component> {
+    if let Some(c) = load(engine, source, path) {
         return Ok(c);
     }
     let component = Component::new(engine, wasm)?;
     let payload = component.serialize()?;
     let mut file = Vec::with_capacity(HEADER + payload.len());
     file.extend_from_slice(MAGIC);
-    file.extend_from_slice(&source);
+    file.extend_from_slice(source);
     file.extend_from_slice(&Sha256::digest(&payload));
     file.extend_from_slice(&payload);
     // Write then rename, so a reader never sees half a file.
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    if std::fs::write(&tmp, &file).is_ok() && std::fs::rename(&tmp, path).is_err() {
+    if std::fs::write(&tmp, &file)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .is_err()
+    {
         let _ = std::fs::remove_file(&tmp);
     }
     Ok(component)

@@ -39,7 +39,13 @@ pub const COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/keygate.w
 
 /// SHA-256 of [`COMPONENT`], lowercase hex.
 pub fn component_sha256() -> String {
-    hex(&Sha256::digest(COMPONENT))
+    hex(component_digest())
+}
+
+/// SHA-256 of [`COMPONENT`], computed once per process.
+fn component_digest() -> &'static [u8; 32] {
+    static DIGEST: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    DIGEST.get_or_init(|| Sha256::digest(COMPONENT).into())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -75,7 +81,12 @@ impl Runtime {
         let component = match cache_dir {
             Some(dir) => {
                 let _ = std::fs::create_dir_all(dir);
-                crate::cache::load_or_compile(&engine, COMPONENT, &Self::cache_file(&engine, dir))?
+                crate::cache::load_or_compile_hashed(
+                    &engine,
+                    COMPONENT,
+                    component_digest(),
+                    &Self::cache_file(&engine, dir),
+                )?
             }
             None => Component::new(&engine, COMPONENT)?,
         };
@@ -92,8 +103,8 @@ impl Runtime {
     pub fn cache_file(engine: &Engine, dir: &Path) -> PathBuf {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
-        let sha = component_sha256();
-        dir.join(format!("keygate-{}-{:016x}.cwasm", &sha[..16], h.finish()))
+        let sha = hex(&component_digest()[..8]);
+        dir.join(format!("keygate-{sha}-{:016x}.cwasm", h.finish()))
     }
 
     /// Names of the component's imports and exports, as the component model
@@ -238,6 +249,19 @@ impl Module {
             &mut self.store,
             organization,
             name,
+        )?)
+    }
+
+    /// `grants-project`.
+    pub fn grants_project(
+        &mut self,
+        record: &KeyRecord,
+        project: &str,
+    ) -> Result<bool, RuntimeError> {
+        Ok(self.inner.keygate_policy_policy().call_grants_project(
+            &mut self.store,
+            record,
+            project,
         )?)
     }
 

@@ -161,7 +161,9 @@ impl Store {
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         let db = loop {
             // No background flusher: every commit flushes (and fsyncs) itself.
-            let config = sled::Config::new().path(dir.join(DB_DIR)).flush_every_ms(None);
+            let config = sled::Config::new()
+                .path(dir.join(DB_DIR))
+                .flush_every_ms(None);
             match config.open().map_err(|e| sled_error(dir, e)) {
                 Err(Error::Locked(_)) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(25));

@@ -13,7 +13,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 use crate::key::{ParseError, hash_key, hashes_equal, parse_key};
-use crate::record::{KeyLevel, KeyRecord, KeyStatus, ProjectAccess, Scope};
+use crate::record::{KeyLevel, KeyRecord, KeyStatus, Scope};
 
 /// A record in canonical bytes with its issuer's signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,13 +179,18 @@ impl Decision {
 /// The id of an issuer public key: hex of the first 8 bytes of its SHA-256.
 pub fn issuer_key_id(public_key: &[u8]) -> Result<String, IssuerError> {
     verifying_key(public_key)?;
+    Ok(key_id_of(public_key))
+}
+
+/// Hex of the first 8 bytes of SHA-256(`public_key`), unchecked.
+fn key_id_of(public_key: &[u8]) -> String {
     let digest = Sha256::digest(public_key);
     let mut id = String::with_capacity(16);
     for b in &digest[..8] {
         id.push(char::from(HEX[usize::from(b >> 4)]));
         id.push(char::from(HEX[usize::from(b & 0xf)]));
     }
-    Ok(id)
+    id
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -221,8 +226,10 @@ impl TrustedIssuers {
     pub fn new(keys: &[IssuerKey]) -> Self {
         let keys = keys
             .iter()
-            .filter(|k| check_issuer_key(k).is_ok())
-            .filter_map(|k| Some((k.id.clone(), verifying_key(&k.public_key).ok()?)))
+            .filter_map(|k| {
+                let vk = verifying_key(&k.public_key).ok()?;
+                (key_id_of(&k.public_key) == k.id).then(|| (k.id.clone(), vk))
+            })
             .collect();
         TrustedIssuers { keys }
     }
@@ -289,14 +296,7 @@ fn rules(record: &KeyRecord, req: &Request) -> Result<(), DenyReason> {
     if !record.scopes.contains(&req.action) {
         return Err(DenyReason::ScopeNotGranted);
     }
-    let granted = match (&record.level, &record.access) {
-        (KeyLevel::Project(own), _) => *own == req.project,
-        (KeyLevel::Organization, ProjectAccess::AllProjects) => true,
-        (KeyLevel::Organization, ProjectAccess::Selected(ids)) => {
-            ids.binary_search(&req.project).is_ok()
-        }
-    };
-    if !granted {
+    if !record.grants_project(&req.project) {
         return Err(DenyReason::ProjectNotGranted);
     }
     Ok(())

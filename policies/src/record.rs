@@ -308,72 +308,32 @@ pub fn check_expiry(expiry: ExpiryPolicy) -> Result<(), RecordError> {
 /// Check a creation request and return the normalised version-1 record.
 /// Rules are checked in field order; the first broken one is returned.
 pub fn check_create(req: CreateRequest) -> Result<KeyRecord, RecordError> {
-    if !valid_key_id(&req.id) {
-        return Err(RecordError::BadKeyId);
-    }
-    if !valid_organization(&req.organization) {
-        return Err(RecordError::BadOrganization);
-    }
-    let name = String::from(check_name(&req.name)?);
-    if let KeyLevel::Project(p) = &req.level
-        && !valid_project_id(p)
-    {
-        return Err(RecordError::BadProjectId(p.clone()));
-    }
+    // Normalise, then let `KeyRecord::check` apply every rule in field order.
     let mut scopes = req.scopes;
     scopes.sort();
     scopes.dedup();
-    if scopes.is_empty() {
-        return Err(RecordError::NoScope);
-    }
     let access = match (&req.level, req.access) {
-        (KeyLevel::Organization, ProjectAccess::AllProjects) => ProjectAccess::AllProjects,
-        (level, ProjectAccess::Selected(mut ids)) => {
-            ids.sort();
-            ids.dedup();
-            if ids.is_empty() {
-                return Err(RecordError::EmptyProjectSelection);
-            }
-            if let Some(bad) = ids.iter().find(|p| !valid_project_id(p)) {
-                return Err(RecordError::BadProjectId(bad.clone()));
-            }
-            if ids.len() > MAX_SELECTED {
-                return Err(RecordError::NotCanonical);
-            }
-            if let KeyLevel::Project(own) = level
-                && (ids.len() != 1 || &ids[0] != own)
-            {
-                return Err(RecordError::ProjectLevelAccess);
-            }
-            ProjectAccess::Selected(ids)
-        }
         (KeyLevel::Project(own), ProjectAccess::AllProjects) => {
             ProjectAccess::Selected(alloc::vec![own.clone()])
         }
+        (_, ProjectAccess::Selected(mut ids)) => {
+            ids.sort();
+            ids.dedup();
+            ProjectAccess::Selected(ids)
+        }
+        (_, access) => access,
     };
-    check_expiry(req.expiry)?;
+    // An overflowing expiry leaves `expires_at` empty, which `check` reports
+    // as inconsistent with a fixed-days policy.
     let expires_at = match req.expiry {
         ExpiryPolicy::Never => None,
-        ExpiryPolicy::Days(d) => Some(
-            req.now
-                .checked_add(u64::from(d) * DAY)
-                .ok_or(RecordError::InconsistentExpiry)?,
-        ),
+        ExpiryPolicy::Days(d) => req.now.checked_add(u64::from(d) * DAY),
     };
-    let key_hash: [u8; 32] = req
-        .key_hash
-        .as_slice()
-        .try_into()
-        .map_err(|_| RecordError::BadKeyHash)?;
-    if let Some(from) = &req.rotated_from
-        && !valid_key_id(from)
-    {
-        return Err(RecordError::BadKeyId);
-    }
+    let key_hash = <[u8; 32]>::try_from(req.key_hash.as_slice()).ok();
     let record = KeyRecord {
         id: req.id,
         organization: req.organization,
-        name,
+        name: String::from(req.name.trim()),
         level: req.level,
         scopes,
         access,
@@ -381,12 +341,13 @@ pub fn check_create(req: CreateRequest) -> Result<KeyRecord, RecordError> {
         expiry: req.expiry,
         expires_at,
         status: KeyStatus::Active,
-        key_hash,
+        key_hash: key_hash.unwrap_or_default(),
         version: 1,
         rotated_from: req.rotated_from,
         rotated_to: None,
     };
     record.check()?;
+    key_hash.ok_or(RecordError::BadKeyHash)?;
     Ok(record)
 }
 
@@ -400,6 +361,19 @@ impl KeyRecord {
             EffectiveStatus::Expired
         } else {
             EffectiveStatus::Active
+        }
+    }
+
+    /// Whether the key may act on `project` of its own organization: a
+    /// project-level key only on its project, an org-level key on all
+    /// projects or on its selection.
+    pub fn grants_project(&self, project: &str) -> bool {
+        match (&self.level, &self.access) {
+            (KeyLevel::Project(own), _) => own == project,
+            (KeyLevel::Organization, ProjectAccess::AllProjects) => true,
+            (KeyLevel::Organization, ProjectAccess::Selected(ids)) => {
+                ids.binary_search_by(|p| p.as_str().cmp(project)).is_ok()
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! The shipped component, driven through wasmtime exactly as the host does,
 //! against the shared vectors in `tests/vectors/policy-v1.json`.
 
+use keygate::admin::reason_code;
 use keygate::runtime::bindings as b;
 use keygate::{Module, Runtime};
 use serde_json::Value;
@@ -25,27 +26,11 @@ fn unhex(v: &Value) -> Vec<u8> {
     hex::decode(v.as_str().unwrap()).unwrap()
 }
 
-fn reason_name(r: b::DenyReason) -> &'static str {
-    use b::DenyReason as D;
-    match r {
-        D::Malformed => "malformed",
-        D::BadChecksum => "bad-checksum",
-        D::UnknownKey => "unknown-key",
-        D::SecretMismatch => "secret-mismatch",
-        D::RecordSignatureInvalid => "record-signature-invalid",
-        D::WrongOrganization => "wrong-organization",
-        D::Disabled => "disabled",
-        D::Expired => "expired",
-        D::ScopeNotGranted => "scope-not-granted",
-        D::ProjectNotGranted => "project-not-granted",
-    }
-}
-
 fn decision_json(d: &b::Decision) -> Value {
     match d {
         b::Decision::Allow(a) => serde_json::json!({"allow": {
             "key_id": a.key_id, "record_version": a.record_version, "expires_at": a.expires_at}}),
-        b::Decision::Deny(r) => serde_json::json!({"deny": reason_name(*r)}),
+        b::Decision::Deny(r) => serde_json::json!({"deny": reason_code(*r)}),
     }
 }
 

@@ -47,7 +47,7 @@ pub struct AuditArgs {
 
 /// Run `init`.
 pub fn cmd_init(ctx: &Ctx, a: InitArgs) -> CmdResult {
-    let dir = ctx.data_dir_or_default()?;
+    let dir = ctx.dir()?;
     let kg = Keygate::init(&dir, &a.prefix)?;
     if ctx.json {
         out_json(

@@ -91,11 +91,7 @@ pub struct Ctx {
 
 impl Ctx {
     /// The data directory in use.
-    pub fn data_dir_or_default(&self) -> Result<PathBuf, Error> {
-        self.dir()
-    }
-
-    fn dir(&self) -> Result<PathBuf, Error> {
+    pub fn dir(&self) -> Result<PathBuf, Error> {
         match &self.data_dir {
             Some(d) if !d.as_os_str().is_empty() => Ok(d.clone()),
             _ => keygate::admin::default_data_dir().ok_or_else(|| {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use keygate::Error;
-use keygate::admin::{parse_scope, reason_name};
+use keygate::admin::{parse_scope, reason_code, reason_name};
 use keygate::runtime::bindings::{Decision, DenyReason};
 use serde_json::json;
 
@@ -49,22 +49,6 @@ fn presented_key() -> Result<String, Error> {
     Ok(String::from_utf8_lossy(&buf).trim().to_string())
 }
 
-/// The machine name of a deny reason (as in the WIT).
-fn reason_code(r: DenyReason) -> &'static str {
-    match r {
-        DenyReason::Malformed => "malformed",
-        DenyReason::BadChecksum => "bad-checksum",
-        DenyReason::UnknownKey => "unknown-key",
-        DenyReason::SecretMismatch => "secret-mismatch",
-        DenyReason::RecordSignatureInvalid => "record-signature-invalid",
-        DenyReason::WrongOrganization => "wrong-organization",
-        DenyReason::Disabled => "disabled",
-        DenyReason::Expired => "expired",
-        DenyReason::ScopeNotGranted => "scope-not-granted",
-        DenyReason::ProjectNotGranted => "project-not-granted",
-    }
-}
-
 /// Run `verify`: exit 0 allow, 1 deny, 2 error.
 pub fn cmd_verify(ctx: &Ctx, a: VerifyArgs) -> CmdResult {
     let now = keygate::admin::now();
@@ -76,7 +60,6 @@ pub fn cmd_verify(ctx: &Ctx, a: VerifyArgs) -> CmdResult {
     let mut kg = ctx.open()?;
     let key = presented_key()?;
     let v = kg.verify(&key, &a.project, action, at)?;
-    drop(key);
     match &v.decision {
         Decision::Allow(ok) => {
             if ctx.json {
