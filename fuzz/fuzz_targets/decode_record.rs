@@ -1,12 +1,16 @@
-//! Canonical record bytes: decoding never panics, and whatever decodes
-//! re-encodes to exactly the same bytes.
+//! Canonical bytes of every signed kind (key record, project registration,
+//! tombstone): decoding never panics, and whatever decodes re-encodes to
+//! exactly the same bytes.
 #![no_main]
 
-use keygate_policy::KeyRecord;
+use keygate_policy::{Body, KeyRecord};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(r) = KeyRecord::decode(data) {
         assert_eq!(r.encode().as_deref(), Ok(data));
+    }
+    if let Ok(b) = Body::decode(data) {
+        assert_eq!(b.encode().as_deref(), Ok(data));
     }
 });

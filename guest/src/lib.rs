@@ -12,7 +12,7 @@
 
 extern crate alloc;
 
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
@@ -27,7 +27,7 @@ mod bindings {
         world: "keygate",
     });
 
-    // Exported symbols are named like `keygate:policy/policy@0.1.0#evaluate`,
+    // Exported symbols are named like `keygate:policy/policy@0.2.0#evaluate`,
     // which a native linker's version script cannot express: export only
     // when building the component.
     #[cfg(target_arch = "wasm32")]
@@ -121,6 +121,10 @@ impl Guest for Component {
             })
     }
 
+    fn looks_like_key(text: String, prefix: Option<String>) -> bool {
+        p::looks_like_key(&text, prefix.as_deref())
+    }
+
     fn check_create(request: t::CreateRequest) -> Result<t::KeyRecord, t::RecordError> {
         let req = p::CreateRequest {
             id: request.id,
@@ -139,14 +143,56 @@ impl Guest for Component {
             .map_err(record_error_out)
     }
 
-    fn encode_record(record: t::KeyRecord) -> Result<Vec<u8>, t::RecordError> {
-        record_in(record)?.encode().map_err(record_error_out)
+    fn register_project(
+        id: String,
+        organization: String,
+        name: String,
+        now: t::Timestamp,
+    ) -> Result<t::ProjectRegistration, t::RecordError> {
+        p::register_project(&id, &organization, &name, now)
+            .map(project_out)
+            .map_err(record_error_out)
     }
 
-    fn decode_record(canonical: Vec<u8>) -> Result<t::KeyRecord, t::RecordError> {
-        p::KeyRecord::decode(&canonical)
-            .map(record_out)
+    fn delete_project(
+        registration: t::ProjectRegistration,
+        now: t::Timestamp,
+    ) -> Result<t::ProjectRegistration, t::RecordError> {
+        project_in(registration)
+            .delete(now)
+            .map(project_out)
             .map_err(record_error_out)
+    }
+
+    fn make_tombstone(
+        id: String,
+        last: Option<t::KeyRecord>,
+        now: t::Timestamp,
+    ) -> Result<t::Tombstone, t::RecordError> {
+        let last = last.map(record_in).transpose()?;
+        p::make_tombstone(&id, last.as_ref(), now)
+            .map(tombstone_out)
+            .map_err(record_error_out)
+    }
+
+    fn encode(body: t::SignedBody) -> Result<Vec<u8>, t::RecordError> {
+        body_in(body)?.encode().map_err(record_error_out)
+    }
+
+    fn decode(canonical: Vec<u8>) -> Result<t::SignedBody, t::RecordError> {
+        p::Body::decode(&canonical)
+            .map(body_out)
+            .map_err(record_error_out)
+    }
+
+    fn open(
+        signed: t::SignedRecord,
+        trusted: Vec<t::IssuerKey>,
+    ) -> Result<t::SignedBody, t::LoadError> {
+        p::TrustedIssuers::new(&issuers_in(trusted))
+            .open(&signed_in(signed))
+            .map(body_out)
+            .map_err(load_error_out)
     }
 
     fn issuer_key_id(public_key: Vec<u8>) -> Result<String, t::IssuerError> {
@@ -155,16 +201,44 @@ impl Guest for Component {
 
     fn evaluate(
         request: t::ValidationRequest,
-        record: Option<t::SignedRecord>,
+        evidence: t::Evidence,
         trusted: Vec<t::IssuerKey>,
     ) -> t::Decision {
         let trusted = p::TrustedIssuers::new(&issuers_in(trusted));
-        let record = record.map(signed_in);
-        decision_out(p::evaluate(&request_in(request), record.as_ref(), &trusted))
+        let evidence = p::Evidence {
+            key: evidence.key.map(signed_in),
+            tombstone: evidence.tombstone.map(signed_in),
+            project: evidence.project.map(signed_in),
+        };
+        decision_out(p::evaluate(&request_in(request), &evidence, &trusted))
     }
 
-    fn check_project(organization: String, name: String) -> Result<String, t::RecordError> {
-        p::check_project(&organization, &name).map_err(record_error_out)
+    fn deny_reason_text(reason: t::DenyReason) -> t::Text {
+        let r = deny_in(reason);
+        t::Text {
+            code: String::from(r.as_str()),
+            message: r.to_string(),
+        }
+    }
+
+    fn record_error_text(error: t::RecordError) -> t::Text {
+        let e = record_error_in(error);
+        t::Text {
+            code: String::from(e.code()),
+            message: e.to_string(),
+        }
+    }
+
+    fn scope_name(scope: t::Scope) -> String {
+        String::from(scope_in(scope).as_str())
+    }
+
+    fn scope_named(name: String) -> Option<t::Scope> {
+        p::Scope::from_name(&name).map(scope_out)
+    }
+
+    fn scopes() -> Vec<t::Scope> {
+        p::Scope::ALL.into_iter().map(scope_out).collect()
     }
 
     fn grants_project(record: t::KeyRecord, project: String) -> bool {
@@ -175,6 +249,7 @@ impl Guest for Component {
         match record_in(record).map(|r| r.status_at(now)) {
             Ok(p::EffectiveStatus::Active) => t::EffectiveStatus::Active,
             Ok(p::EffectiveStatus::Disabled) => t::EffectiveStatus::Disabled,
+            Ok(p::EffectiveStatus::NotYetValid) => t::EffectiveStatus::NotYetValid,
             // A record that cannot even be converted never counts as active.
             Ok(p::EffectiveStatus::Expired) | Err(_) => t::EffectiveStatus::Expired,
         }
@@ -229,11 +304,7 @@ impl GuestValidator for Validator {
                 p::LoadOutcome::Replaced => t::LoadOutcome::Replaced,
                 p::LoadOutcome::Stale => t::LoadOutcome::Stale,
             })
-            .map_err(|e| match e {
-                p::LoadError::SignatureInvalid => t::LoadError::SignatureInvalid,
-                p::LoadError::NotCanonical => t::LoadError::NotCanonical,
-                p::LoadError::Forgotten => t::LoadError::Forgotten,
-            })
+            .map_err(load_error_out)
     }
 
     fn forget(&self, id: String) -> bool {
@@ -372,6 +443,116 @@ fn record_error_out(e: p::RecordError) -> t::RecordError {
         E::NotCanonical => t::RecordError::NotCanonical,
         E::GraceTooLong => t::RecordError::GraceTooLong,
         E::AlreadyRotated => t::RecordError::AlreadyRotated,
+        E::KeyDisabled => t::RecordError::KeyDisabled,
+        E::ProjectDeleted => t::RecordError::ProjectDeleted,
+    }
+}
+
+fn record_error_in(e: t::RecordError) -> p::RecordError {
+    use p::RecordError as E;
+    match e {
+        t::RecordError::BadKeyId => E::BadKeyId,
+        t::RecordError::BadOrganization => E::BadOrganization,
+        t::RecordError::NameEmpty => E::NameEmpty,
+        t::RecordError::NameTooLong => E::NameTooLong,
+        t::RecordError::NameControlCharacter => E::NameControlCharacter,
+        t::RecordError::NoScope => E::NoScope,
+        t::RecordError::EmptyProjectSelection => E::EmptyProjectSelection,
+        t::RecordError::BadProjectId(id) => E::BadProjectId(id),
+        t::RecordError::ProjectLevelAccess => E::ProjectLevelAccess,
+        t::RecordError::ExpiryOutOfRange(d) => E::ExpiryOutOfRange(d),
+        t::RecordError::BadKeyHash => E::BadKeyHash,
+        t::RecordError::InconsistentExpiry => E::InconsistentExpiry,
+        t::RecordError::BadVersion => E::BadVersion,
+        t::RecordError::NotCanonical => E::NotCanonical,
+        t::RecordError::GraceTooLong => E::GraceTooLong,
+        t::RecordError::AlreadyRotated => E::AlreadyRotated,
+        t::RecordError::KeyDisabled => E::KeyDisabled,
+        t::RecordError::ProjectDeleted => E::ProjectDeleted,
+    }
+}
+
+fn load_error_out(e: p::LoadError) -> t::LoadError {
+    match e {
+        p::LoadError::SignatureInvalid => t::LoadError::SignatureInvalid,
+        p::LoadError::NotCanonical => t::LoadError::NotCanonical,
+        p::LoadError::Forgotten => t::LoadError::Forgotten,
+    }
+}
+
+fn project_in(r: t::ProjectRegistration) -> p::ProjectRegistration {
+    p::ProjectRegistration {
+        id: r.id,
+        organization: r.organization,
+        name: r.name,
+        created_at: r.created_at,
+        deleted_at: r.deleted_at,
+        version: r.version,
+    }
+}
+
+fn project_out(r: p::ProjectRegistration) -> t::ProjectRegistration {
+    t::ProjectRegistration {
+        id: r.id,
+        organization: r.organization,
+        name: r.name,
+        created_at: r.created_at,
+        deleted_at: r.deleted_at,
+        version: r.version,
+    }
+}
+
+fn tombstone_in(t: t::Tombstone) -> p::Tombstone {
+    p::Tombstone {
+        id: t.id,
+        organization: t.organization,
+        deleted_at: t.deleted_at,
+        last_version: t.last_version,
+    }
+}
+
+fn tombstone_out(t: p::Tombstone) -> t::Tombstone {
+    t::Tombstone {
+        id: t.id,
+        organization: t.organization,
+        deleted_at: t.deleted_at,
+        last_version: t.last_version,
+    }
+}
+
+fn body_in(b: t::SignedBody) -> Result<p::Body, t::RecordError> {
+    Ok(match b {
+        t::SignedBody::Key(r) => p::Body::Key(record_in(r)?),
+        t::SignedBody::Project(r) => p::Body::Project(project_in(r)),
+        t::SignedBody::Tombstone(x) => p::Body::Tombstone(tombstone_in(x)),
+    })
+}
+
+fn body_out(b: p::Body) -> t::SignedBody {
+    match b {
+        p::Body::Key(r) => t::SignedBody::Key(record_out(r)),
+        p::Body::Project(r) => t::SignedBody::Project(project_out(r)),
+        p::Body::Tombstone(x) => t::SignedBody::Tombstone(tombstone_out(x)),
+    }
+}
+
+fn deny_in(r: t::DenyReason) -> p::DenyReason {
+    use p::DenyReason as D;
+    match r {
+        t::DenyReason::Malformed => D::Malformed,
+        t::DenyReason::BadChecksum => D::BadChecksum,
+        t::DenyReason::UnknownKey => D::UnknownKey,
+        t::DenyReason::SecretMismatch => D::SecretMismatch,
+        t::DenyReason::RecordSignatureInvalid => D::RecordSignatureInvalid,
+        t::DenyReason::UnknownProject => D::UnknownProject,
+        t::DenyReason::ProjectRegistrationInvalid => D::ProjectRegistrationInvalid,
+        t::DenyReason::ProjectDeleted => D::ProjectDeleted,
+        t::DenyReason::WrongOrganization => D::WrongOrganization,
+        t::DenyReason::Disabled => D::Disabled,
+        t::DenyReason::NotYetValid => D::NotYetValid,
+        t::DenyReason::Expired => D::Expired,
+        t::DenyReason::ScopeNotGranted => D::ScopeNotGranted,
+        t::DenyReason::ProjectNotGranted => D::ProjectNotGranted,
     }
 }
 
@@ -404,7 +585,6 @@ fn signed_in(s: t::SignedRecord) -> p::SignedRecord {
 fn request_in(r: t::ValidationRequest) -> p::Request {
     p::Request {
         presented_key: r.presented_key,
-        organization: r.organization,
         project: r.project,
         action: scope_in(r.action),
         now: r.now,
@@ -427,8 +607,12 @@ fn decision_out(d: p::Decision) -> t::Decision {
             p::DenyReason::UnknownKey => t::DenyReason::UnknownKey,
             p::DenyReason::SecretMismatch => t::DenyReason::SecretMismatch,
             p::DenyReason::RecordSignatureInvalid => t::DenyReason::RecordSignatureInvalid,
+            p::DenyReason::UnknownProject => t::DenyReason::UnknownProject,
+            p::DenyReason::ProjectRegistrationInvalid => t::DenyReason::ProjectRegistrationInvalid,
+            p::DenyReason::ProjectDeleted => t::DenyReason::ProjectDeleted,
             p::DenyReason::WrongOrganization => t::DenyReason::WrongOrganization,
             p::DenyReason::Disabled => t::DenyReason::Disabled,
+            p::DenyReason::NotYetValid => t::DenyReason::NotYetValid,
             p::DenyReason::Expired => t::DenyReason::Expired,
             p::DenyReason::ScopeNotGranted => t::DenyReason::ScopeNotGranted,
             p::DenyReason::ProjectNotGranted => t::DenyReason::ProjectNotGranted,

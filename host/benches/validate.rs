@@ -15,7 +15,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use ed25519_dalek::{Signer, SigningKey};
 use keygate::Runtime;
-use keygate::admin::{Access, KeySpec, Keygate};
+use keygate::admin::{Access, KeySpec, Keygate, Location};
 use keygate::runtime::bindings as b;
 use keygate_policy as p;
 
@@ -24,6 +24,7 @@ const NOW: u64 = 1_800_000_000;
 struct Fixture {
     key: String,
     signed: b::SignedRecord,
+    registration: b::SignedRecord,
     trusted: b::IssuerKey,
 }
 
@@ -52,15 +53,25 @@ fn fixture(rt: &Runtime) -> Fixture {
         })
         .unwrap()
         .unwrap();
-    let canonical = m.encode_record(&record).unwrap().unwrap();
-    let signature = sk.sign(&canonical).to_bytes().to_vec();
-    Fixture {
-        key: issued.expose_key().to_string(),
-        signed: b::SignedRecord {
+    let reg = m
+        .register_project("prj_b", "acme", "bench", NOW - 60)
+        .unwrap()
+        .unwrap();
+    let mut sign = |body: b::SignedBody| {
+        let canonical = m.encode(&body).unwrap().unwrap();
+        let signature = sk.sign(&canonical).to_bytes().to_vec();
+        b::SignedRecord {
             canonical,
             signature,
             issuer_key_id: id.clone(),
-        },
+        }
+    };
+    let signed = sign(b::SignedBody::Key(record));
+    let registration = sign(b::SignedBody::Project(reg));
+    Fixture {
+        key: issued.expose_key().to_string(),
+        signed,
+        registration,
         trusted: b::IssuerKey {
             id,
             public_key: pk.to_vec(),
@@ -68,19 +79,26 @@ fn fixture(rt: &Runtime) -> Fixture {
     }
 }
 
-fn native_types(f: &Fixture) -> (p::Request, p::SignedRecord, p::IssuerKey) {
+fn native_signed(s: &b::SignedRecord) -> p::SignedRecord {
+    p::SignedRecord {
+        canonical: s.canonical.clone(),
+        signature: s.signature.clone(),
+        issuer_key_id: s.issuer_key_id.clone(),
+    }
+}
+
+fn native_types(f: &Fixture) -> (p::Request, p::Evidence, p::IssuerKey) {
     (
         p::Request {
             presented_key: f.key.clone(),
-            organization: "acme".into(),
             project: "prj_b".into(),
             action: p::Scope::TriggerWorkflows,
             now: NOW + 60,
         },
-        p::SignedRecord {
-            canonical: f.signed.canonical.clone(),
-            signature: f.signed.signature.clone(),
-            issuer_key_id: f.signed.issuer_key_id.clone(),
+        p::Evidence {
+            key: Some(native_signed(&f.signed)),
+            tombstone: None,
+            project: Some(native_signed(&f.registration)),
         },
         p::IssuerKey {
             id: f.trusted.id.clone(),
@@ -92,7 +110,6 @@ fn native_types(f: &Fixture) -> (p::Request, p::SignedRecord, p::IssuerKey) {
 fn request(f: &Fixture) -> b::ValidationRequest {
     b::ValidationRequest {
         presented_key: f.key.clone(),
-        organization: "acme".into(),
         project: "prj_b".into(),
         action: b::Scope::TriggerWorkflows,
         now: NOW + 60,
@@ -100,38 +117,50 @@ fn request(f: &Fixture) -> b::ValidationRequest {
 }
 
 fn decisions(c: &mut Criterion) {
-    let rt = Runtime::new(None).unwrap();
+    let rt = Runtime::new().unwrap();
     let f = fixture(&rt);
     let mut m = rt.instantiate().unwrap();
     let req = request(&f);
     let trusted = vec![f.trusted.clone()];
+    let evidence = b::Evidence {
+        key: Some(f.signed.clone()),
+        tombstone: None,
+        project: Some(f.registration.clone()),
+    };
     assert!(matches!(
-        m.evaluate(&req, Some(&f.signed), &trusted).unwrap(),
+        m.evaluate(&req, &evidence, &trusted).unwrap(),
         b::Decision::Allow(_)
     ));
-    let (nreq, nsigned, nissuer) = native_types(&f);
+    let (nreq, nevidence, nissuer) = native_types(&f);
     let ntrusted = p::TrustedIssuers::new(std::slice::from_ref(&nissuer));
     assert!(matches!(
-        p::evaluate(&nreq, Some(&nsigned), &ntrusted),
+        p::evaluate(&nreq, &nevidence, &ntrusted),
         p::Decision::Allow(_)
     ));
 
-    let mut g = c.benchmark_group("evaluate (signature check)");
+    let mut g = c.benchmark_group("evaluate (two signature checks)");
     g.bench_function("component", |bch| {
         bch.iter(|| {
-            m.evaluate(black_box(&req), Some(black_box(&f.signed)), &trusted)
+            m.evaluate(black_box(&req), black_box(&evidence), &trusted)
                 .unwrap()
         })
     });
     g.bench_function("native", |bch| {
-        bch.iter(|| p::evaluate(black_box(&nreq), Some(black_box(&nsigned)), &ntrusted))
+        bch.iter(|| p::evaluate(black_box(&nreq), black_box(&nevidence), &ntrusted))
     });
     g.finish();
 
     let v = m.validator(&trusted).unwrap();
     m.validator_load(v, &f.signed).unwrap().unwrap();
+    m.validator_load(v, &f.registration).unwrap().unwrap();
+    assert!(matches!(
+        m.validator_check(v, &req).unwrap(),
+        b::Decision::Allow(_)
+    ));
     let mut nv = p::Validator::new(&[nissuer]);
-    nv.load(&nsigned).unwrap();
+    for s in [&nevidence.key, &nevidence.project].into_iter().flatten() {
+        nv.load(s).unwrap();
+    }
     let mut g = c.benchmark_group("validator.check (hot path)");
     g.bench_function("component", |bch| {
         bch.iter(|| m.validator_check(v, black_box(&req)).unwrap())
@@ -158,9 +187,9 @@ fn decisions(c: &mut Criterion) {
 
 /// A data directory with one project and one key, made through the library.
 fn store(dir: &Path) -> (String, String) {
-    let mut kg = Keygate::open(dir, true).unwrap();
+    let mut kg = Keygate::open(&Location::new(dir), true).unwrap();
     let project = kg
-        .create_project("acme", "bench", keygate::admin::now())
+        .create_project("acme", "bench", keygate::admin::now().unwrap())
         .unwrap();
     let created = kg
         .create_key(
@@ -169,9 +198,9 @@ fn store(dir: &Path) -> (String, String) {
                 name: "bench".into(),
                 access: Access::AllProjects,
                 expiry: b::ExpiryPolicy::Never,
-                scopes: vec![b::Scope::TriggerWorkflows],
+                scopes: vec!["trigger-workflows".into()],
             },
-            keygate::admin::now(),
+            keygate::admin::now().unwrap(),
         )
         .unwrap();
     (created.issued.expose_key().to_string(), project.id)
@@ -200,7 +229,7 @@ fn processes(c: &mut Criterion) {
     let bin = env!("CARGO_BIN_EXE_keygate");
     let tmp = tempfile::tempdir().unwrap();
     let (key, project) = store(tmp.path());
-    let cache = tmp.path().join(keygate::store::CACHE_DIR);
+    let cache = tmp.path().join(keygate::datadir::CACHE_DIR);
     let mut g = c.benchmark_group("keygate verify process");
     g.sample_size(20).measurement_time(Duration::from_secs(10));
     verify_process(bin, tmp.path(), &key, &project);

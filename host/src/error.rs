@@ -1,25 +1,74 @@
 //! The host's one error type. Every message is one lowercase line that names
-//! the user's input in backticks and never contains a secret.
+//! the user's input in backticks, never contains a secret or a key, and does
+//! not assume a command line (no flag names): the CLI adds its own hints.
 
 use std::path::PathBuf;
 
 use crate::runtime::RuntimeError;
 
-/// What went wrong in an admin operation. The CLI prints it on one line and
-/// exits with status 2; the store is left as it was.
+/// What went wrong in an admin operation or a verification. The CLI prints
+/// it on one line and exits with status 2; the store is left as it was.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The caller's input breaks a rule.
-    #[error("{0}")]
-    Invalid(String),
-    /// A named thing does not exist.
-    #[error("{0}")]
-    NotFound(String),
+    /// A rule of the policy was broken; code and message come from the
+    /// policy component (`record-error-text`).
+    #[error("{message}")]
+    Policy {
+        /// Machine name of the rule (`name-empty`, `expiry-out-of-range`...).
+        code: String,
+        /// The component's message.
+        message: String,
+    },
+    /// An input that looks like an API key was given where a key must never
+    /// be (an argument, a name, an id). The input is deliberately not shown.
+    #[error(
+        "an input looks like an API key; keys are never taken as arguments or ids (they would leak into shell history, process lists and logs): give a key id, or pass the key on stdin or in KEYGATE_KEY"
+    )]
+    KeyLooking,
+    /// No key with this id was ever created here.
+    #[error("unknown key id `{0}`")]
+    UnknownKey(String),
+    /// The key was deleted.
+    #[error("key `{0}` was deleted")]
+    KeyDeleted(String),
+    /// No project with this id.
+    #[error("unknown project `{0}`")]
+    UnknownProject(String),
+    /// The project was deleted.
+    #[error("project `{0}` was deleted")]
+    ProjectDeleted(String),
+    /// A project of another organization was named.
+    #[error("project `{project}` belongs to organization `{owner}`, not `{asked}`")]
+    ProjectInOtherOrganization {
+        /// The project id.
+        project: String,
+        /// Its organization.
+        owner: String,
+        /// The organization asked for.
+        asked: String,
+    },
+    /// An organization-level key was asked for without an organization.
+    #[error("an organization-level key needs an organization")]
+    NeedsOrganization,
+    /// An unknown scope name.
+    #[error("unknown scope `{name}` (known scopes: {known})")]
+    UnknownScope {
+        /// The name given.
+        name: String,
+        /// The known scope names, comma-separated.
+        known: String,
+    },
+    /// A bad deployment key prefix.
+    #[error("key prefix `{0}` must be 2 to 12 lowercase letters or digits, starting with a letter")]
+    BadPrefix(String),
+    /// The data directory already holds a store.
+    #[error("`{0}` already holds a keygate store")]
+    AlreadyInitialised(PathBuf),
     /// No store has been initialised at the path.
-    #[error("no keygate store at `{0}` (create a project or key there, or run `keygate init`)")]
+    #[error("no keygate store at `{0}` (create a project or key there, or initialise it)")]
     NoStore(PathBuf),
     /// The directory holds something that is not a keygate store.
-    #[error("`{0}` is not a keygate data directory (it is not empty and has no keygate store)")]
+    #[error("`{0}` is not a keygate data directory (it holds files keygate did not write)")]
     Foreign(PathBuf),
     /// The store exists but cannot be read as one.
     #[error("the keygate store at `{path}` is corrupt: {why}")]
@@ -34,32 +83,29 @@ pub enum Error {
         "the keygate store at `{0}` is in use by another keygate process; try again when it has finished"
     )]
     Locked(PathBuf),
-    /// A stored record failed its signature check.
+    /// A stored signed fact failed its signature check.
     #[error(
-        "the stored record of key `{0}` failed signature verification: it is not trusted, and the store may have been tampered with"
+        "the stored {kind} `{id}` failed signature verification: it is not trusted, and the store may have been tampered with"
     )]
-    Tampered(String),
+    Tampered {
+        /// `key record`, `project registration` or `key tombstone`.
+        kind: &'static str,
+        /// Its id.
+        id: String,
+    },
     /// The issuer key file is unusable.
     #[error("{0}")]
     Issuer(String),
+    /// The system clock cannot be read (before 1970 or unavailable): no
+    /// decision or change is made without a real time.
+    #[error("the system clock cannot be read ({0}); refusing to decide or write without the time")]
+    Clock(String),
     /// The operating system failed us (I/O, randomness).
     #[error("{0}")]
     System(String),
     /// The WebAssembly runtime failed (not a decision).
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
-}
-
-impl Error {
-    /// Shorthand for [`Error::Invalid`].
-    pub fn invalid(msg: impl Into<String>) -> Self {
-        Error::Invalid(msg.into())
-    }
-
-    /// Shorthand for [`Error::NotFound`].
-    pub fn not_found(msg: impl Into<String>) -> Self {
-        Error::NotFound(msg.into())
-    }
 }
 
 /// Result with [`Error`].

@@ -1,15 +1,20 @@
 //! The issuer's ed25519 signing key: made from the OS random source at init,
-//! kept in `issuer.key` in the data directory, readable by its owner only.
+//! kept in `issuer.key` in the data directory or in a file of the operator's
+//! choice outside it, readable by its owner only.
 //!
 //! File format: the line `keygate-issuer-ed25519-v1`, then the 32-byte seed
 //! in lowercase hex on the second line. The private key never leaves this
-//! process and never enters the WebAssembly module; nothing prints it.
+//! process and never enters the WebAssembly module; nothing prints it. The
+//! trusted public key is always derived from it, never read from the store.
+//! The key that authenticates the compile cache is derived from it too
+//! ([`IssuerSecret::cache_key`]).
 
 use std::io::Write;
 use std::path::Path;
 
 use ed25519_dalek::{Signer, SigningKey};
 
+use crate::cache::CacheKey;
 use crate::error::{Error, Result};
 use crate::runtime::Module;
 use crate::runtime::bindings::{IssuerKey, SignedRecord};
@@ -33,10 +38,25 @@ impl std::fmt::Debug for Issuer {
     }
 }
 
-impl Issuer {
+/// The issuer seed, read from its file but not yet checked by the component.
+/// `Debug` shows nothing.
+pub struct IssuerSecret {
+    signing: SigningKey,
+    cache_key: CacheKey,
+}
+
+impl std::fmt::Debug for IssuerSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IssuerSecret(<redacted>)")
+    }
+}
+
+impl IssuerSecret {
     /// Make a new key from the OS random source and write it to `path`
-    /// (which must not exist), mode 0600.
-    pub fn generate(path: &Path, module: &mut Module) -> Result<Issuer> {
+    /// (which must not exist), mode 0600; the file and its directory are
+    /// synced before this returns, so a crash cannot leave a store whose
+    /// records were signed by a key that is not on disk.
+    pub fn generate(path: &Path) -> Result<IssuerSecret> {
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed)
             .map_err(|e| Error::System(format!("the OS random source failed: {e}")))?;
@@ -48,25 +68,24 @@ impl Issuer {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        let mut file = opts.open(path).map_err(|e| {
+        let cannot = |e: std::io::Error| {
             Error::Issuer(format!(
-                "cannot create the issuer key `{}`: {e}",
+                "cannot write the issuer key `{}`: {e}",
                 path.display()
             ))
-        })?;
+        };
+        let mut file = opts.open(path).map_err(cannot)?;
         file.write_all(text.as_bytes())
             .and_then(|()| file.sync_all())
-            .map_err(|e| {
-                Error::Issuer(format!(
-                    "cannot write the issuer key `{}`: {e}",
-                    path.display()
-                ))
-            })?;
-        Self::from_seed(seed, module)
+            .map_err(cannot)?;
+        if let Some(parent) = path.parent() {
+            sync_dir(parent).map_err(cannot)?;
+        }
+        Ok(Self::from_seed(seed))
     }
 
     /// Load the key at `path`, refusing a file that others can read or write.
-    pub fn load(path: &Path, module: &mut Module) -> Result<Issuer> {
+    pub fn load(path: &Path) -> Result<IssuerSecret> {
         let meta = std::fs::metadata(path).map_err(|e| {
             Error::Issuer(format!(
                 "cannot read the issuer key `{}`: {e}",
@@ -102,18 +121,45 @@ impl Issuer {
                 )));
             }
         };
-        Self::from_seed(seed, module)
+        Ok(Self::from_seed(seed))
     }
 
-    fn from_seed(mut seed: [u8; 32], module: &mut Module) -> Result<Issuer> {
+    fn from_seed(mut seed: [u8; 32]) -> IssuerSecret {
         let signing = SigningKey::from_bytes(&seed);
+        let cache_key = CacheKey::derive(&seed);
         seed.fill(0);
-        let public = signing.verifying_key().to_bytes();
+        IssuerSecret { signing, cache_key }
+    }
+
+    /// The key that authenticates compiled-code cache files.
+    pub fn cache_key(&self) -> &CacheKey {
+        &self.cache_key
+    }
+}
+
+/// fsync a directory, so that a file created or renamed in it survives a crash.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+impl Issuer {
+    /// The usable issuer: its public key checked, and its id computed, by the
+    /// component.
+    pub fn new(secret: IssuerSecret, module: &mut Module) -> Result<Issuer> {
+        let public = secret.signing.verifying_key().to_bytes();
         let id = module
             .issuer_key_id(&public)?
             .map_err(|e| Error::Issuer(format!("the issuer key is unusable: {e:?}")))?;
         Ok(Issuer {
-            signing,
+            signing: secret.signing,
             public,
             id,
         })

@@ -1,6 +1,6 @@
 //! keygate host library: the embedded validation component, the sled store
-//! of signed key records, the ed25519 issuer key, and the admin operations
-//! that the `keygate` binary exposes.
+//! of signed key records, project registrations and tombstones, the ed25519
+//! issuer key, and the admin operations that the `keygate` binary exposes.
 //!
 //! Every decision and every record rule is taken by the WebAssembly
 //! component built from `keygate-guest` (the very bytes other runtimes load);
@@ -8,17 +8,18 @@
 //! [`admin::Keygate`]:
 //!
 //! ```no_run
-//! use keygate::admin::{Access, Keygate, KeySpec, now};
-//! use keygate::runtime::bindings::{ExpiryPolicy, Scope};
+//! use keygate::admin::{Access, Keygate, KeySpec, Location, now};
+//! use keygate::runtime::bindings::ExpiryPolicy;
 //!
-//! let mut kg = Keygate::open(std::path::Path::new("/var/lib/keygate"), true)?;
+//! let loc = Location::new("/var/lib/keygate").with_issuer_key("/etc/keygate/issuer.key");
+//! let mut kg = Keygate::open(&loc, true)?;
 //! let created = kg.create_key(KeySpec {
 //!     organization: Some("acme".into()),
 //!     name: "crm-sync".into(),
 //!     access: Access::AllProjects,
 //!     expiry: ExpiryPolicy::Days(30),
-//!     scopes: vec![Scope::TriggerWorkflows],
-//! }, now())?;
+//!     scopes: vec!["trigger-workflows".into()],
+//! }, now()?)?;
 //! // Show created.issued.expose_key() to the user once; it is not stored.
 //! # Ok::<(), keygate::Error>(())
 //! ```
@@ -27,6 +28,7 @@
 
 pub mod admin;
 pub mod cache;
+pub mod datadir;
 pub mod error;
 pub mod issuer;
 pub mod runtime;

@@ -29,10 +29,13 @@ pub mod bindings {
 }
 
 use bindings::{
-    CreateRequest, Decision, EffectiveStatus, IssuerError, IssuerKey, KeyError, KeyRecord,
-    KeyStatus, Keygate, KeygatePre, LoadError, LoadOutcome, ParseError, RecordError, SignedRecord,
+    CreateRequest, Decision, DenyReason, EffectiveStatus, Evidence, IssuerError, IssuerKey,
+    KeyError, KeyRecord, KeyStatus, Keygate, KeygatePre, LoadError, LoadOutcome, ParseError,
+    ProjectRegistration, RecordError, Scope, SignedBody, SignedRecord, Text, Tombstone,
     ValidationRequest,
 };
+
+use crate::cache::{CacheKey, CacheOutcome};
 
 /// The exact component bytes this host runs (built from `keygate-guest`).
 pub const COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/keygate.wasm"));
@@ -74,22 +77,30 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Compile the embedded component, or load its compiled form from
-    /// `cache_dir` (written there on a miss). `None` always compiles.
-    pub fn new(cache_dir: Option<&Path>) -> Result<Self, RuntimeError> {
+    /// Compile the embedded component.
+    pub fn new() -> Result<Self, RuntimeError> {
         let engine = Engine::default();
-        let component = match cache_dir {
-            Some(dir) => {
-                let _ = std::fs::create_dir_all(dir);
-                crate::cache::load_or_compile_hashed(
-                    &engine,
-                    COMPONENT,
-                    component_digest(),
-                    &Self::cache_file(&engine, dir),
-                )?
-            }
-            None => Component::new(&engine, COMPONENT)?,
-        };
+        let component = Component::new(&engine, COMPONENT)?;
+        Self::with(engine, component)
+    }
+
+    /// Load the compiled component from `cache_dir` if a file there is
+    /// authenticated by `key`, else compile it and write the file. The
+    /// outcome says whether a file was refused (the caller should warn).
+    pub fn cached(cache_dir: &Path, key: &CacheKey) -> Result<(Self, CacheOutcome), RuntimeError> {
+        let engine = Engine::default();
+        let _ = std::fs::create_dir_all(cache_dir);
+        let (component, outcome) = crate::cache::load_or_compile(
+            &engine,
+            COMPONENT,
+            component_digest(),
+            &Self::cache_file(&engine, cache_dir),
+            key,
+        )?;
+        Ok((Self::with(engine, component)?, outcome))
+    }
+
+    fn with(engine: Engine, component: Component) -> Result<Self, RuntimeError> {
         let linker = Linker::<()>::new(&engine);
         let pre = KeygatePre::new(linker.instantiate_pre(&component)?)?;
         Ok(Runtime {
@@ -166,16 +177,29 @@ pub struct Module {
 #[derive(Debug, Clone, Copy)]
 pub struct ValidatorHandle(ResourceAny);
 
+/// One call into the `policy` interface.
+macro_rules! call {
+    ($self:ident, $name:ident $(, $arg:expr)*) => {
+        Ok($self.inner.keygate_policy_policy().$name(&mut $self.store $(, $arg)*)?)
+    };
+}
+
 impl Module {
     /// `parse-key`.
     pub fn parse_key(
         &mut self,
         presented: &str,
     ) -> Result<Result<String, ParseError>, RuntimeError> {
-        Ok(self
-            .inner
-            .keygate_policy_policy()
-            .call_parse_key(&mut self.store, presented)?)
+        call!(self, call_parse_key, presented)
+    }
+
+    /// `looks-like-key`.
+    pub fn looks_like_key(
+        &mut self,
+        text: &str,
+        prefix: Option<&str>,
+    ) -> Result<bool, RuntimeError> {
+        call!(self, call_looks_like_key, text, prefix)
     }
 
     /// `make-key`, wrapped so that the key cannot be `Debug`-printed.
@@ -200,32 +224,62 @@ impl Module {
         &mut self,
         req: &CreateRequest,
     ) -> Result<Result<KeyRecord, RecordError>, RuntimeError> {
-        Ok(self
-            .inner
-            .keygate_policy_policy()
-            .call_check_create(&mut self.store, req)?)
+        call!(self, call_check_create, req)
     }
 
-    /// `encode-record`.
-    pub fn encode_record(
+    /// `register-project`.
+    pub fn register_project(
         &mut self,
-        record: &KeyRecord,
-    ) -> Result<Result<Vec<u8>, RecordError>, RuntimeError> {
-        Ok(self
-            .inner
-            .keygate_policy_policy()
-            .call_encode_record(&mut self.store, record)?)
+        id: &str,
+        organization: &str,
+        name: &str,
+        now: u64,
+    ) -> Result<Result<ProjectRegistration, RecordError>, RuntimeError> {
+        call!(self, call_register_project, id, organization, name, now)
     }
 
-    /// `decode-record`.
-    pub fn decode_record(
+    /// `delete-project`.
+    pub fn delete_project(
+        &mut self,
+        reg: &ProjectRegistration,
+        now: u64,
+    ) -> Result<Result<ProjectRegistration, RecordError>, RuntimeError> {
+        call!(self, call_delete_project, reg, now)
+    }
+
+    /// `make-tombstone`.
+    pub fn make_tombstone(
+        &mut self,
+        id: &str,
+        last: Option<&KeyRecord>,
+        now: u64,
+    ) -> Result<Result<Tombstone, RecordError>, RuntimeError> {
+        call!(self, call_make_tombstone, id, last, now)
+    }
+
+    /// `encode`.
+    pub fn encode(
+        &mut self,
+        body: &SignedBody,
+    ) -> Result<Result<Vec<u8>, RecordError>, RuntimeError> {
+        call!(self, call_encode, body)
+    }
+
+    /// `decode`.
+    pub fn decode(
         &mut self,
         canonical: &[u8],
-    ) -> Result<Result<KeyRecord, RecordError>, RuntimeError> {
-        Ok(self
-            .inner
-            .keygate_policy_policy()
-            .call_decode_record(&mut self.store, canonical)?)
+    ) -> Result<Result<SignedBody, RecordError>, RuntimeError> {
+        call!(self, call_decode, canonical)
+    }
+
+    /// `open`: verify a signed fact against `trusted`, then decode it.
+    pub fn open(
+        &mut self,
+        signed: &SignedRecord,
+        trusted: &[IssuerKey],
+    ) -> Result<Result<SignedBody, LoadError>, RuntimeError> {
+        call!(self, call_open, signed, trusted)
     }
 
     /// `issuer-key-id`.
@@ -233,23 +287,7 @@ impl Module {
         &mut self,
         public_key: &[u8],
     ) -> Result<Result<String, IssuerError>, RuntimeError> {
-        Ok(self
-            .inner
-            .keygate_policy_policy()
-            .call_issuer_key_id(&mut self.store, public_key)?)
-    }
-
-    /// `check-project`.
-    pub fn check_project(
-        &mut self,
-        organization: &str,
-        name: &str,
-    ) -> Result<Result<String, RecordError>, RuntimeError> {
-        Ok(self.inner.keygate_policy_policy().call_check_project(
-            &mut self.store,
-            organization,
-            name,
-        )?)
+        call!(self, call_issuer_key_id, public_key)
     }
 
     /// `grants-project`.
@@ -258,11 +296,7 @@ impl Module {
         record: &KeyRecord,
         project: &str,
     ) -> Result<bool, RuntimeError> {
-        Ok(self.inner.keygate_policy_policy().call_grants_project(
-            &mut self.store,
-            record,
-            project,
-        )?)
+        call!(self, call_grants_project, record, project)
     }
 
     /// `status-at`.
@@ -271,10 +305,7 @@ impl Module {
         record: &KeyRecord,
         now: u64,
     ) -> Result<EffectiveStatus, RuntimeError> {
-        Ok(self
-            .inner
-            .keygate_policy_policy()
-            .call_status_at(&mut self.store, record, now)?)
+        call!(self, call_status_at, record, now)
     }
 
     /// `set-status`.
@@ -283,10 +314,7 @@ impl Module {
         record: &KeyRecord,
         status: KeyStatus,
     ) -> Result<Result<KeyRecord, RecordError>, RuntimeError> {
-        Ok(self
-            .inner
-            .keygate_policy_policy()
-            .call_set_status(&mut self.store, record, status)?)
+        call!(self, call_set_status, record, status)
     }
 
     /// `retire`.
@@ -297,13 +325,7 @@ impl Module {
         now: u64,
         grace_seconds: u64,
     ) -> Result<Result<KeyRecord, RecordError>, RuntimeError> {
-        Ok(self.inner.keygate_policy_policy().call_retire(
-            &mut self.store,
-            record,
-            successor,
-            now,
-            grace_seconds,
-        )?)
+        call!(self, call_retire, record, successor, now, grace_seconds)
     }
 
     /// `check-issuer-key`.
@@ -311,25 +333,42 @@ impl Module {
         &mut self,
         key: &IssuerKey,
     ) -> Result<Result<(), IssuerError>, RuntimeError> {
-        Ok(self
-            .inner
-            .keygate_policy_policy()
-            .call_check_issuer_key(&mut self.store, key)?)
+        call!(self, call_check_issuer_key, key)
     }
 
-    /// `evaluate`: one request against one signed record, signature checked.
+    /// `evaluate`: one request against its evidence, every signature checked.
     pub fn evaluate(
         &mut self,
         req: &ValidationRequest,
-        record: Option<&SignedRecord>,
+        evidence: &Evidence,
         trusted: &[IssuerKey],
     ) -> Result<Decision, RuntimeError> {
-        Ok(self.inner.keygate_policy_policy().call_evaluate(
-            &mut self.store,
-            req,
-            record,
-            trusted,
-        )?)
+        call!(self, call_evaluate, req, evidence, trusted)
+    }
+
+    /// `deny-reason-text`.
+    pub fn deny_reason_text(&mut self, reason: DenyReason) -> Result<Text, RuntimeError> {
+        call!(self, call_deny_reason_text, reason)
+    }
+
+    /// `record-error-text`.
+    pub fn record_error_text(&mut self, error: &RecordError) -> Result<Text, RuntimeError> {
+        call!(self, call_record_error_text, error)
+    }
+
+    /// `scope-name`.
+    pub fn scope_name(&mut self, scope: Scope) -> Result<String, RuntimeError> {
+        call!(self, call_scope_name, scope)
+    }
+
+    /// `scope-named`.
+    pub fn scope_named(&mut self, name: &str) -> Result<Option<Scope>, RuntimeError> {
+        call!(self, call_scope_named, name)
+    }
+
+    /// `scopes`.
+    pub fn scopes(&mut self) -> Result<Vec<Scope>, RuntimeError> {
+        call!(self, call_scopes)
     }
 
     /// `validator` constructor.

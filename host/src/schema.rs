@@ -4,20 +4,24 @@
 //! | tree           | key                          | value |
 //! |----------------|------------------------------|-------|
 //! | `meta`         | a name below                 | raw: `magic` = `keygate-store`, `schema` = u32 BE, `prefix` and `issuer` UTF-8, `sequence` = u64 BE, `created` = u64 BE |
-//! | `keys`         | key id (11 base62 bytes)     | [`VALUE_FORMAT`] then a signed record, see [`encode_signed`] |
-//! | `deleted_keys` | key id                       | [`VALUE_FORMAT`] then JSON [`DeletedKey`] |
-//! | `projects`     | project id (`prj_` + 11 base62) | [`VALUE_FORMAT`] then JSON [`Project`] |
+//! | `keys`         | key id (11 base62 bytes)     | [`VALUE_FORMAT`] then a signed key record, see [`encode_signed`] |
+//! | `deleted_keys` | key id                       | [`VALUE_FORMAT`] then a signed key tombstone |
+//! | `projects`     | project id (`prj_` + 11 base62) | [`VALUE_FORMAT`] then a signed project registration |
 //! | `audit`        | sequence number, u64 BE      | [`VALUE_FORMAT`] then JSON [`AuditEvent`] |
 //!
-//! `sequence` counts admin writes; every committed change takes the next
-//! number, so an export can say how recent it is.
+//! Everything a decision depends on (key records, tombstones, registrations)
+//! is signed by the issuer and checked by the component; the tree key is only
+//! an index (a value stored under the wrong key is caught because the signed
+//! bytes name their own id). `sequence` counts admin writes; every committed
+//! change takes the next number, so an export can say how recent it is.
 
 use serde::{Deserialize, Serialize};
 
 use crate::runtime::bindings::SignedRecord;
 
-/// Store schema version; a store with another one is refused.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Store schema version; a store with another one is refused. Version 2:
+/// signed project registrations and key tombstones.
+pub const SCHEMA_VERSION: u32 = 2;
 /// First byte of every value in the record trees.
 pub const VALUE_FORMAT: u8 = 1;
 
@@ -27,9 +31,9 @@ pub mod tree {
     pub const META: &str = "meta";
     /// Live key records, signed.
     pub const KEYS: &str = "keys";
-    /// Tombstones of deleted keys (ids are never reused).
+    /// Signed tombstones of deleted keys (ids are never reused).
     pub const DELETED_KEYS: &str = "deleted_keys";
-    /// Projects, including deleted ones (ids are never reused).
+    /// Signed project registrations, including deleted ones (ids are never reused).
     pub const PROJECTS: &str = "projects";
     /// Audit events.
     pub const AUDIT: &str = "audit";
@@ -51,34 +55,6 @@ pub mod meta {
     pub const SEQUENCE: &[u8] = b"sequence";
     /// Store creation time (u64 BE seconds).
     pub const CREATED: &[u8] = b"created";
-}
-
-/// A registered project.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Project {
-    /// Project id.
-    pub id: String,
-    /// Owning organization.
-    pub organization: String,
-    /// Label.
-    pub name: String,
-    /// Creation time.
-    pub created_at: u64,
-    /// Deletion time; a deleted project stays as a tombstone.
-    pub deleted_at: Option<u64>,
-}
-
-/// What remains of a deleted key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeletedKey {
-    /// Key id.
-    pub id: String,
-    /// Owning organization.
-    pub organization: String,
-    /// Deletion time.
-    pub deleted_at: u64,
-    /// Last record version before deletion.
-    pub last_version: u64,
 }
 
 /// One admin action, as kept in the audit tree. Never holds a secret or hash.
@@ -120,21 +96,33 @@ pub fn is_project_id(bytes: &[u8]) -> bool {
         && bytes[4..].iter().all(u8::is_ascii_alphanumeric)
 }
 
-/// Value of the `keys` tree: format byte, `u32` BE length and canonical
-/// bytes, `u8` length and signature, `u8` length and issuer key id.
-pub fn encode_signed(s: &SignedRecord) -> Vec<u8> {
+/// Why a signed value cannot be encoded: a field does not fit its length
+/// prefix. Never cut, always refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the {0} does not fit the stored format")]
+pub struct TooLong(pub &'static str);
+
+/// Value of the `keys`, `deleted_keys` and `projects` trees: format byte,
+/// `u32` BE length and canonical bytes, `u8` length and signature, `u8`
+/// length and issuer key id. A field too long for its length prefix is
+/// refused, never cut.
+pub fn encode_signed(s: &SignedRecord) -> Result<Vec<u8>, TooLong> {
+    let canonical_len =
+        u32::try_from(s.canonical.len()).map_err(|_| TooLong("canonical record"))?;
+    let sig_len = u8::try_from(s.signature.len()).map_err(|_| TooLong("signature"))?;
+    let id_len = u8::try_from(s.issuer_key_id.len()).map_err(|_| TooLong("issuer key id"))?;
     let mut out = Vec::with_capacity(1 + 4 + s.canonical.len() + 1 + 64 + 1 + 16);
     out.push(VALUE_FORMAT);
-    out.extend_from_slice(&(s.canonical.len() as u32).to_be_bytes());
+    out.extend_from_slice(&canonical_len.to_be_bytes());
     out.extend_from_slice(&s.canonical);
-    out.push(s.signature.len().min(255) as u8);
-    out.extend_from_slice(&s.signature[..s.signature.len().min(255)]);
-    out.push(s.issuer_key_id.len().min(255) as u8);
-    out.extend_from_slice(&s.issuer_key_id.as_bytes()[..s.issuer_key_id.len().min(255)]);
-    out
+    out.push(sig_len);
+    out.extend_from_slice(&s.signature);
+    out.push(id_len);
+    out.extend_from_slice(s.issuer_key_id.as_bytes());
+    Ok(out)
 }
 
-/// Decode a `keys` value; `None` when damaged.
+/// Decode a signed value; `None` when damaged.
 pub fn decode_signed(bytes: &[u8]) -> Option<SignedRecord> {
     let (&format, rest) = bytes.split_first()?;
     if format != VALUE_FORMAT {
@@ -186,8 +174,8 @@ mod tests {
             signature: vec![7; 64],
             issuer_key_id: "0123456789abcdef".into(),
         };
-        let v = encode_signed(&s);
-        assert_eq!(decode_signed(&v), Some(s));
+        let v = encode_signed(&s).unwrap();
+        assert_eq!(decode_signed(&v), Some(s.clone()));
         for cut in 0..v.len() {
             assert_eq!(decode_signed(&v[..cut]), None);
         }
@@ -197,6 +185,26 @@ mod tests {
         let mut wrong = v;
         wrong[0] = 2;
         assert_eq!(decode_signed(&wrong), None);
+    }
+
+    #[test]
+    fn fields_that_do_not_fit_are_refused_not_cut() {
+        let ok = SignedRecord {
+            canonical: vec![1; 10],
+            signature: vec![7; 255],
+            issuer_key_id: "a".repeat(255),
+        };
+        assert!(encode_signed(&ok).is_ok());
+        let long_sig = SignedRecord {
+            signature: vec![7; 256],
+            ..ok.clone()
+        };
+        assert_eq!(encode_signed(&long_sig), Err(TooLong("signature")));
+        let long_id = SignedRecord {
+            issuer_key_id: "a".repeat(256),
+            ..ok
+        };
+        assert_eq!(encode_signed(&long_id), Err(TooLong("issuer key id")));
     }
 
     #[test]

@@ -1,35 +1,28 @@
-//! The sled store in the data directory.
+//! The sled database of a data directory (see [`crate::datadir`] for the
+//! directory itself and [`crate::schema`] for every tree and encoding).
 //!
-//! ```text
-//! DATA_DIR/
-//!   db/          sled database (trees: see `schema`)
-//!   issuer.key   ed25519 issuer key, mode 0600
-//!   cache/       compiled component cache (safe to delete)
-//! ```
-//!
-//! Every admin change is one sled transaction over all the trees it touches,
-//! followed by `flush()` before the command reports success (and before a new
-//! secret is printed).
+//! Reading is public; writing is not: the only writer is the crate's write
+//! seam (`admin::write`), which has every fact checked and encoded by the
+//! component and signed before it reaches [`Store::commit`]. Every change is
+//! one sled transaction over all the trees it touches, followed by `flush()`
+//! and an `fsync` before the caller reports success (and before a new secret
+//! is printed).
 
 use std::path::{Path, PathBuf};
 
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
+use crate::datadir::{DB_DIR, DataDir};
 use crate::error::{Error, Result};
 use crate::runtime::bindings::SignedRecord;
-use crate::schema::{self, AuditEvent, DeletedKey, Project, meta, tree};
+use crate::schema::{self, AuditEvent, meta, tree};
 
-/// Subdirectory holding the sled database.
-pub const DB_DIR: &str = "db";
-/// How long to wait for another process's lock before giving up.
-pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-/// Subdirectory holding the compiled component cache.
-pub const CACHE_DIR: &str = "cache";
-
-/// An open store. Holding it holds sled's exclusive lock on the database.
+/// An open store. Holding it holds sled's exclusive lock on the database;
+/// it is only opened under keygate's own lock ([`DataDir`]).
 pub struct Store {
     dir: PathBuf,
+    db_path: PathBuf,
     db: sled::Db,
     meta: sled::Tree,
     keys: sled::Tree,
@@ -38,48 +31,15 @@ pub struct Store {
     audit: sled::Tree,
 }
 
-/// What a data directory holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DirState {
-    /// Does not exist.
-    Missing,
-    /// Exists and is empty.
-    Empty,
-    /// Holds a keygate database.
-    Store,
-    /// Holds something else.
-    Foreign,
-}
-
-/// Look at a data directory without changing it.
-pub fn dir_state(dir: &Path) -> Result<DirState> {
-    match std::fs::read_dir(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DirState::Missing),
-        Err(e) => Err(Error::System(format!(
-            "cannot read the data directory `{}`: {e}",
-            dir.display()
-        ))),
-        Ok(mut entries) => {
-            if dir.join(DB_DIR).is_dir() {
-                Ok(DirState::Store)
-            } else if entries.next().is_none() {
-                Ok(DirState::Empty)
-            } else {
-                Ok(DirState::Foreign)
-            }
-        }
-    }
-}
-
-/// One change to the key trees, committed with others atomically.
+/// One change to the trees, committed atomically. Values are signed already.
 #[derive(Debug, Default)]
-pub struct Batch {
+pub(crate) struct Batch {
     /// Key records to write (id, signed record).
     pub put_keys: Vec<(String, SignedRecord)>,
-    /// Key ids to delete, with their tombstones.
-    pub delete_keys: Vec<DeletedKey>,
-    /// Projects to write.
-    pub put_projects: Vec<Project>,
+    /// Key ids to delete, with their signed tombstones.
+    pub delete_keys: Vec<(String, SignedRecord)>,
+    /// Project registrations to write (id, signed registration).
+    pub put_projects: Vec<(String, SignedRecord)>,
     /// Audit events (their sequence numbers are assigned on commit).
     pub audit: Vec<AuditEvent>,
 }
@@ -98,31 +58,29 @@ fn sled_error(dir: &Path, e: sled::Error) -> Error {
 }
 
 impl Store {
-    /// Open an existing store; checks its marker and schema version.
-    pub fn open(dir: &Path) -> Result<Store> {
-        match dir_state(dir)? {
-            DirState::Store => {}
-            DirState::Missing | DirState::Empty => return Err(Error::NoStore(dir.to_path_buf())),
-            DirState::Foreign => return Err(Error::Foreign(dir.to_path_buf())),
-        }
-        let store = Self::open_db(dir)?;
+    /// Open the existing store of a locked data directory; checks its marker
+    /// and schema version. Leftovers of a crash are cleared first.
+    pub fn open(dir: &DataDir) -> Result<Store> {
+        dir.clear_leftovers()?;
+        let store = Self::open_db(dir.path(), &dir.path().join(DB_DIR))?;
+        let path = dir.path();
         let corrupt = |why: &str| Error::Corrupt {
-            path: dir.to_path_buf(),
+            path: path.to_path_buf(),
             why: why.into(),
         };
         match store
             .meta
             .get(meta::MAGIC)
-            .map_err(|e| sled_error(dir, e))?
+            .map_err(|e| sled_error(path, e))?
         {
             Some(v) if v.as_ref() == meta::MAGIC_VALUE => {}
-            Some(_) => return Err(Error::Foreign(dir.to_path_buf())),
-            None => return Err(corrupt("it has no keygate marker (an interrupted init?)")),
+            Some(_) => return Err(Error::Foreign(path.to_path_buf())),
+            None => return Err(corrupt("it has no keygate marker")),
         }
         let schema = store
             .meta
             .get(meta::SCHEMA)
-            .map_err(|e| sled_error(dir, e))?
+            .map_err(|e| sled_error(path, e))?
             .and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes))
             .ok_or_else(|| corrupt("its schema version is missing"))?;
         if schema != schema::SCHEMA_VERSION {
@@ -134,16 +92,22 @@ impl Store {
         Ok(store)
     }
 
-    /// Create the database of a new store and write its metadata.
-    pub fn create(dir: &Path, prefix: &str, issuer_id: &str, now: u64) -> Result<Store> {
-        let store = Self::open_db(dir)?;
+    /// Create a new database at `db_path` (inside `init.tmp/`, renamed into
+    /// place by the caller) and write its metadata, flushed and synced.
+    pub(crate) fn create(
+        dir: &Path,
+        db_path: &Path,
+        prefix: &str,
+        issuer_id: &str,
+        now: u64,
+    ) -> Result<Store> {
+        let store = Self::open_db(dir, db_path)?;
         let res: Result<(), TransactionError<()>> = store.meta.transaction(|m| {
             m.insert(meta::SCHEMA, &schema::SCHEMA_VERSION.to_be_bytes())?;
             m.insert(meta::PREFIX, prefix.as_bytes())?;
             m.insert(meta::ISSUER, issuer_id.as_bytes())?;
             m.insert(meta::SEQUENCE, &schema::u64_key(0))?;
             m.insert(meta::CREATED, &schema::u64_key(now))?;
-            // The marker last: a store without it was never finished.
             m.insert(meta::MAGIC, meta::MAGIC_VALUE)?;
             Ok(())
         });
@@ -155,15 +119,13 @@ impl Store {
         Ok(store)
     }
 
-    fn open_db(dir: &Path) -> Result<Store> {
-        // Admin commands hold the lock for milliseconds: wait up to a second
-        // for another keygate process before reporting the store as locked.
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
+    fn open_db(dir: &Path, db_path: &Path) -> Result<Store> {
+        // keygate's own lock is held; sled's lock can still be busy for a
+        // moment if a process outside keygate opened the database.
+        let deadline = std::time::Instant::now() + crate::datadir::LOCK_WAIT;
         let db = loop {
             // No background flusher: every commit flushes (and fsyncs) itself.
-            let config = sled::Config::new()
-                .path(dir.join(DB_DIR))
-                .flush_every_ms(None);
+            let config = sled::Config::new().path(db_path).flush_every_ms(None);
             match config.open().map_err(|e| sled_error(dir, e)) {
                 Err(Error::Locked(_)) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(25));
@@ -180,6 +142,7 @@ impl Store {
             audit: t(tree::AUDIT)?,
             db,
             dir: dir.to_path_buf(),
+            db_path: db_path.to_path_buf(),
         })
     }
 
@@ -203,9 +166,9 @@ impl Store {
     /// with `sync_file_range`, which neither flushes the drive's write cache
     /// nor the file's metadata; the `fsync` of sled's data file that follows
     /// does both, so a committed change survives a power loss too.
-    pub fn flush(&self) -> Result<()> {
+    fn flush(&self) -> Result<()> {
         self.db.flush().map_err(|e| self.err(e))?;
-        std::fs::File::open(self.dir.join(DB_DIR).join("db"))
+        std::fs::File::open(self.db_path.join("db"))
             .and_then(|f| f.sync_all())
             .map_err(|e| {
                 Error::System(format!(
@@ -238,14 +201,44 @@ impl Store {
             .ok_or_else(|| self.corrupt("its sequence number is missing or damaged".into()))
     }
 
+    fn signed(&self, t: &sled::Tree, id: &str, what: &str) -> Result<Option<SignedRecord>> {
+        match t.get(id.as_bytes()).map_err(|e| self.err(e))? {
+            None => Ok(None),
+            Some(v) => schema::decode_signed(&v).map(Some).ok_or_else(|| {
+                self.corrupt(format!("the stored value of {what} `{id}` is damaged"))
+            }),
+        }
+    }
+
+    fn all_signed(
+        &self,
+        t: &sled::Tree,
+        is_id: fn(&[u8]) -> bool,
+        what: &str,
+    ) -> Result<Vec<(String, SignedRecord)>> {
+        let mut out = Vec::new();
+        for item in t.iter() {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if !is_id(&k) {
+                return Err(self.corrupt(format!("the {what} tree holds a malformed id")));
+            }
+            let id = String::from_utf8_lossy(&k).into_owned();
+            let signed = schema::decode_signed(&v).ok_or_else(|| {
+                self.corrupt(format!("the stored value of {what} `{id}` is damaged"))
+            })?;
+            out.push((id, signed));
+        }
+        Ok(out)
+    }
+
     /// A key's signed record; damaged values are corruption, not absence.
     pub fn key(&self, id: &str) -> Result<Option<SignedRecord>> {
-        match self.keys.get(id.as_bytes()).map_err(|e| self.err(e))? {
-            None => Ok(None),
-            Some(v) => schema::decode_signed(&v)
-                .map(Some)
-                .ok_or_else(|| self.corrupt(format!("the stored value of key `{id}` is damaged"))),
-        }
+        self.signed(&self.keys, id, "key")
+    }
+
+    /// A deleted key's signed tombstone.
+    pub fn tombstone(&self, id: &str) -> Result<Option<SignedRecord>> {
+        self.signed(&self.deleted, id, "deleted key")
     }
 
     /// Whether a key id was ever used (live or deleted).
@@ -260,57 +253,24 @@ impl Store {
                 .map_err(|e| self.err(e))?)
     }
 
-    /// The tombstone of a deleted key.
-    pub fn deleted_key(&self, id: &str) -> Result<Option<DeletedKey>> {
-        match self.deleted.get(id.as_bytes()).map_err(|e| self.err(e))? {
-            None => Ok(None),
-            Some(v) => schema::decode_json(&v)
-                .map(Some)
-                .ok_or_else(|| self.corrupt(format!("the tombstone of key `{id}` is damaged"))),
-        }
-    }
-
     /// Every live key's signed record, in id order.
     pub fn keys(&self) -> Result<Vec<(String, SignedRecord)>> {
-        let mut out = Vec::new();
-        for item in self.keys.iter() {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            if !schema::is_key_id(&k) {
-                return Err(self.corrupt("the keys tree holds a malformed key id".into()));
-            }
-            let id = String::from_utf8_lossy(&k).into_owned();
-            let signed = schema::decode_signed(&v).ok_or_else(|| {
-                self.corrupt(format!("the stored value of key `{id}` is damaged"))
-            })?;
-            out.push((id, signed));
-        }
-        Ok(out)
+        self.all_signed(&self.keys, schema::is_key_id, "key")
     }
 
-    /// A project (deleted ones included).
-    pub fn project(&self, id: &str) -> Result<Option<Project>> {
-        match self.projects.get(id.as_bytes()).map_err(|e| self.err(e))? {
-            None => Ok(None),
-            Some(v) => schema::decode_json(&v).map(Some).ok_or_else(|| {
-                self.corrupt(format!("the stored value of project `{id}` is damaged"))
-            }),
-        }
+    /// Every tombstone, in id order.
+    pub fn tombstones(&self) -> Result<Vec<(String, SignedRecord)>> {
+        self.all_signed(&self.deleted, schema::is_key_id, "deleted key")
     }
 
-    /// Every project (deleted ones included), in id order.
-    pub fn projects(&self) -> Result<Vec<Project>> {
-        let mut out = Vec::new();
-        for item in self.projects.iter() {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            if !schema::is_project_id(&k) {
-                return Err(self.corrupt("the projects tree holds a malformed project id".into()));
-            }
-            out.push(
-                schema::decode_json(&v)
-                    .ok_or_else(|| self.corrupt("a stored project is damaged".into()))?,
-            );
-        }
-        Ok(out)
+    /// A project's signed registration (deleted ones included).
+    pub fn project(&self, id: &str) -> Result<Option<SignedRecord>> {
+        self.signed(&self.projects, id, "project")
+    }
+
+    /// Every project registration (deleted ones included), in id order.
+    pub fn projects(&self) -> Result<Vec<(String, SignedRecord)>> {
+        self.all_signed(&self.projects, schema::is_project_id, "project")
     }
 
     /// Every audit event, oldest first.
@@ -326,8 +286,23 @@ impl Store {
         Ok(out)
     }
 
-    /// Apply a batch atomically, then flush. Returns the last sequence number.
-    pub fn commit(&self, batch: Batch) -> Result<u64> {
+    /// Apply a batch atomically, then flush and sync. Returns the last
+    /// sequence number. Only the write seam calls this.
+    pub(crate) fn commit(&self, batch: Batch) -> Result<u64> {
+        // Encode everything first: a value that does not fit is refused
+        // before anything is written.
+        let enc = |list: &[(String, SignedRecord)]| -> Result<Vec<(String, Vec<u8>)>> {
+            list.iter()
+                .map(|(id, s)| {
+                    schema::encode_signed(s)
+                        .map(|v| (id.clone(), v))
+                        .map_err(|e| Error::System(format!("cannot store `{id}`: {e}")))
+                })
+                .collect()
+        };
+        let put_keys = enc(&batch.put_keys)?;
+        let delete_keys = enc(&batch.delete_keys)?;
+        let put_projects = enc(&batch.put_projects)?;
         let res: Result<u64, TransactionError<String>> = (
             &self.meta,
             &self.keys,
@@ -342,15 +317,15 @@ impl Store {
                     .ok_or_else(|| {
                         ConflictableTransactionError::Abort("sequence number damaged".to_string())
                     })?;
-                for (id, signed) in &batch.put_keys {
-                    keys.insert(id.as_bytes(), schema::encode_signed(signed))?;
+                for (id, value) in &put_keys {
+                    keys.insert(id.as_bytes(), value.as_slice())?;
                 }
-                for d in &batch.delete_keys {
-                    keys.remove(d.id.as_bytes())?;
-                    deleted.insert(d.id.as_bytes(), schema::encode_json(d))?;
+                for (id, value) in &delete_keys {
+                    keys.remove(id.as_bytes())?;
+                    deleted.insert(id.as_bytes(), value.as_slice())?;
                 }
-                for p in &batch.put_projects {
-                    projects.insert(p.id.as_bytes(), schema::encode_json(p))?;
+                for (id, value) in &put_projects {
+                    projects.insert(id.as_bytes(), value.as_slice())?;
                 }
                 for ev in &batch.audit {
                     seq += 1;

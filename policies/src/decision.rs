@@ -1,12 +1,13 @@
-//! The validation decision, for one signed record (`evaluate`) or for a set
-//! of records verified in advance (`Validator`).
+//! The validation decision, for one request with its signed evidence
+//! (`evaluate`) or for a set of facts verified in advance (`Validator`).
 //!
 //! Deny reasons are checked in this fixed order; the first failing check is
-//! the answer: malformed, bad checksum, unknown key, secret mismatch, record
-//! signature invalid, wrong organization, disabled, expired, scope not
-//! granted, project not granted.
+//! the answer: malformed, bad checksum, unknown key (no record, or a valid
+//! tombstone), secret mismatch, record signature invalid, unknown project,
+//! project registration invalid, project deleted, wrong organization,
+//! disabled, not yet valid, expired, scope not granted, project not granted.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -14,11 +15,13 @@ use sha2::{Digest, Sha256};
 
 use crate::key::{ParseError, hash_key, hashes_equal, parse_key};
 use crate::record::{KeyLevel, KeyRecord, KeyStatus, Scope};
+use crate::registry::{Body, ProjectRegistration, Tombstone};
 
-/// A record in canonical bytes with its issuer's signature.
+/// A fact in canonical bytes with its issuer's signature: a key record, a
+/// project registration or a key tombstone (told apart by their magic).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedRecord {
-    /// Canonical bytes of a [`KeyRecord`].
+    /// Canonical bytes of a [`KeyRecord`], [`ProjectRegistration`] or [`Tombstone`].
     pub canonical: Vec<u8>,
     /// Ed25519 signature over `canonical` (64 bytes).
     pub signature: Vec<u8>,
@@ -46,13 +49,12 @@ pub enum IssuerError {
     IdMismatch,
 }
 
-/// One validation request.
+/// One validation request. The project's organization is not part of it: it
+/// comes from the project's signed registration.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Request {
     /// The key as presented (any string).
     pub presented_key: String,
-    /// The organization owning `project`, from the caller's registry.
-    pub organization: String,
     /// The project to act on.
     pub project: String,
     /// The action asked for.
@@ -65,7 +67,6 @@ impl core::fmt::Debug for Request {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Request")
             .field("presented_key", &"<redacted>")
-            .field("organization", &self.organization)
             .field("project", &self.project)
             .field("action", &self.action)
             .field("now", &self.now)
@@ -82,21 +83,34 @@ pub enum DenyReason {
     /// Checksum mismatch.
     #[error("bad checksum")]
     BadChecksum,
-    /// No record for the id.
+    /// No record for the id, or the key was deleted (a valid tombstone).
     #[error("unknown key")]
     UnknownKey,
     /// Wrong secret.
     #[error("secret mismatch")]
     SecretMismatch,
-    /// Signature or record bytes invalid.
+    /// The key's record or tombstone fails its signature or is not canonical.
     #[error("record signature invalid")]
     RecordSignatureInvalid,
-    /// Other organization.
+    /// No registration for the requested project.
+    #[error("unknown project")]
+    UnknownProject,
+    /// The project's registration fails its signature, is not canonical, or
+    /// names another project.
+    #[error("project registration invalid")]
+    ProjectRegistrationInvalid,
+    /// The project was deleted.
+    #[error("project deleted")]
+    ProjectDeleted,
+    /// The project belongs to another organization.
     #[error("wrong organization")]
     WrongOrganization,
     /// Disabled key.
     #[error("key disabled")]
     Disabled,
+    /// The request's time is before the key was created.
+    #[error("key not yet valid")]
+    NotYetValid,
     /// Past `expires_at`.
     #[error("key expired")]
     Expired,
@@ -110,14 +124,18 @@ pub enum DenyReason {
 
 impl DenyReason {
     /// Every reason, in checking order.
-    pub const ALL: [DenyReason; 10] = [
+    pub const ALL: [DenyReason; 14] = [
         DenyReason::Malformed,
         DenyReason::BadChecksum,
         DenyReason::UnknownKey,
         DenyReason::SecretMismatch,
         DenyReason::RecordSignatureInvalid,
+        DenyReason::UnknownProject,
+        DenyReason::ProjectRegistrationInvalid,
+        DenyReason::ProjectDeleted,
         DenyReason::WrongOrganization,
         DenyReason::Disabled,
+        DenyReason::NotYetValid,
         DenyReason::Expired,
         DenyReason::ScopeNotGranted,
         DenyReason::ProjectNotGranted,
@@ -131,8 +149,12 @@ impl DenyReason {
             DenyReason::UnknownKey => "unknown-key",
             DenyReason::SecretMismatch => "secret-mismatch",
             DenyReason::RecordSignatureInvalid => "record-signature-invalid",
+            DenyReason::UnknownProject => "unknown-project",
+            DenyReason::ProjectRegistrationInvalid => "project-registration-invalid",
+            DenyReason::ProjectDeleted => "project-deleted",
             DenyReason::WrongOrganization => "wrong-organization",
             DenyReason::Disabled => "disabled",
+            DenyReason::NotYetValid => "not-yet-valid",
             DenyReason::Expired => "expired",
             DenyReason::ScopeNotGranted => "scope-not-granted",
             DenyReason::ProjectNotGranted => "project-not-granted",
@@ -256,12 +278,12 @@ impl TrustedIssuers {
             .any(|(_, vk)| vk.verify_strict(&signed.canonical, &sig).is_ok())
     }
 
-    /// Verify and decode a signed record.
-    pub fn open(&self, signed: &SignedRecord) -> Result<KeyRecord, LoadError> {
+    /// Verify and decode a signed fact of any kind.
+    pub fn open(&self, signed: &SignedRecord) -> Result<Body, LoadError> {
         if !self.verify(signed) {
             return Err(LoadError::SignatureInvalid);
         }
-        KeyRecord::decode(&signed.canonical).map_err(|_| LoadError::NotCanonical)
+        Body::decode(&signed.canonical).map_err(|_| LoadError::NotCanonical)
     }
 }
 
@@ -281,14 +303,33 @@ fn secret_matches(presented: &str, stored: &[u8; 32]) -> bool {
     hashes_equal(&hash_key(presented), stored)
 }
 
-/// The checks after the secret and signature: organization, status, expiry,
-/// scope, project.
-fn rules(record: &KeyRecord, req: &Request) -> Result<(), DenyReason> {
-    if record.organization != req.organization {
+/// The project checks: a registration for the requested project that is
+/// not deleted. Returns its organization.
+fn project_step<'r>(
+    reg: Option<&'r ProjectRegistration>,
+    req: &Request,
+) -> Result<&'r str, DenyReason> {
+    let reg = reg.ok_or(DenyReason::UnknownProject)?;
+    if reg.id != req.project {
+        return Err(DenyReason::ProjectRegistrationInvalid);
+    }
+    if reg.is_deleted() {
+        return Err(DenyReason::ProjectDeleted);
+    }
+    Ok(&reg.organization)
+}
+
+/// The checks after the secret, the signature and the project: organization,
+/// status, creation time, expiry, scope, project.
+fn rules(record: &KeyRecord, organization: &str, req: &Request) -> Result<(), DenyReason> {
+    if record.organization != organization {
         return Err(DenyReason::WrongOrganization);
     }
     if record.status == KeyStatus::Disabled {
         return Err(DenyReason::Disabled);
+    }
+    if req.now < record.created_at {
+        return Err(DenyReason::NotYetValid);
     }
     if record.expires_at.is_some_and(|t| req.now >= t) {
         return Err(DenyReason::Expired);
@@ -313,14 +354,20 @@ fn allowed(record: &KeyRecord) -> Decision {
     })
 }
 
-/// Decide one request against the record stored for the presented key's id
-/// (`None` when there is none), verifying the record's signature.
-pub fn evaluate(
-    req: &Request,
-    record: Option<&SignedRecord>,
-    trusted: &TrustedIssuers,
-) -> Decision {
-    match evaluate_inner(req, record, trusted) {
+/// Everything a store holds that one decision depends on, as signed bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Evidence {
+    /// The record stored under the presented key's id, if any.
+    pub key: Option<SignedRecord>,
+    /// The tombstone stored under the presented key's id, if any.
+    pub tombstone: Option<SignedRecord>,
+    /// The registration of the requested project, if any.
+    pub project: Option<SignedRecord>,
+}
+
+/// Decide one request against its evidence, verifying every signature.
+pub fn evaluate(req: &Request, evidence: &Evidence, trusted: &TrustedIssuers) -> Decision {
+    match evaluate_inner(req, evidence, trusted) {
         Ok(r) => allowed(&r),
         Err(reason) => Decision::Deny(reason),
     }
@@ -328,22 +375,30 @@ pub fn evaluate(
 
 fn evaluate_inner(
     req: &Request,
-    signed: Option<&SignedRecord>,
+    evidence: &Evidence,
     trusted: &TrustedIssuers,
 ) -> Result<KeyRecord, DenyReason> {
     let id = parse_step(&req.presented_key)?;
-    let decoded = signed.map(|s| KeyRecord::decode(&s.canonical));
-    let (signed, record) = match (signed, decoded) {
-        (Some(s), Some(Ok(r))) if r.id == id => (s, r),
-        (Some(_), Some(Err(_))) => {
-            // Bytes that are not a record: compare anyway, then refuse them.
-            let _ = secret_matches(&req.presented_key, &DUMMY_HASH);
-            return Err(DenyReason::RecordSignatureInvalid);
-        }
-        _ => {
-            let _ = secret_matches(&req.presented_key, &DUMMY_HASH);
-            return Err(DenyReason::UnknownKey);
-        }
+    let refuse = |reason| {
+        // Every early answer costs the same hash-and-compare as a wrong secret.
+        let _ = secret_matches(&req.presented_key, &DUMMY_HASH);
+        Err(reason)
+    };
+    if let Some(t) = &evidence.tombstone {
+        return match trusted.open(t) {
+            Ok(Body::Tombstone(Tombstone { id: dead, .. })) if dead == id => {
+                refuse(DenyReason::UnknownKey)
+            }
+            _ => refuse(DenyReason::RecordSignatureInvalid),
+        };
+    }
+    let Some(signed) = &evidence.key else {
+        return refuse(DenyReason::UnknownKey);
+    };
+    let record = match KeyRecord::decode(&signed.canonical) {
+        Ok(r) if r.id == id => r,
+        Ok(_) => return refuse(DenyReason::UnknownKey),
+        Err(_) => return refuse(DenyReason::RecordSignatureInvalid),
     };
     if !secret_matches(&req.presented_key, &record.key_hash) {
         return Err(DenyReason::SecretMismatch);
@@ -351,7 +406,15 @@ fn evaluate_inner(
     if !trusted.verify(signed) {
         return Err(DenyReason::RecordSignatureInvalid);
     }
-    rules(&record, req)?;
+    let registration = match &evidence.project {
+        None => None,
+        Some(p) => match trusted.open(p) {
+            Ok(Body::Project(reg)) => Some(reg),
+            _ => return Err(DenyReason::ProjectRegistrationInvalid),
+        },
+    };
+    let organization = project_step(registration.as_ref(), req)?;
+    rules(&record, organization, req)?;
     Ok(record)
 }
 
@@ -376,16 +439,18 @@ pub enum LoadOutcome {
     Added,
     /// Newer version replaced the held one.
     Replaced,
-    /// Held version is the same or newer.
+    /// Held version is the same or newer (or the fact is already known).
     Stale,
 }
 
-/// Verified records held in memory; `check` does no signature work.
+/// Verified facts held in memory: key records, project registrations and
+/// the ids of deleted keys. `check` does no signature work.
 #[derive(Debug, Clone, Default)]
 pub struct Validator {
     trusted: TrustedIssuers,
     records: BTreeMap<String, KeyRecord>,
-    forgotten: BTreeSet<String>,
+    projects: BTreeMap<String, ProjectRegistration>,
+    forgotten: BTreeMap<String, Option<Tombstone>>,
 }
 
 impl Validator {
@@ -393,37 +458,64 @@ impl Validator {
     pub fn new(trusted: &[IssuerKey]) -> Self {
         Validator {
             trusted: TrustedIssuers::new(trusted),
-            records: BTreeMap::new(),
-            forgotten: BTreeSet::new(),
+            ..Validator::default()
         }
     }
 
-    /// Verify and hold a record; newer versions replace older, never the reverse.
+    /// Verify and hold a signed fact. A key record or registration replaces
+    /// an older version, never the reverse; a deleted project stays deleted;
+    /// a tombstone removes its key for good.
     pub fn load(&mut self, signed: &SignedRecord) -> Result<LoadOutcome, LoadError> {
-        let record = self.trusted.open(signed)?;
-        if self.forgotten.contains(&record.id) {
-            return Err(LoadError::Forgotten);
-        }
-        match self.records.get(&record.id) {
-            Some(held) if held.version >= record.version => Ok(LoadOutcome::Stale),
-            Some(_) => {
-                self.records.insert(record.id.clone(), record);
-                Ok(LoadOutcome::Replaced)
+        match self.trusted.open(signed)? {
+            Body::Key(record) => {
+                if self.forgotten.contains_key(&record.id) {
+                    return Err(LoadError::Forgotten);
+                }
+                match self.records.get(&record.id) {
+                    Some(held) if held.version >= record.version => Ok(LoadOutcome::Stale),
+                    held => {
+                        let outcome = if held.is_some() {
+                            LoadOutcome::Replaced
+                        } else {
+                            LoadOutcome::Added
+                        };
+                        self.records.insert(record.id.clone(), record);
+                        Ok(outcome)
+                    }
+                }
             }
-            None => {
-                self.records.insert(record.id.clone(), record);
-                Ok(LoadOutcome::Added)
+            Body::Project(reg) => match self.projects.get(&reg.id) {
+                Some(held) if held.version >= reg.version || held.is_deleted() => {
+                    Ok(LoadOutcome::Stale)
+                }
+                held => {
+                    let outcome = if held.is_some() {
+                        LoadOutcome::Replaced
+                    } else {
+                        LoadOutcome::Added
+                    };
+                    self.projects.insert(reg.id.clone(), reg);
+                    Ok(outcome)
+                }
+            },
+            Body::Tombstone(t) => {
+                self.records.remove(&t.id);
+                match self.forgotten.insert(t.id.clone(), Some(t)) {
+                    Some(Some(_)) => Ok(LoadOutcome::Stale),
+                    _ => Ok(LoadOutcome::Added),
+                }
             }
         }
     }
 
-    /// Forget a deleted id for good; returns whether it was held.
+    /// Forget a deleted id for good (without a signed tombstone: forgetting
+    /// can only take away); returns whether a record was held.
     pub fn forget(&mut self, id: &str) -> bool {
-        self.forgotten.insert(String::from(id));
+        self.forgotten.entry(String::from(id)).or_insert(None);
         self.records.remove(id).is_some()
     }
 
-    /// Decide one request against the held records.
+    /// Decide one request against the held facts.
     pub fn check(&self, req: &Request) -> Decision {
         let id = match parse_step(&req.presented_key) {
             Ok(id) => id,
@@ -436,20 +528,27 @@ impl Validator {
         if !secret_matches(&req.presented_key, &record.key_hash) {
             return Decision::Deny(DenyReason::SecretMismatch);
         }
-        match rules(record, req) {
+        let checked = project_step(self.projects.get(&req.project), req)
+            .and_then(|org| rules(record, org, req));
+        match checked {
             Ok(()) => allowed(record),
             Err(r) => Decision::Deny(r),
         }
     }
 
-    /// How many records are held.
+    /// How many key records are held.
     pub fn len(&self) -> usize {
         self.records.len()
     }
 
-    /// Whether no record is held.
+    /// Whether no key record is held.
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
+    }
+
+    /// How many project registrations are held.
+    pub fn project_count(&self) -> usize {
+        self.projects.len()
     }
 
     /// The held record for an id.

@@ -7,8 +7,10 @@
 //!
 //! - [`key`]: the key string format, its checksum and hash.
 //! - [`record`]: key records, their rules and canonical encoding.
-//! - [`decision`]: `evaluate` one request against one signed record, or hold
-//!   verified records in a [`Validator`] for the hot path.
+//! - [`registry`]: project registrations and key tombstones, signed like
+//!   records.
+//! - [`decision`]: `evaluate` one request against its signed evidence, or hold
+//!   verified facts in a [`Validator`] for the hot path.
 #![no_std]
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -28,16 +30,18 @@ extern crate std;
 pub mod decision;
 pub mod key;
 pub mod record;
+pub mod registry;
 
 pub use decision::{
-    Allowed, Decision, DenyReason, IssuerError, IssuerKey, LoadError, LoadOutcome, Request,
-    SignedRecord, TrustedIssuers, Validator, check_issuer_key, evaluate, issuer_key_id,
+    Allowed, Decision, DenyReason, Evidence, IssuerError, IssuerKey, LoadError, LoadOutcome,
+    Request, SignedRecord, TrustedIssuers, Validator, check_issuer_key, evaluate, issuer_key_id,
 };
-pub use key::{IssuedKey, KeyError, ParseError, hash_key, make_key, parse_key};
+pub use key::{IssuedKey, KeyError, ParseError, hash_key, looks_like_key, make_key, parse_key};
 pub use record::{
     CreateRequest, EffectiveStatus, ExpiryPolicy, KeyLevel, KeyRecord, KeyStatus, ProjectAccess,
-    RecordError, Scope, check_create, check_project,
+    RecordError, Scope, check_create,
 };
+pub use registry::{Body, ProjectRegistration, Tombstone, make_tombstone, register_project};
 
 #[cfg(test)]
 mod tests;

@@ -53,7 +53,8 @@ pub const MAX_SELECTED: usize = 1024;
 pub const MAX_GRACE_SECONDS: u64 = 7 * DAY;
 /// The current canonical format version.
 pub const FORMAT_VERSION: u8 = 1;
-const MAGIC: &[u8; 3] = b"KGR";
+/// First bytes of a canonical key record.
+pub const MAGIC: &[u8; 3] = b"KGR";
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -194,7 +195,7 @@ pub enum RecordError {
     #[error("a project-level key acts on exactly its own project")]
     ProjectLevelAccess,
     /// Expiry days out of range (carried).
-    #[error("expiry of {0} days is outside 7 to 90 days")]
+    #[error("expiry of {0} days is outside the policy (7 to 90 days, or never)")]
     ExpiryOutOfRange(u16),
     /// Hash length.
     #[error("key hash must be 32 bytes")]
@@ -214,6 +215,38 @@ pub enum RecordError {
     /// The key was already rotated.
     #[error("key was already rotated")]
     AlreadyRotated,
+    /// A disabled key cannot be rotated (enable it first).
+    #[error("a disabled key cannot be rotated; enable it first")]
+    KeyDisabled,
+    /// The project is deleted; it cannot change any more.
+    #[error("the project was deleted")]
+    ProjectDeleted,
+}
+
+impl RecordError {
+    /// The error's name as written in WIT and JSON (`name-empty`, ...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            RecordError::BadKeyId => "bad-key-id",
+            RecordError::BadOrganization => "bad-organization",
+            RecordError::NameEmpty => "name-empty",
+            RecordError::NameTooLong => "name-too-long",
+            RecordError::NameControlCharacter => "name-control-character",
+            RecordError::NoScope => "no-scope",
+            RecordError::EmptyProjectSelection => "empty-project-selection",
+            RecordError::BadProjectId(_) => "bad-project-id",
+            RecordError::ProjectLevelAccess => "project-level-access",
+            RecordError::ExpiryOutOfRange(_) => "expiry-out-of-range",
+            RecordError::BadKeyHash => "bad-key-hash",
+            RecordError::InconsistentExpiry => "inconsistent-expiry",
+            RecordError::BadVersion => "bad-version",
+            RecordError::NotCanonical => "not-canonical",
+            RecordError::GraceTooLong => "grace-too-long",
+            RecordError::AlreadyRotated => "already-rotated",
+            RecordError::KeyDisabled => "key-disabled",
+            RecordError::ProjectDeleted => "project-deleted",
+        }
+    }
 }
 
 /// A key's status at a given time, for listings.
@@ -223,16 +256,10 @@ pub enum EffectiveStatus {
     Active,
     /// Inactive: disabled by an administrator (reported before expiry).
     Disabled,
+    /// Inactive: the time asked about is before the key was created.
+    NotYetValid,
     /// Inactive: past its expiry time.
     Expired,
-}
-
-/// Check a project's organization and name; returns the trimmed name.
-pub fn check_project(organization: &str, name: &str) -> Result<String, RecordError> {
-    if !valid_organization(organization) {
-        return Err(RecordError::BadOrganization);
-    }
-    check_name(name).map(String::from)
 }
 
 /// A request to create a record, before normalisation.
@@ -352,11 +379,14 @@ pub fn check_create(req: CreateRequest) -> Result<KeyRecord, RecordError> {
 }
 
 impl KeyRecord {
-    /// The key's status at `now`: disabled, else expired (`now >= expires_at`),
-    /// else active. The same order as the deny reasons.
+    /// The key's status at `now`: disabled, else not yet valid
+    /// (`now < created_at`), else expired (`now >= expires_at`), else active.
+    /// The same order as the deny reasons.
     pub fn status_at(&self, now: u64) -> EffectiveStatus {
         if self.status == KeyStatus::Disabled {
             EffectiveStatus::Disabled
+        } else if now < self.created_at {
+            EffectiveStatus::NotYetValid
         } else if self.expires_at.is_some_and(|t| now >= t) {
             EffectiveStatus::Expired
         } else {
@@ -398,6 +428,9 @@ impl KeyRecord {
         self.check()?;
         if grace_seconds > MAX_GRACE_SECONDS {
             return Err(RecordError::GraceTooLong);
+        }
+        if self.status == KeyStatus::Disabled {
+            return Err(RecordError::KeyDisabled);
         }
         if self.rotated_to.is_some() {
             return Err(RecordError::AlreadyRotated);
@@ -537,7 +570,7 @@ impl KeyRecord {
 
     /// Decode canonical bytes. Refuses anything `encode` would not produce.
     pub fn decode(bytes: &[u8]) -> Result<KeyRecord, RecordError> {
-        let mut r = Reader { bytes, pos: 0 };
+        let mut r = Reader::new(bytes);
         if r.take(3)? != MAGIC || r.u8()? != FORMAT_VERSION {
             return Err(RecordError::NotCanonical);
         }
@@ -588,7 +621,7 @@ impl KeyRecord {
         let version = r.u64()?;
         let rotated_from = r.opt(|r| r.str())?;
         let rotated_to = r.opt(|r| r.str())?;
-        if r.pos != bytes.len() {
+        if !r.done() {
             return Err(RecordError::NotCanonical);
         }
         let record = KeyRecord {
@@ -612,17 +645,17 @@ impl KeyRecord {
     }
 }
 
-fn strictly_increasing<T: Ord>(items: &[T]) -> bool {
+pub(crate) fn strictly_increasing<T: Ord>(items: &[T]) -> bool {
     items.windows(2).all(|w| w[0] < w[1])
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
     // Every string in a checked record is far shorter than 64 KiB.
     out.extend_from_slice(&(s.len() as u16).to_be_bytes());
     out.extend_from_slice(s.as_bytes());
 }
 
-fn put_opt<T>(out: &mut Vec<u8>, v: Option<&T>, put: impl FnOnce(&mut Vec<u8>, &T)) {
+pub(crate) fn put_opt<T>(out: &mut Vec<u8>, v: Option<&T>, put: impl FnOnce(&mut Vec<u8>, &T)) {
     match v {
         None => out.push(0),
         Some(v) => {
@@ -632,13 +665,21 @@ fn put_opt<T>(out: &mut Vec<u8>, v: Option<&T>, put: impl FnOnce(&mut Vec<u8>, &
     }
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+pub(crate) struct Reader<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
+    /// A reader at the start of `bytes`.
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Reader { bytes, pos: 0 }
+    }
+    /// Whether every byte was read.
+    pub(crate) fn done(&self) -> bool {
+        self.pos == self.bytes.len()
+    }
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
         let end = self.pos.checked_add(n).ok_or(RecordError::NotCanonical)?;
         let s = self
             .bytes
@@ -647,28 +688,28 @@ impl<'a> Reader<'a> {
         self.pos = end;
         Ok(s)
     }
-    fn u8(&mut self) -> Result<u8, RecordError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, RecordError> {
         Ok(self.take(1)?[0])
     }
-    fn u16(&mut self) -> Result<u16, RecordError> {
+    pub(crate) fn u16(&mut self) -> Result<u16, RecordError> {
         let b = self.take(2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
-    fn u64(&mut self) -> Result<u64, RecordError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, RecordError> {
         let b: [u8; 8] = self
             .take(8)?
             .try_into()
             .map_err(|_| RecordError::NotCanonical)?;
         Ok(u64::from_be_bytes(b))
     }
-    fn str(&mut self) -> Result<String, RecordError> {
+    pub(crate) fn str(&mut self) -> Result<String, RecordError> {
         let n = usize::from(self.u16()?);
         let b = self.take(n)?;
         core::str::from_utf8(b)
             .map(String::from)
             .map_err(|_| RecordError::NotCanonical)
     }
-    fn opt<T>(
+    pub(crate) fn opt<T>(
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<T, RecordError>,
     ) -> Result<Option<T>, RecordError> {

@@ -19,8 +19,8 @@ const T0: u64 = 1_800_000_000;
 const DAY: u64 = record::DAY;
 
 /// The committed vectors (regenerate with `KEYGATE_WRITE_VECTORS=1 cargo test -p keygate-policy vectors`).
-const VECTORS: &str = include_str!("../../tests/vectors/policy-v1.json");
-const VECTORS_PATH: &str = "tests/vectors/policy-v1.json";
+const VECTORS: &str = include_str!("../../tests/vectors/policy-v2.json");
+const VECTORS_PATH: &str = "tests/vectors/policy-v2.json";
 
 fn issuer(seed: u8) -> (SigningKey, IssuerKey) {
     let sk = SigningKey::from_bytes(&core::array::from_fn(|i| seed.wrapping_add(i as u8)));
@@ -29,8 +29,7 @@ fn issuer(seed: u8) -> (SigningKey, IssuerKey) {
     (sk, IssuerKey { id, public_key: pk })
 }
 
-fn sign(sk: &SigningKey, rec: &KeyRecord) -> SignedRecord {
-    let canonical = rec.encode().unwrap();
+fn sign_bytes(sk: &SigningKey, canonical: Vec<u8>) -> SignedRecord {
     let signature = sk.sign(&canonical).to_bytes().to_vec();
     let pk = sk.verifying_key().to_bytes();
     SignedRecord {
@@ -38,6 +37,14 @@ fn sign(sk: &SigningKey, rec: &KeyRecord) -> SignedRecord {
         signature,
         issuer_key_id: issuer_key_id(&pk).unwrap(),
     }
+}
+
+fn sign(sk: &SigningKey, rec: &KeyRecord) -> SignedRecord {
+    sign_bytes(sk, rec.encode().unwrap())
+}
+
+fn sign_body(sk: &SigningKey, body: &Body) -> SignedRecord {
+    sign_bytes(sk, body.encode().unwrap())
 }
 
 fn random(seed: u8) -> [u8; key::RANDOM_BYTES] {
@@ -77,14 +84,44 @@ fn create(
     Made { key: k.key, record }
 }
 
-fn req(key: &str, org: &str, project: &str, now: u64) -> Request {
-    Request {
-        presented_key: key.to_string(),
-        organization: org.to_string(),
-        project: project.to_string(),
-        action: Scope::TriggerWorkflows,
-        now,
+/// A registration of `project` in `org`, made at T0 - 1 day.
+fn registration(org: &str, project: &str) -> ProjectRegistration {
+    register_project(project, org, "fixture project", T0 - DAY).unwrap()
+}
+
+/// A request and the signed registration (by issuer 1) of its project in `org`.
+struct Q {
+    request: Request,
+    registration: SignedRecord,
+}
+
+fn req(key: &str, org: &str, project: &str, now: u64) -> Q {
+    let (sk, _) = issuer(1);
+    Q {
+        request: Request {
+            presented_key: key.to_string(),
+            project: project.to_string(),
+            action: Scope::TriggerWorkflows,
+            now,
+        },
+        registration: sign_body(&sk, &Body::Project(registration(org, project))),
     }
+}
+
+/// `evaluate` with the key's record and the request's registration.
+fn eval(q: &Q, key: Option<&SignedRecord>, trusted: &TrustedIssuers) -> Decision {
+    let evidence = Evidence {
+        key: key.cloned(),
+        tombstone: None,
+        project: Some(q.registration.clone()),
+    };
+    evaluate(&q.request, &evidence, trusted)
+}
+
+/// `Validator::check` after loading the request's registration.
+fn vcheck(v: &mut Validator, q: &Q) -> Decision {
+    v.load(&q.registration).unwrap();
+    v.check(&q.request)
 }
 
 fn selected(ids: &[&str]) -> ProjectAccess {
@@ -93,11 +130,24 @@ fn selected(ids: &[&str]) -> ProjectAccess {
 
 // ---------------------------------------------------------------- vectors
 
+/// One vector case: a request, the names of its evidence, the decision, and
+/// whether a validator holding every verified fact of the file must agree
+/// (true where the evidence is what an honest store holds for the request).
+struct Case {
+    name: &'static str,
+    request: Request,
+    key: Option<&'static str>,
+    tombstone: Option<&'static str>,
+    project: Option<&'static str>,
+    expect: Decision,
+    validator: bool,
+}
+
 struct Fixture {
     issuer: (SigningKey, IssuerKey),
     keys: Vec<(&'static str, [u8; key::RANDOM_BYTES], String)>,
-    records: Vec<(&'static str, KeyRecord, SignedRecord)>,
-    cases: Vec<(&'static str, Request, Option<&'static str>, Decision)>,
+    records: Vec<(&'static str, Body, SignedRecord)>,
+    cases: Vec<Case>,
 }
 
 /// Every vector, built from fixed seeds. Ed25519 signatures are
@@ -156,6 +206,13 @@ fn fixture() -> Fixture {
         ProjectAccess::AllProjects,
         ExpiryPolicy::Never,
     );
+    let deleted = create(
+        17,
+        "acme",
+        KeyLevel::Organization,
+        ProjectAccess::AllProjects,
+        ExpiryPolicy::Never,
+    );
 
     // The tampered record: signed with one project, then widened to all.
     let mut tampered_signed = sign(&sk, &tampered.record);
@@ -163,33 +220,88 @@ fn fixture() -> Fixture {
     widened.access = ProjectAccess::AllProjects;
     tampered_signed.canonical = widened.encode().unwrap();
 
-    let records = vec![
+    // Registrations: acme's alpha, beta and new; globex's omega; a deleted
+    // acme project; alpha moved to globex after signing.
+    let alpha = registration("acme", "prj_alpha");
+    let beta = registration("acme", "prj_beta");
+    let new = register_project("prj_new", "acme", "created later", T0 + DAY / 2).unwrap();
+    let omega = registration("globex", "prj_omega");
+    let gone = registration("acme", "prj_gone").delete(T0 - 1).unwrap();
+    let mut moved = sign_body(&sk, &Body::Project(alpha.clone()));
+    let mut alpha_globex = alpha.clone();
+    alpha_globex.organization = "globex".into();
+    moved.canonical = alpha_globex.encode().unwrap();
+
+    let tomb = make_tombstone(&deleted.record.id, Some(&deleted.record), T0 + 10).unwrap();
+    let key = |r: &KeyRecord| Body::Key(r.clone());
+    let records: Vec<(&'static str, Body, SignedRecord)> = vec![
         (
             "org-all-30d",
-            org_all.record.clone(),
+            key(&org_all.record),
             sign(&sk, &org_all.record),
         ),
         (
             "org-selected",
-            org_sel.record.clone(),
+            key(&org_sel.record),
             sign(&sk, &org_sel.record),
         ),
         (
             "project-alpha-7d",
-            proj.record.clone(),
+            key(&proj.record),
             sign(&sk, &proj.record),
         ),
-        ("org-disabled", dis.record.clone(), sign(&sk, &dis.record)),
-        ("org-tampered", widened.clone(), tampered_signed),
+        ("org-disabled", key(&dis.record), sign(&sk, &dis.record)),
+        ("org-tampered", key(&widened), tampered_signed),
         (
             "org-foreign-issuer",
-            foreign.record.clone(),
+            key(&foreign.record),
             sign(&other_sk, &foreign.record),
         ),
         (
             "globex-project",
-            globex.record.clone(),
+            key(&globex.record),
             sign(&sk, &globex.record),
+        ),
+        (
+            "org-deleted",
+            key(&deleted.record),
+            sign(&sk, &deleted.record),
+        ),
+        (
+            "prj-alpha",
+            Body::Project(alpha.clone()),
+            sign_body(&sk, &Body::Project(alpha)),
+        ),
+        (
+            "prj-beta",
+            Body::Project(beta.clone()),
+            sign_body(&sk, &Body::Project(beta)),
+        ),
+        (
+            "prj-new",
+            Body::Project(new.clone()),
+            sign_body(&sk, &Body::Project(new)),
+        ),
+        (
+            "prj-omega-globex",
+            Body::Project(omega.clone()),
+            sign_body(&sk, &Body::Project(omega)),
+        ),
+        (
+            "prj-gone-deleted",
+            Body::Project(gone.clone()),
+            sign_body(&sk, &Body::Project(gone)),
+        ),
+        ("prj-alpha-moved", Body::Project(alpha_globex), moved),
+        (
+            "tombstone-org-deleted",
+            Body::Tombstone(tomb.clone()),
+            sign_body(&sk, &Body::Tombstone(tomb.clone())),
+        ),
+        (
+            "tombstone-foreign-issuer",
+            Body::Tombstone(tomb.clone()),
+            sign_body(&other_sk, &Body::Tombstone(tomb)),
         ),
     ];
 
@@ -215,126 +327,303 @@ fn fixture() -> Fixture {
     };
     let deny = Decision::Deny;
     use DenyReason as D;
+    let r = |key: &str, project: &str, now: u64| Request {
+        presented_key: key.to_string(),
+        project: project.to_string(),
+        action: Scope::TriggerWorkflows,
+        now,
+    };
+    #[allow(clippy::too_many_arguments)]
+    fn case(
+        name: &'static str,
+        request: Request,
+        key: Option<&'static str>,
+        tombstone: Option<&'static str>,
+        project: Option<&'static str>,
+        expect: Decision,
+        validator: bool,
+    ) -> Case {
+        Case {
+            name,
+            request,
+            key,
+            tombstone,
+            project,
+            expect,
+            validator,
+        }
+    }
+    let (all, alpha, beta) = (Some("org-all-30d"), Some("prj-alpha"), Some("prj-beta"));
     let cases = vec![
-        (
+        case(
             "org key, all projects, allowed on a project",
-            req(&org_all.key, "acme", "prj_alpha", T0 + 1),
-            Some("org-all-30d"),
+            r(&org_all.key, "prj_alpha", T0 + 1),
+            all,
+            None,
+            alpha,
             allow(&org_all),
+            true,
         ),
-        (
+        case(
             "org key, all projects, allowed on a project created later",
-            req(&org_all.key, "acme", "prj_new", T0 + DAY),
-            Some("org-all-30d"),
+            r(&org_all.key, "prj_new", T0 + DAY),
+            all,
+            None,
+            Some("prj-new"),
             allow(&org_all),
+            true,
         ),
-        (
+        case(
             "org key, last second before expiry",
-            req(&org_all.key, "acme", "prj_alpha", T0 + 30 * DAY - 1),
-            Some("org-all-30d"),
+            r(&org_all.key, "prj_alpha", T0 + 30 * DAY - 1),
+            all,
+            None,
+            alpha,
             allow(&org_all),
+            true,
         ),
-        (
+        case(
             "org key, expired at expires-at exactly",
-            req(&org_all.key, "acme", "prj_alpha", T0 + 30 * DAY),
-            Some("org-all-30d"),
+            r(&org_all.key, "prj_alpha", T0 + 30 * DAY),
+            all,
+            None,
+            alpha,
             deny(D::Expired),
+            true,
         ),
-        (
+        case(
+            "org key, one second before it was created",
+            r(&org_all.key, "prj_alpha", T0 - 1),
+            all,
+            None,
+            alpha,
+            deny(D::NotYetValid),
+            true,
+        ),
+        case(
             "org key on another organization's project",
-            req(&org_all.key, "globex", "prj_alpha", T0 + 1),
-            Some("org-all-30d"),
+            r(&org_all.key, "prj_omega", T0 + 1),
+            all,
+            None,
+            Some("prj-omega-globex"),
             deny(D::WrongOrganization),
+            true,
         ),
-        (
+        case(
             "empty string",
-            req("", "acme", "prj_alpha", T0),
-            Some("org-all-30d"),
+            r("", "prj_alpha", T0),
+            all,
+            None,
+            alpha,
             deny(D::Malformed),
+            true,
         ),
-        (
+        case(
             "not a key",
-            req("Bearer hunter2", "acme", "prj_alpha", T0),
+            r("Bearer hunter2", "prj_alpha", T0),
             None,
+            None,
+            alpha,
             deny(D::Malformed),
+            true,
         ),
-        (
+        case(
             "typo in last character",
-            req(&typo, "acme", "prj_alpha", T0),
-            Some("org-all-30d"),
-            deny(D::BadChecksum),
-        ),
-        (
-            "well-formed key, no record",
-            req(&unknown, "acme", "prj_alpha", T0),
+            r(&typo, "prj_alpha", T0),
+            all,
             None,
-            deny(D::UnknownKey),
+            alpha,
+            deny(D::BadChecksum),
+            true,
         ),
-        (
+        case(
+            "well-formed key, no record",
+            r(&unknown, "prj_alpha", T0),
+            None,
+            None,
+            alpha,
+            deny(D::UnknownKey),
+            true,
+        ),
+        case(
             "right id, wrong secret",
-            req(&wrong_secret, "acme", "prj_alpha", T0),
-            Some("org-all-30d"),
+            r(&wrong_secret, "prj_alpha", T0),
+            all,
+            None,
+            alpha,
             deny(D::SecretMismatch),
+            true,
         ),
-        (
+        case(
+            "wrong secret is reported before an unknown project",
+            r(&wrong_secret, "prj_nowhere", T0),
+            all,
+            None,
+            None,
+            deny(D::SecretMismatch),
+            true,
+        ),
+        case(
             "record widened after signing",
-            req(&tampered.key, "acme", "prj_beta", T0),
+            r(&tampered.key, "prj_beta", T0),
             Some("org-tampered"),
+            None,
+            beta,
             deny(D::RecordSignatureInvalid),
+            false,
         ),
-        (
+        case(
             "record signed by an untrusted issuer",
-            req(&foreign.key, "acme", "prj_alpha", T0),
+            r(&foreign.key, "prj_alpha", T0),
             Some("org-foreign-issuer"),
+            None,
+            alpha,
             deny(D::RecordSignatureInvalid),
+            false,
         ),
-        (
-            "disabled key",
-            req(&dis.key, "acme", "prj_alpha", T0),
-            Some("org-disabled"),
-            deny(D::Disabled),
-        ),
-        (
-            "selected key on a selected project",
-            req(&org_sel.key, "acme", "prj_beta", T0 + 400 * DAY),
-            Some("org-selected"),
-            allow(&org_sel),
-        ),
-        (
-            "selected key on another project",
-            req(&org_sel.key, "acme", "prj_gamma", T0),
-            Some("org-selected"),
-            deny(D::ProjectNotGranted),
-        ),
-        (
-            "project key on its project",
-            req(&proj.key, "acme", "prj_alpha", T0),
-            Some("project-alpha-7d"),
-            allow(&proj),
-        ),
-        (
-            "project key on a sibling project",
-            req(&proj.key, "acme", "prj_beta", T0),
-            Some("project-alpha-7d"),
-            deny(D::ProjectNotGranted),
-        ),
-        (
-            "project key after 7 days",
-            req(&proj.key, "acme", "prj_alpha", T0 + 7 * DAY),
-            Some("project-alpha-7d"),
-            deny(D::Expired),
-        ),
-        (
-            "same project id in another organization",
-            req(&globex.key, "acme", "prj_alpha", T0),
-            Some("globex-project"),
-            deny(D::WrongOrganization),
-        ),
-        (
-            "key presented for another key's record",
-            req(&proj.key, "acme", "prj_alpha", T0),
-            Some("org-all-30d"),
+        case(
+            "deleted key: a valid tombstone beside its old record",
+            r(&deleted.key, "prj_alpha", T0 + 20),
+            Some("org-deleted"),
+            Some("tombstone-org-deleted"),
+            alpha,
             deny(D::UnknownKey),
+            true,
+        ),
+        case(
+            "deleted key: its old record put back without the tombstone",
+            r(&deleted.key, "prj_alpha", T0 + 20),
+            Some("org-deleted"),
+            None,
+            alpha,
+            allow(&deleted),
+            false,
+        ),
+        case(
+            "tombstone signed by an untrusted issuer",
+            r(&deleted.key, "prj_alpha", T0 + 20),
+            Some("org-deleted"),
+            Some("tombstone-foreign-issuer"),
+            alpha,
+            deny(D::RecordSignatureInvalid),
+            false,
+        ),
+        case(
+            "tombstone of another key",
+            r(&org_all.key, "prj_alpha", T0 + 20),
+            all,
+            Some("tombstone-org-deleted"),
+            alpha,
+            deny(D::RecordSignatureInvalid),
+            false,
+        ),
+        case(
+            "no registration for the project",
+            r(&org_all.key, "prj_nowhere", T0 + 1),
+            all,
+            None,
+            None,
+            deny(D::UnknownProject),
+            true,
+        ),
+        case(
+            "registration moved to another organization after signing",
+            r(&org_all.key, "prj_alpha", T0 + 1),
+            all,
+            None,
+            Some("prj-alpha-moved"),
+            deny(D::ProjectRegistrationInvalid),
+            false,
+        ),
+        case(
+            "registration of another project",
+            r(&org_all.key, "prj_alpha", T0 + 1),
+            all,
+            None,
+            beta,
+            deny(D::ProjectRegistrationInvalid),
+            false,
+        ),
+        case(
+            "deleted project",
+            r(&org_all.key, "prj_gone", T0 + 1),
+            all,
+            None,
+            Some("prj-gone-deleted"),
+            deny(D::ProjectDeleted),
+            true,
+        ),
+        case(
+            "disabled key",
+            r(&dis.key, "prj_alpha", T0),
+            Some("org-disabled"),
+            None,
+            alpha,
+            deny(D::Disabled),
+            true,
+        ),
+        case(
+            "selected key on a selected project",
+            r(&org_sel.key, "prj_beta", T0 + 400 * DAY),
+            Some("org-selected"),
+            None,
+            beta,
+            allow(&org_sel),
+            true,
+        ),
+        case(
+            "selected key on another project",
+            r(&org_sel.key, "prj_new", T0 + DAY),
+            Some("org-selected"),
+            None,
+            Some("prj-new"),
+            deny(D::ProjectNotGranted),
+            true,
+        ),
+        case(
+            "project key on its project",
+            r(&proj.key, "prj_alpha", T0),
+            Some("project-alpha-7d"),
+            None,
+            alpha,
+            allow(&proj),
+            true,
+        ),
+        case(
+            "project key on a sibling project",
+            r(&proj.key, "prj_beta", T0),
+            Some("project-alpha-7d"),
+            None,
+            beta,
+            deny(D::ProjectNotGranted),
+            true,
+        ),
+        case(
+            "project key after 7 days",
+            r(&proj.key, "prj_alpha", T0 + 7 * DAY),
+            Some("project-alpha-7d"),
+            None,
+            alpha,
+            deny(D::Expired),
+            true,
+        ),
+        case(
+            "another organization's key naming this project id",
+            r(&globex.key, "prj_alpha", T0),
+            Some("globex-project"),
+            None,
+            alpha,
+            deny(D::WrongOrganization),
+            true,
+        ),
+        case(
+            "key presented for another key's record",
+            r(&proj.key, "prj_alpha", T0),
+            all,
+            None,
+            alpha,
+            deny(D::UnknownKey),
+            false,
         ),
     ];
     let keys = vec![
@@ -345,6 +634,7 @@ fn fixture() -> Fixture {
         ("org-tampered", random(14), tampered.key),
         ("org-foreign-issuer", random(15), foreign.key),
         ("globex-project", random(16), globex.key),
+        ("org-deleted", random(17), deleted.key),
     ];
     Fixture {
         issuer: (sk, ik),
@@ -373,6 +663,26 @@ fn record_json(r: &KeyRecord) -> Value {
     })
 }
 
+fn body_json(b: &Body) -> (&'static str, Value) {
+    match b {
+        Body::Key(r) => ("key", record_json(r)),
+        Body::Project(p) => (
+            "project",
+            json!({
+                "id": p.id, "organization": p.organization, "name": p.name,
+                "created_at": p.created_at, "deleted_at": p.deleted_at, "version": p.version,
+            }),
+        ),
+        Body::Tombstone(t) => (
+            "tombstone",
+            json!({
+                "id": t.id, "organization": t.organization,
+                "deleted_at": t.deleted_at, "last_version": t.last_version,
+            }),
+        ),
+    }
+}
+
 fn decision_json(d: &Decision) -> Value {
     match d {
         Decision::Allow(a) => {
@@ -384,7 +694,7 @@ fn decision_json(d: &Decision) -> Value {
 
 fn vectors_json(f: &Fixture) -> String {
     let v = json!({
-        "about": "keygate policy test vectors, format 1. Generated by keygate-policy's tests from fixed seeds; every implementation of the policy must reproduce them.",
+        "about": "keygate policy test vectors for keygate:policy@0.2.0 (canonical formats 1). Generated by keygate-policy's tests from fixed seeds; every implementation of the policy must reproduce them. A case names its evidence (key record, tombstone, project registration) by record name; `validator` says whether a validator that loaded every record of this file that verifies must give the same answer.",
         "issuer": {
             "seed": hex::encode(f.issuer.0.to_bytes()),
             "public_key": hex::encode(&f.issuer.1.public_key),
@@ -394,17 +704,21 @@ fn vectors_json(f: &Fixture) -> String {
             "name": name, "prefix": "kg", "random": hex::encode(random), "key": key,
             "id": parse_key(key).unwrap(), "sha256": hex::encode(hash_key(key)),
         })).collect::<Vec<_>>(),
-        "records": f.records.iter().map(|(name, rec, signed)| json!({
-            "name": name, "fields": record_json(rec),
-            "canonical": hex::encode(&signed.canonical),
-            "signature": hex::encode(&signed.signature),
-            "issuer_key_id": signed.issuer_key_id,
-        })).collect::<Vec<_>>(),
-        "cases": f.cases.iter().map(|(name, r, rec, d)| json!({
-            "name": name,
-            "request": {"presented_key": r.presented_key, "organization": r.organization, "project": r.project, "action": r.action.as_str(), "now": r.now},
-            "record": rec,
-            "expect": decision_json(d),
+        "records": f.records.iter().map(|(name, body, signed)| {
+            let (kind, fields) = body_json(body);
+            json!({
+                "name": name, "kind": kind, "fields": fields,
+                "canonical": hex::encode(&signed.canonical),
+                "signature": hex::encode(&signed.signature),
+                "issuer_key_id": signed.issuer_key_id,
+            })
+        }).collect::<Vec<_>>(),
+        "cases": f.cases.iter().map(|c| json!({
+            "name": c.name,
+            "request": {"presented_key": c.request.presented_key, "project": c.request.project, "action": c.request.action.as_str(), "now": c.request.now},
+            "key": c.key, "tombstone": c.tombstone, "project": c.project,
+            "expect": decision_json(&c.expect),
+            "validator": c.validator,
         })).collect::<Vec<_>>(),
     });
     let mut s = serde_json::to_string_pretty(&v).unwrap();
@@ -425,7 +739,7 @@ fn vectors_file_is_current() {
     }
     assert!(
         fresh == VECTORS,
-        "{VECTORS_PATH} is out of date: the key format, the record encoding or a decision changed. \
+        "{VECTORS_PATH} is out of date: the key format, an encoding or a decision changed. \
          If that is intended, regenerate with KEYGATE_WRITE_VECTORS=1 cargo test -p keygate-policy vectors"
     );
 }
@@ -452,50 +766,54 @@ fn committed_vectors_hold() {
 
     let mut records = std::collections::BTreeMap::new();
     let mut validator = Validator::new(&[issuer]);
+    let mut loaded = 0;
     for r in v["records"].as_array().unwrap() {
         let signed = SignedRecord {
             canonical: unhex(&r["canonical"]),
             signature: unhex(&r["signature"]),
             issuer_key_id: r["issuer_key_id"].as_str().unwrap().to_string(),
         };
-        let decoded = KeyRecord::decode(&signed.canonical).unwrap();
-        assert_eq!(record_json(&decoded), r["fields"], "{}", r["name"]);
+        let decoded = Body::decode(&signed.canonical).unwrap();
+        let (kind, fields) = body_json(&decoded);
+        assert_eq!(kind, r["kind"], "{}", r["name"]);
+        assert_eq!(fields, r["fields"], "{}", r["name"]);
         assert_eq!(decoded.encode().unwrap(), signed.canonical);
-        let verified = trusted.verify(&signed);
-        assert_eq!(validator.load(&signed).is_ok(), verified);
+        if trusted.verify(&signed) {
+            assert!(validator.load(&signed).is_ok(), "{}", r["name"]);
+            loaded += 1;
+        } else {
+            assert_eq!(validator.load(&signed), Err(LoadError::SignatureInvalid));
+        }
         records.insert(r["name"].as_str().unwrap().to_string(), signed);
     }
     assert_eq!(
-        validator.len(),
-        5,
+        loaded, 12,
         "the tampered and foreign-issuer records must not load"
     );
+    // Five live keys (the deleted one is gone), five registrations.
+    assert_eq!((validator.len(), validator.project_count()), (5, 5));
 
     let cases = v["cases"].as_array().unwrap();
-    assert!(cases.len() >= 20);
+    assert!(cases.len() >= 30);
+    let mut validator_cases = 0;
     for c in cases {
         let q = &c["request"];
         let request = Request {
             presented_key: q["presented_key"].as_str().unwrap().to_string(),
-            organization: q["organization"].as_str().unwrap().to_string(),
             project: q["project"].as_str().unwrap().to_string(),
             action: Scope::from_name(q["action"].as_str().unwrap()).unwrap(),
             now: q["now"].as_u64().unwrap(),
         };
-        let record = c["record"].as_str().map(|n| &records[n]);
-        let got = evaluate(&request, record, &trusted);
+        let pick = |field: &str| c[field].as_str().map(|n| records[n].clone());
+        let evidence = Evidence {
+            key: pick("key"),
+            tombstone: pick("tombstone"),
+            project: pick("project"),
+        };
+        let got = evaluate(&request, &evidence, &trusted);
         assert_eq!(decision_json(&got), c["expect"], "evaluate: {}", c["name"]);
-        // The validator holds every verified record; it must agree wherever the
-        // case's record is the key's own, verified record.
-        let own = record.is_some_and(|s| {
-            trusted.verify(s)
-                && parse_key(&request.presented_key).ok()
-                    == KeyRecord::decode(&s.canonical)
-                        .ok()
-                        .map(|r| r.id)
-                        .as_deref()
-        });
-        if own {
+        if c["validator"] == true {
+            validator_cases += 1;
             assert_eq!(
                 decision_json(&validator.check(&request)),
                 c["expect"],
@@ -504,6 +822,7 @@ fn committed_vectors_hold() {
             );
         }
     }
+    assert_eq!(validator_cases, 22);
     // Every deny reason the single scope allows is covered.
     for reason in DenyReason::ALL {
         if reason == DenyReason::ScopeNotGranted {
@@ -554,22 +873,14 @@ fn validator_never_goes_back_to_an_older_version_or_a_forgotten_id() {
     disabled.version = 2;
     let v2 = sign(&sk, &disabled);
     assert_eq!(v.load(&v1), Ok(LoadOutcome::Added));
-    assert!(matches!(
-        v.check(&req(&m.key, "acme", "p1", T0)),
-        Decision::Allow(_)
-    ));
+    let q = req(&m.key, "acme", "p1", T0);
+    assert!(matches!(vcheck(&mut v, &q), Decision::Allow(_)));
     assert_eq!(v.load(&v2), Ok(LoadOutcome::Replaced));
     assert_eq!(v.load(&v1), Ok(LoadOutcome::Stale));
     assert_eq!(v.load(&v2), Ok(LoadOutcome::Stale));
-    assert_eq!(
-        v.check(&req(&m.key, "acme", "p1", T0)),
-        Decision::Deny(DenyReason::Disabled)
-    );
+    assert_eq!(v.check(&q.request), Decision::Deny(DenyReason::Disabled));
     assert!(v.forget(&m.record.id));
-    assert_eq!(
-        v.check(&req(&m.key, "acme", "p1", T0)),
-        Decision::Deny(DenyReason::UnknownKey)
-    );
+    assert_eq!(v.check(&q.request), Decision::Deny(DenyReason::UnknownKey));
     assert_eq!(v.load(&v2), Err(LoadError::Forgotten));
     assert!(!v.forget(&m.record.id));
     assert!(v.is_empty());
@@ -863,9 +1174,27 @@ proptest! {
     }
 
     #[test]
-    fn decode_accepts_only_canonical_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+    fn decode_accepts_only_canonical_bytes(
+        rec in arb_record(),
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..4), 1..4),
+    ) {
+        // Start from valid bytes (random bytes would almost never reach past
+        // the magic), then overwrite, insert or delete a few bytes.
+        let mut bytes = rec.encode().unwrap();
+        for (pos, byte, op) in edits {
+            let at = pos % (bytes.len() + 1);
+            match op {
+                0 if at < bytes.len() => bytes[at] = byte,
+                1 => bytes.insert(at, byte),
+                2 if at < bytes.len() => { bytes.remove(at); }
+                _ => bytes.truncate(at),
+            }
+        }
         if let Ok(r) = KeyRecord::decode(&bytes) {
-            prop_assert_eq!(r.encode().unwrap(), bytes);
+            prop_assert_eq!(r.encode().unwrap(), bytes.clone());
+        }
+        if let Ok(b) = Body::decode(&bytes) {
+            prop_assert_eq!(b.encode().unwrap(), bytes);
         }
     }
 
@@ -875,8 +1204,8 @@ proptest! {
         let m = create(seed, "acme", KeyLevel::Organization, ProjectAccess::AllProjects, ExpiryPolicy::Never);
         let good = sign(&sk, &m.record);
         let trusted = TrustedIssuers::new(&[ik.clone()]);
-        let request = req(&m.key, "acme", "prj", T0);
-        prop_assert!(matches!(evaluate(&request, Some(&good), &trusted), Decision::Allow(_)));
+        let q = req(&m.key, "acme", "prj", T0);
+        prop_assert!(matches!(eval(&q, Some(&good), &trusted), Decision::Allow(_)));
         let total = good.canonical.len() + good.signature.len();
         let pos = pos % total;
         let mut bad = good.clone();
@@ -885,7 +1214,7 @@ proptest! {
         } else {
             bad.signature[pos - good.canonical.len()] ^= 1 << bit;
         }
-        let d = evaluate(&request, Some(&bad), &trusted);
+        let d = eval(&q, Some(&bad), &trusted);
         prop_assert!(!matches!(d, Decision::Allow(_)), "flip at {} allowed", pos);
         prop_assert!(Validator::new(&[ik]).load(&bad).is_err());
     }
@@ -900,7 +1229,7 @@ proptest! {
         let m = create(seed, "acme", KeyLevel::Organization, ProjectAccess::Selected(ids), ExpiryPolicy::Never);
         let (sk, ik) = issuer(1);
         let trusted = TrustedIssuers::new(&[ik]);
-        let d = evaluate(&req(&m.key, "acme", &asked, T0), Some(&sign(&sk, &m.record)), &trusted);
+        let d = eval(&req(&m.key, "acme", &asked, T0), Some(&sign(&sk, &m.record)), &trusted);
         if set.contains(&asked) {
             prop_assert!(matches!(d, Decision::Allow(_)));
         } else {
@@ -922,11 +1251,12 @@ proptest! {
         let m = create(seed, &own, level, access, ExpiryPolicy::Never);
         let (sk, ik) = issuer(1);
         let signed = sign(&sk, &m.record);
-        let d = evaluate(&req(&m.key, &other, &project, now), Some(&signed), &TrustedIssuers::new(&[ik.clone()]));
+        let q = req(&m.key, &other, &project, now);
+        let d = eval(&q, Some(&signed), &TrustedIssuers::new(&[ik.clone()]));
         prop_assert_eq!(d, Decision::Deny(DenyReason::WrongOrganization));
         let mut v = Validator::new(&[ik]);
         v.load(&signed).unwrap();
-        prop_assert_eq!(v.check(&req(&m.key, &other, &project, now)), Decision::Deny(DenyReason::WrongOrganization));
+        prop_assert_eq!(vcheck(&mut v, &q), Decision::Deny(DenyReason::WrongOrganization));
     }
 
     #[test]
@@ -935,29 +1265,41 @@ proptest! {
         let (sk, ik) = issuer(1);
         let signed = sign(&sk, &m.record);
         let now = T0 + u64::from(days) * DAY + after;
-        let request = req(&m.key, "acme", &project, now);
-        prop_assert_eq!(evaluate(&request, Some(&signed), &TrustedIssuers::new(&[ik.clone()])), Decision::Deny(DenyReason::Expired));
+        let q = req(&m.key, "acme", &project, now);
+        prop_assert_eq!(eval(&q, Some(&signed), &TrustedIssuers::new(&[ik.clone()])), Decision::Deny(DenyReason::Expired));
         let mut v = Validator::new(&[ik]);
         v.load(&signed).unwrap();
-        prop_assert_eq!(v.check(&request), Decision::Deny(DenyReason::Expired));
+        prop_assert_eq!(vcheck(&mut v, &q), Decision::Deny(DenyReason::Expired));
     }
 
     #[test]
     fn a_project_level_key_allows_only_its_project(own in arb_project(), asked in arb_project(), seed in any::<u8>()) {
         let m = create(seed, "acme", KeyLevel::Project(own.clone()), ProjectAccess::AllProjects, ExpiryPolicy::Never);
         let (sk, ik) = issuer(1);
-        let d = evaluate(&req(&m.key, "acme", &asked, T0), Some(&sign(&sk, &m.record)), &TrustedIssuers::new(&[ik]));
-        prop_assert_eq!(matches!(d, Decision::Allow(_)), own == asked);
+        let d = eval(&req(&m.key, "acme", &asked, T0), Some(&sign(&sk, &m.record)), &TrustedIssuers::new(&[ik]));
+        if own == asked {
+            prop_assert!(matches!(d, Decision::Allow(_)));
+        } else {
+            prop_assert_eq!(d, Decision::Deny(DenyReason::ProjectNotGranted));
+        }
     }
 
     #[test]
     fn any_presented_string_gets_a_decision(s in "\\PC{0,100}|kg_[0-9A-Za-z]{55,65}") {
         let (_, ik) = issuer(1);
-        let v = Validator::new(&[ik.clone()]);
-        let d = v.check(&req(&s, "acme", "p", T0));
-        prop_assert!(matches!(d, Decision::Deny(_)));
-        let d2 = evaluate(&req(&s, "acme", "p", T0), None, &TrustedIssuers::new(&[ik]));
-        prop_assert!(matches!(d2, Decision::Deny(_)));
+        // No record is held or given: every string is malformed, has a bad
+        // checksum, or is unknown.
+        let mut v = Validator::new(&[ik.clone()]);
+        let q = req(&s, "acme", "p", T0);
+        let d = vcheck(&mut v, &q);
+        let expected = match parse_key(&s) {
+            Err(ParseError::Malformed) => DenyReason::Malformed,
+            Err(ParseError::BadChecksum) => DenyReason::BadChecksum,
+            Ok(_) => DenyReason::UnknownKey,
+        };
+        prop_assert_eq!(d, Decision::Deny(expected));
+        let d2 = eval(&q, None, &TrustedIssuers::new(&[ik]));
+        prop_assert_eq!(d2, Decision::Deny(expected));
     }
 }
 
@@ -1000,6 +1342,10 @@ fn status_changes_and_retirement_make_new_versions() {
         Err(RecordError::GraceTooLong)
     );
     assert_eq!(old.retire(&succ, T0, 0), Err(RecordError::AlreadyRotated));
+    // A disabled key cannot be rotated: the rule lives here, not in a host.
+    assert_eq!(off.retire(&succ, T0, 0), Err(RecordError::KeyDisabled));
+    assert_eq!(off.status_at(T0 - 1), EffectiveStatus::Disabled);
+    assert_eq!(r.status_at(T0 - 1), EffectiveStatus::NotYetValid);
     assert_eq!(r.retire(&r.id, T0, 0), Err(RecordError::BadKeyId));
     // A never-expiring key gets an expiry from its grace.
     let n = create(
@@ -1016,18 +1362,259 @@ fn status_changes_and_retirement_make_new_versions() {
 
 #[test]
 fn project_registrations_are_checked() {
-    assert_eq!(check_project("acme", "  Billing  "), Ok("Billing".into()));
+    let reg = register_project("prj_a", "acme", "  Billing  ", T0).unwrap();
+    assert_eq!((reg.name.as_str(), reg.version), ("Billing", 1));
     assert_eq!(
-        check_project("Acme", "x"),
+        register_project("prj_a", "Acme", "x", T0),
         Err(RecordError::BadOrganization)
     );
-    assert_eq!(check_project("acme", ""), Err(RecordError::NameEmpty));
     assert_eq!(
-        check_project("acme", "a\tb"),
+        register_project("prj a", "acme", "x", T0),
+        Err(RecordError::BadProjectId("prj a".into()))
+    );
+    assert_eq!(
+        register_project("prj_a", "acme", "", T0),
+        Err(RecordError::NameEmpty)
+    );
+    assert_eq!(
+        register_project("prj_a", "acme", "a\tb", T0),
         Err(RecordError::NameControlCharacter)
     );
     assert_eq!(
-        check_project("acme", &"x".repeat(101)),
+        register_project("prj_a", "acme", &"x".repeat(101), T0),
         Err(RecordError::NameTooLong)
+    );
+    let gone = reg.delete(T0 + 5).unwrap();
+    assert_eq!((gone.deleted_at, gone.version), (Some(T0 + 5), 2));
+    assert_eq!(gone.delete(T0 + 6), Err(RecordError::ProjectDeleted));
+    for r in [&reg, &gone] {
+        let bytes = r.encode().unwrap();
+        assert_eq!(&bytes[..4], b"KGP\x01");
+        assert_eq!(ProjectRegistration::decode(&bytes).as_ref(), Ok(r));
+        assert_eq!(Body::decode(&bytes), Ok(Body::Project(r.clone())));
+        assert!(KeyRecord::decode(&bytes).is_err());
+        for cut in 0..bytes.len() {
+            assert!(ProjectRegistration::decode(&bytes[..cut]).is_err());
+        }
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert_eq!(
+            ProjectRegistration::decode(&trailing),
+            Err(RecordError::NotCanonical)
+        );
+    }
+    // A deletion before creation is not canonical.
+    let mut early = gone.clone();
+    early.deleted_at = Some(T0 - 1);
+    assert_eq!(early.encode(), Err(RecordError::NotCanonical));
+}
+
+#[test]
+fn tombstones_are_checked_and_end_a_key_for_good() {
+    let m = create(
+        50,
+        "acme",
+        KeyLevel::Organization,
+        ProjectAccess::AllProjects,
+        ExpiryPolicy::Never,
+    );
+    let t = make_tombstone(&m.record.id, Some(&m.record), T0 + 9).unwrap();
+    assert_eq!(t.organization.as_deref(), Some("acme"));
+    assert_eq!(t.last_version, 1);
+    let unreadable = make_tombstone(&m.record.id, None, T0).unwrap();
+    assert_eq!(
+        (unreadable.organization, unreadable.last_version),
+        (None, 0)
+    );
+    assert_eq!(make_tombstone("nope", None, T0), Err(RecordError::BadKeyId));
+    let other = create(
+        51,
+        "acme",
+        KeyLevel::Organization,
+        ProjectAccess::AllProjects,
+        ExpiryPolicy::Never,
+    );
+    assert_eq!(
+        make_tombstone(&m.record.id, Some(&other.record), T0),
+        Err(RecordError::BadKeyId)
+    );
+    let bytes = t.encode().unwrap();
+    assert_eq!(&bytes[..4], b"KGT\x01");
+    assert_eq!(Body::decode(&bytes), Ok(Body::Tombstone(t.clone())));
+    for cut in 0..bytes.len() {
+        assert!(Tombstone::decode(&bytes[..cut]).is_err());
+    }
+
+    // In a validator: the record goes, and never comes back.
+    let (sk, ik) = issuer(1);
+    let mut v = Validator::new(&[ik.clone()]);
+    let q = req(&m.key, "acme", "prj_a", T0 + 10);
+    let rec = sign(&sk, &m.record);
+    v.load(&rec).unwrap();
+    assert!(matches!(vcheck(&mut v, &q), Decision::Allow(_)));
+    let tomb = sign_body(&sk, &Body::Tombstone(t));
+    assert_eq!(v.load(&tomb), Ok(LoadOutcome::Added));
+    assert_eq!(v.load(&tomb), Ok(LoadOutcome::Stale));
+    assert_eq!(v.check(&q.request), Decision::Deny(DenyReason::UnknownKey));
+    assert_eq!(v.load(&rec), Err(LoadError::Forgotten));
+    // A later version of the record does not bring it back either.
+    let mut later = m.record.clone();
+    later.version = 9;
+    assert_eq!(v.load(&sign(&sk, &later)), Err(LoadError::Forgotten));
+    assert!(v.is_empty());
+
+    // With evaluate: a valid tombstone beats whatever record sits beside it.
+    let trusted = TrustedIssuers::new(&[ik]);
+    let evidence = Evidence {
+        key: Some(rec),
+        tombstone: Some(tomb),
+        project: Some(q.registration.clone()),
+    };
+    assert_eq!(
+        evaluate(&q.request, &evidence, &trusted),
+        Decision::Deny(DenyReason::UnknownKey)
+    );
+}
+
+#[test]
+fn a_validator_keeps_deleted_projects_deleted_and_needs_a_registration() {
+    let (sk, ik) = issuer(1);
+    let m = create(
+        52,
+        "acme",
+        KeyLevel::Organization,
+        ProjectAccess::AllProjects,
+        ExpiryPolicy::Never,
+    );
+    let mut v = Validator::new(&[ik]);
+    v.load(&sign(&sk, &m.record)).unwrap();
+    let q = req(&m.key, "acme", "prj_a", T0);
+    // No registration held: the project is unknown.
+    assert_eq!(
+        v.check(&q.request),
+        Decision::Deny(DenyReason::UnknownProject)
+    );
+    let live = registration("acme", "prj_a");
+    let gone = live.delete(T0).unwrap();
+    let (live_s, gone_s) = (
+        sign_body(&sk, &Body::Project(live.clone())),
+        sign_body(&sk, &Body::Project(gone)),
+    );
+    assert_eq!(v.load(&live_s), Ok(LoadOutcome::Added));
+    assert!(matches!(v.check(&q.request), Decision::Allow(_)));
+    assert_eq!(v.load(&gone_s), Ok(LoadOutcome::Replaced));
+    assert_eq!(
+        v.check(&q.request),
+        Decision::Deny(DenyReason::ProjectDeleted)
+    );
+    // Neither the old version nor a higher live one undeletes it.
+    assert_eq!(v.load(&live_s), Ok(LoadOutcome::Stale));
+    let mut undeleted = live;
+    undeleted.version = 7;
+    assert_eq!(
+        v.load(&sign_body(&sk, &Body::Project(undeleted))),
+        Ok(LoadOutcome::Stale)
+    );
+    assert_eq!(
+        v.check(&q.request),
+        Decision::Deny(DenyReason::ProjectDeleted)
+    );
+}
+
+#[test]
+fn key_looking_text_is_recognised() {
+    let k = make_key("kg", &random(60)).unwrap();
+    let custom = make_key("acme", &random(61)).unwrap();
+    for text in [
+        k.key.as_str(),
+        custom.key.as_str(),
+        &format!("Bearer {}", k.key),
+        &format!("--name={}", k.key),
+        &format!("prj_a,{}", custom.key),
+        &k.key[..k.key.len() - 1],  // cut short
+        &k.key[..k.key.len() - 15], // much shorter, still most of the secret
+        &format!("{}x", k.key),     // one extra character
+    ] {
+        assert!(looks_like_key(text, None), "{text:?}");
+    }
+    for text in [
+        "prj_EcH3aVaFu27",
+        "crm-sync",
+        "billing_service_account",
+        "kg_EcH3aVaFu27",
+        "",
+        "_",
+        "snake_case_words_are_fine_here_for_names_ok",
+    ] {
+        assert!(!looks_like_key(text, None), "{text:?}");
+    }
+    // With the deployment's prefix known, anything after it counts.
+    assert!(looks_like_key("kg_EcH3aVaFu27", Some("kg")));
+    assert!(looks_like_key("see acme_x", Some("acme")));
+    assert!(!looks_like_key("acme", Some("acme")));
+    assert!(!looks_like_key("prj_x", Some("kg")));
+}
+
+/// Every single-byte change of every canonical fact in the vectors either
+/// fails to decode or decodes to something that encodes back to exactly the
+/// changed bytes; both outcomes occur.
+#[test]
+fn mutated_canonical_bytes_decode_only_when_canonical() {
+    let f = fixture();
+    let (mut accepted, mut refused) = (0, 0);
+    for (_, _, signed) in &f.records {
+        let good = &signed.canonical;
+        for pos in 0..good.len() {
+            for byte in [
+                0u8,
+                1,
+                0x7f,
+                0xff,
+                b'a',
+                good[pos] ^ 1,
+                good[pos].wrapping_add(1),
+            ] {
+                let mut bad = good.clone();
+                bad[pos] = byte;
+                if bad == *good {
+                    continue;
+                }
+                match Body::decode(&bad) {
+                    Ok(b) => {
+                        accepted += 1;
+                        assert_eq!(b.encode().unwrap(), bad, "byte {pos} = {byte}");
+                    }
+                    Err(_) => refused += 1,
+                }
+            }
+        }
+    }
+    assert!(
+        accepted > 100 && refused > 100,
+        "{accepted} accepted, {refused} refused"
+    );
+}
+
+#[test]
+fn every_reason_and_error_has_a_code_and_a_message() {
+    let mut codes = std::collections::BTreeSet::new();
+    for r in DenyReason::ALL {
+        assert!(codes.insert(r.as_str()));
+        assert!(!format!("{r}").is_empty());
+    }
+    assert_eq!(DenyReason::ALL.len(), 14);
+    let errors = [
+        RecordError::BadKeyId,
+        RecordError::ExpiryOutOfRange(91),
+        RecordError::BadProjectId("x y".into()),
+        RecordError::KeyDisabled,
+        RecordError::ProjectDeleted,
+    ];
+    for e in &errors {
+        assert!(e.code().chars().all(|c| c.is_ascii_lowercase() || c == '-'));
+    }
+    assert_eq!(
+        format!("{}", RecordError::ExpiryOutOfRange(91)),
+        "expiry of 91 days is outside the policy (7 to 90 days, or never)"
     );
 }

@@ -106,9 +106,11 @@ fn disabled_keys_are_not_rotated() {
     let k = kg.key(&["--org", "acme", "--name", "x", "--all-projects"]);
     kg.ok(&["key", "disable", &key_id(&k)]);
     let before = kg.audit_len();
-    assert!(
-        kg.fail(&["key", "rotate", &key_id(&k)])
-            .contains("is disabled")
+    let dump = kg.store_dump();
+    assert_eq!(
+        kg.fail(&["key", "rotate", &key_id(&k)]),
+        "error: a disabled key cannot be rotated; enable it first\n"
     );
     assert_eq!(kg.audit_len(), before);
+    assert_eq!(kg.store_dump(), dump);
 }

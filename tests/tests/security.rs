@@ -107,7 +107,8 @@ fn tamper(kg: &Kg, id: &str, edit: impl Fn(&mut Vec<u8>)) {
     let keys = db.open_tree(schema::tree::KEYS).unwrap();
     let mut signed = schema::decode_signed(&keys.get(id).unwrap().unwrap()).unwrap();
     edit(&mut signed.canonical);
-    keys.insert(id, schema::encode_signed(&signed)).unwrap();
+    keys.insert(id, schema::encode_signed(&signed).unwrap())
+        .unwrap();
     db.flush().unwrap();
 }
 
@@ -161,7 +162,7 @@ fn a_flipped_signature_byte_is_denied() {
     let keys = db.open_tree(schema::tree::KEYS).unwrap();
     let mut signed = schema::decode_signed(&keys.get(&id).unwrap().unwrap()).unwrap();
     signed.signature[10] ^= 0x01;
-    keys.insert(id.as_bytes(), schema::encode_signed(&signed))
+    keys.insert(id.as_bytes(), schema::encode_signed(&signed).unwrap())
         .unwrap();
     db.flush().unwrap();
     drop(keys);

@@ -35,6 +35,9 @@ pub fn keygate_bin() -> &'static Path {
     })
 }
 
+/// Named lists of (key, value) pairs: see [`Kg::store_dump`].
+pub type StoreDump = Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>;
+
 /// A temporary keygate data directory.
 pub struct Kg {
     pub dir: TempDir,
@@ -156,6 +159,43 @@ impl Kg {
     /// The admin write count, to check that failed commands changed nothing.
     pub fn audit_len(&self) -> usize {
         self.json(&["audit"]).as_array().unwrap().len()
+    }
+
+    /// The store's logical contents: every sled tree with every key and
+    /// value, the issuer key file, and the names at the top of the data
+    /// directory. Opens sled directly, so no keygate may be running.
+    pub fn store_dump(&self) -> StoreDump {
+        let mut out = Vec::new();
+        let mut top: Vec<String> = std::fs::read_dir(self.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        top.sort();
+        out.push((
+            "top-level names".to_string(),
+            vec![(top.join(",").into_bytes(), vec![])],
+        ));
+        if let Ok(k) = std::fs::read(self.path().join("issuer.key")) {
+            out.push(("issuer.key".to_string(), vec![(vec![], k)]));
+        }
+        let db_path = self.path().join("db");
+        if db_path.exists() {
+            let db = sled::open(&db_path).unwrap();
+            let mut names = db.tree_names();
+            names.sort();
+            for name in names {
+                let tree = db.open_tree(&name).unwrap();
+                let kv = tree
+                    .iter()
+                    .map(|r| {
+                        let (k, v) = r.unwrap();
+                        (k.to_vec(), v.to_vec())
+                    })
+                    .collect();
+                out.push((String::from_utf8_lossy(&name).into_owned(), kv));
+            }
+        }
+        out
     }
 
     /// Every file under the data directory with its bytes.

@@ -3,12 +3,11 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use keygate::Error;
-use keygate::admin::{Access, Created, KeySpec, KeyView, parse_scope};
+use keygate::admin::{Access, Created, KeySpec, KeyView};
 use keygate::runtime::bindings::{ExpiryPolicy, KeyStatus};
 use serde_json::json;
 
-use super::{CmdResult, Ctx, out, out_json, parse_duration, table, time};
+use super::{CliError, CmdResult, Ctx, now, out, out_json, parse_duration, table, time, usage};
 
 /// Key commands.
 #[derive(Debug, Subcommand)]
@@ -34,13 +33,13 @@ pub enum KeyCommand {
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// Organization slug (org-level key; optional check for a project-level key).
-    #[arg(long, allow_hyphen_values = true)]
+    #[arg(long)]
     org: Option<String>,
     /// Create a project-level key owned by this project.
     #[arg(long, value_name = "PROJECT_ID", conflicts_with_all = ["all_projects", "projects"])]
     project: Option<String>,
     /// Label for the key (1 to 100 characters).
-    #[arg(long, allow_hyphen_values = true)]
+    #[arg(long)]
     name: String,
     /// Org-level key for every project of the organization, including future ones.
     #[arg(long, conflicts_with = "projects")]
@@ -49,7 +48,7 @@ pub struct CreateArgs {
     #[arg(long, value_name = "ID,ID...")]
     projects: Option<String>,
     /// Expiry: 7d to 90d, or never.
-    #[arg(long, default_value = "never", allow_hyphen_values = true)]
+    #[arg(long, default_value = "never")]
     expires: String,
     /// Scope granted (repeatable). Known: trigger-workflows.
     #[arg(long = "scope", default_value = "trigger-workflows")]
@@ -60,7 +59,7 @@ pub struct CreateArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Organization slug.
-    #[arg(long, allow_hyphen_values = true)]
+    #[arg(long)]
     org: String,
     /// Only keys that can act on this project.
     #[arg(long, value_name = "PROJECT_ID")]
@@ -80,65 +79,57 @@ pub struct RotateArgs {
     /// Key id.
     key_id: String,
     /// How long the old key keeps working (e.g. 30m, 24h, 7d; at most 7d).
-    #[arg(long, default_value = "24h", allow_hyphen_values = true)]
+    #[arg(long, default_value = "24h")]
     grace: String,
 }
 
-fn parse_expiry(s: &str) -> Result<ExpiryPolicy, Error> {
+fn parse_expiry(s: &str) -> Result<ExpiryPolicy, CliError> {
     if s == "never" {
         return Ok(ExpiryPolicy::Never);
     }
-    let bad = || Error::invalid(format!("`{s}` is not an expiry: use 7d to 90d, or never"));
+    let bad = || usage(format!("`{s}` is not an expiry: use 7d to 90d, or never"));
     let digits = s.strip_suffix('d').ok_or_else(bad)?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
     match digits.parse::<u16>() {
         Ok(d) => Ok(ExpiryPolicy::Days(d)),
-        Err(_) => Err(Error::invalid(format!(
+        Err(_) => Err(usage(format!(
             "expiry of {digits} days is outside the policy (7 to 90 days, or never)"
         ))),
     }
 }
 
-fn spec(a: CreateArgs) -> Result<KeySpec, Error> {
+fn spec(a: CreateArgs) -> Result<KeySpec, CliError> {
     let access = match (a.project, a.all_projects, a.projects) {
         (Some(p), false, None) => Access::OwnProject(p),
         (None, true, None) => Access::AllProjects,
         (None, false, Some(list)) => {
             let ids: Vec<String> = list.split(',').map(|s| s.trim().to_string()).collect();
             if ids.iter().any(String::is_empty) {
-                return Err(Error::invalid(
+                return Err(usage(
                     "--projects needs a comma-separated list of project ids, with no empty entry",
                 ));
             }
             Access::Selected(ids)
         }
         (None, false, None) => {
-            return Err(Error::invalid(
+            return Err(usage(
                 "choose the key's projects: --all-projects or --projects ID,ID... (or --project ID for a project-level key)",
             ));
         }
         _ => {
-            return Err(Error::invalid(
+            return Err(usage(
                 "--all-projects, --projects and --project exclude each other",
             ));
         }
     };
-    if a.org.is_none() && !matches!(access, Access::OwnProject(_)) {
-        return Err(Error::invalid("an organization-level key needs --org"));
-    }
-    let scopes = a
-        .scopes
-        .iter()
-        .map(|s| parse_scope(s))
-        .collect::<Result<Vec<_>, _>>()?;
     Ok(KeySpec {
         organization: a.org,
         name: a.name,
         access,
         expiry: parse_expiry(&a.expires)?,
-        scopes,
+        scopes: a.scopes,
     })
 }
 
@@ -185,7 +176,7 @@ fn warn_untrusted(views: &[KeyView]) {
 
 /// Run a key command.
 pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
-    let now = keygate::admin::now();
+    let now = now()?;
     match cmd {
         KeyCommand::Create(a) => {
             let spec = spec(a)?;
@@ -284,11 +275,13 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
             r
         }
         KeyCommand::Delete(a) => {
-            let d = ctx.open()?.delete_key(&a.key_id, now)?;
+            let organization = ctx.open()?.delete_key(&a.key_id, now)?;
             if ctx.json {
-                out_json(&json!(d))?;
+                out_json(&json!({
+                    "id": a.key_id, "organization": organization, "deleted_at": time(now),
+                }))?;
             } else {
-                out(&format!("deleted key {}", d.id))?;
+                out(&format!("deleted key {}", a.key_id))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -297,6 +290,7 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
 
 fn set_status(ctx: &Ctx, id: &str, status: KeyStatus, now: u64) -> CmdResult {
     let (v, changed) = ctx.open()?.set_status(id, status, now)?;
+    let id = v.id.as_str();
     let word = match status {
         KeyStatus::Active => "enabled",
         KeyStatus::Disabled => "disabled",

@@ -10,7 +10,7 @@ use keygate::issuer::hex;
 use keygate::runtime::{COMPONENT, component_sha256};
 use serde_json::json;
 
-use super::{CmdResult, Ctx, out, out_json, table, time};
+use super::{CmdResult, Ctx, out, out_json, table, time, usage};
 
 /// `init`.
 #[derive(Debug, Args)]
@@ -47,8 +47,9 @@ pub struct AuditArgs {
 
 /// Run `init`.
 pub fn cmd_init(ctx: &Ctx, a: InitArgs) -> CmdResult {
-    let dir = ctx.dir()?;
-    let kg = Keygate::init(&dir, &a.prefix)?;
+    let loc = ctx.location()?;
+    let dir = loc.dir.clone();
+    let kg = Keygate::init(&loc, &a.prefix)?;
     if ctx.json {
         out_json(
             &json!({"data_dir": dir, "prefix": kg.prefix(), "issuer_key_id": kg.issuer().id()}),
@@ -81,6 +82,11 @@ pub fn cmd_issuer(ctx: &Ctx, _: IssuerCommand) -> CmdResult {
 /// Run `module write`.
 pub fn cmd_module(ctx: &Ctx, cmd: ModuleCommand) -> CmdResult {
     let ModuleCommand::Write { path } = cmd;
+    if path.as_os_str() == "-" {
+        return Err(usage(
+            "`module write` needs a file path (the component is binary; it is not written to stdout)",
+        ));
+    }
     std::fs::write(&path, COMPONENT)
         .map_err(|e| Error::System(format!("cannot write `{}`: {e}", path.display())))?;
     let sha = component_sha256();
@@ -89,7 +95,7 @@ pub fn cmd_module(ctx: &Ctx, cmd: ModuleCommand) -> CmdResult {
     } else {
         out(&format!("{sha}  {}", path.display()))?;
         eprintln!(
-            "wrote {} bytes: the keygate:policy@0.1.0 component",
+            "wrote {} bytes: the keygate:policy@0.2.0 component",
             COMPONENT.len()
         );
     }

@@ -13,7 +13,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use keygate::Error;
-use keygate::admin::Keygate;
+use keygate::admin::{Keygate, Location};
+use keygate::cache::CacheOutcome;
 
 /// keygate: organization-level and project-level API keys, validated by one
 /// WebAssembly component.
@@ -30,6 +31,10 @@ pub struct Cli {
     /// Data directory (default: the platform's user data directory + /keygate).
     #[arg(long, global = true, env = "KEYGATE_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Issuer key file, to keep the signing secret outside the data directory
+    /// (default: DIR/issuer.key). Created at init if missing.
+    #[arg(long, global = true, env = "KEYGATE_ISSUER_KEY", value_name = "FILE")]
+    issuer_key: Option<PathBuf>,
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
@@ -63,8 +68,15 @@ enum Command {
 pub enum CliError {
     /// From the library.
     Keygate(Error),
+    /// The command line itself is wrong (a value that does not parse).
+    Usage(String),
     /// Writing output failed (other than a closed pipe).
     Output(std::io::Error),
+}
+
+/// A usage error.
+pub fn usage(msg: impl Into<String>) -> CliError {
+    CliError::Usage(msg.into())
 }
 
 impl From<Error> for CliError {
@@ -85,24 +97,35 @@ pub type CmdResult = Result<ExitCode, CliError>;
 /// Global settings handed to every command.
 pub struct Ctx {
     data_dir: Option<PathBuf>,
+    issuer_key: Option<PathBuf>,
     /// JSON output.
     pub json: bool,
 }
 
 impl Ctx {
     /// The data directory in use.
-    pub fn dir(&self) -> Result<PathBuf, Error> {
+    pub fn dir(&self) -> Result<PathBuf, CliError> {
         match &self.data_dir {
             Some(d) if !d.as_os_str().is_empty() => Ok(d.clone()),
-            _ => keygate::admin::default_data_dir().ok_or_else(|| {
-                Error::invalid("no data directory: pass --data-dir or set KEYGATE_DATA_DIR")
-            }),
+            _ => keygate::admin::default_data_dir()
+                .ok_or_else(|| usage("no data directory: pass --data-dir or set KEYGATE_DATA_DIR")),
         }
     }
 
+    /// The data directory and issuer key in use.
+    pub fn location(&self) -> Result<Location, CliError> {
+        let loc = Location::new(self.dir()?);
+        Ok(match &self.issuer_key {
+            Some(k) if !k.as_os_str().is_empty() => loc.with_issuer_key(k),
+            _ => loc,
+        })
+    }
+
     /// Open the store (no creation).
-    pub fn open(&self) -> Result<Keygate, Error> {
-        Keygate::open(&self.dir()?, false)
+    pub fn open(&self) -> Result<Keygate, CliError> {
+        let kg = Keygate::open(&self.location()?, false)?;
+        warn_cache(&kg);
+        Ok(kg)
     }
 
     /// Open the store, initialising an empty or missing data directory, then
@@ -111,8 +134,9 @@ impl Ctx {
     pub fn with_store<T>(
         &self,
         f: impl FnOnce(&mut Keygate) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        let mut kg = Keygate::open(&self.dir()?, true)?;
+    ) -> Result<T, CliError> {
+        let mut kg = Keygate::open(&self.location()?, true)?;
+        warn_cache(&kg);
         if kg.created() {
             match f(&mut kg) {
                 Ok(v) => {
@@ -121,12 +145,23 @@ impl Ctx {
                 }
                 Err(e) => {
                     kg.discard_if_created();
-                    Err(e)
+                    Err(e.into())
                 }
             }
         } else {
-            f(&mut kg)
+            Ok(f(&mut kg)?)
         }
+    }
+}
+
+/// Say so when a compile-cache file was refused: someone other than this
+/// store's keygate wrote it.
+fn warn_cache(kg: &Keygate) {
+    if let CacheOutcome::Rejected { why, .. } = kg.cache_outcome() {
+        eprintln!(
+            "warning: the compiled-component cache in {} was not used because {why}; keygate compiled the component again and replaced the file",
+            kg.dir().join(keygate::datadir::CACHE_DIR).display()
+        );
     }
 }
 
@@ -139,8 +174,22 @@ fn announce_init(kg: &Keygate) {
     );
 }
 
+/// Whether any argument looks like an API key. Checked before parsing, so
+/// that no error message (clap's included) can echo a key. This is the
+/// policy crate's own `looks_like_key`, called natively: at this point no
+/// store, and so no authenticated compiled component, is open yet.
+fn an_argument_looks_like_a_key() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .any(|a| keygate_policy::looks_like_key(&a.to_string_lossy(), None))
+}
+
 /// Run the command line.
 pub fn main() -> ExitCode {
+    if an_argument_looks_like_a_key() {
+        eprintln!("error: {}", Error::KeyLooking);
+        return ExitCode::from(2);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -163,6 +212,7 @@ pub fn main() -> ExitCode {
     };
     let ctx = Ctx {
         data_dir: cli.data_dir,
+        issuer_key: cli.issuer_key,
         json: cli.json,
     };
     let result = match cli.command {
@@ -181,15 +231,31 @@ pub fn main() -> ExitCode {
             eprintln!("error: cannot write output: {e}");
             ExitCode::from(2)
         }
-        Err(CliError::Keygate(e)) => {
-            if let Error::Tampered(id) = &e {
-                eprintln!(
-                    "warning: key `{id}` has a stored record whose signature does not verify; delete it and investigate who could write to the data directory"
-                );
-            }
-            eprintln!("error: {e}");
+        Err(CliError::Usage(msg)) => {
+            eprintln!("error: {msg}");
             ExitCode::from(2)
         }
+        Err(CliError::Keygate(e)) => {
+            if let Error::Tampered { kind, id } = &e {
+                eprintln!(
+                    "warning: the stored {kind} `{id}` does not verify; investigate who could write to the data directory"
+                );
+            }
+            eprintln!("error: {e}{}", hint(&e));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The command line's own advice for some library errors.
+fn hint(e: &Error) -> &'static str {
+    match e {
+        Error::NeedsOrganization => " (--org ORG)",
+        Error::NoStore(_) => " (`keygate init`, or any command that creates something)",
+        Error::Issuer(m) if m.contains("outside the data directory") => {
+            " (--issuer-key FILE or KEYGATE_ISSUER_KEY)"
+        }
+        _ => "",
     }
 }
 
@@ -251,9 +317,9 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> Result<(), CliError> {
 
 /// Parse a duration: a whole number and a unit `s`, `m`, `h` or `d` (`0` alone
 /// is allowed). Returns seconds.
-pub fn parse_duration(s: &str) -> Result<u64, Error> {
+pub fn parse_duration(s: &str) -> Result<u64, CliError> {
     let bad = || {
-        Error::invalid(format!(
+        usage(format!(
             "`{s}` is not a duration: use a number and a unit s, m, h or d (e.g. 24h, 7d)"
         ))
     };
@@ -275,22 +341,36 @@ pub fn parse_duration(s: &str) -> Result<u64, Error> {
     n.checked_mul(mult).ok_or_else(bad)
 }
 
+/// The current time, or the clock error.
+pub fn now() -> Result<u64, CliError> {
+    Ok(keygate::admin::now()?)
+}
+
+/// A value for `--at`: anything but an option (`--json`), so that a missing
+/// value is an error rather than the next option taken as the value.
+pub fn time_arg(s: &str) -> Result<String, String> {
+    if s.starts_with("--") {
+        return Err("expects a time, not an option".into());
+    }
+    Ok(s.to_string())
+}
+
 /// Parse a point in time: RFC 3339 (`2027-01-01T00:00:00Z`), `@SECONDS`
 /// since the epoch, or `+DURATION`/`-DURATION` from now.
-pub fn parse_time(s: &str, now: u64) -> Result<u64, Error> {
+pub fn parse_time(s: &str, now: u64) -> Result<u64, CliError> {
     if let Some(rel) = s.strip_prefix('+') {
         return now
             .checked_add(parse_duration(rel)?)
-            .ok_or_else(|| Error::invalid(format!("`{s}` is too far ahead")));
+            .ok_or_else(|| usage(format!("`{s}` is too far ahead")));
     }
     if let Some(rel) = s.strip_prefix('-') {
         return now
             .checked_sub(parse_duration(rel)?)
-            .ok_or_else(|| Error::invalid(format!("`{s}` is before 1970")));
+            .ok_or_else(|| usage(format!("`{s}` is before 1970")));
     }
     if let Some(secs) = s.strip_prefix('@') {
         return secs.parse().map_err(|_| {
-            Error::invalid(format!(
+            usage(format!(
                 "`{s}` is not a time: use @SECONDS with a whole number of seconds"
             ))
         });
@@ -300,7 +380,7 @@ pub fn parse_time(s: &str, now: u64) -> Result<u64, Error> {
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_secs())
         .ok_or_else(|| {
-            Error::invalid(format!(
+            usage(format!(
                 "`{s}` is not a time: use RFC 3339 (2027-01-01T00:00:00Z), @SECONDS, or +DURATION/-DURATION from now"
             ))
         })

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::{CmdResult, Ctx, out, out_json, table, time};
+use super::{CmdResult, Ctx, now, out, out_json, table, time};
 
 /// Project commands.
 #[derive(Debug, Subcommand)]
@@ -22,10 +22,9 @@ pub enum ProjectCommand {
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// Organization slug (lowercase letters, digits, dashes).
-    #[arg(long, allow_hyphen_values = true)]
+    #[arg(long)]
     org: String,
     /// Project name.
-    #[arg(allow_hyphen_values = true)]
     name: String,
 }
 
@@ -33,7 +32,7 @@ pub struct CreateArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Organization slug.
-    #[arg(long, allow_hyphen_values = true)]
+    #[arg(long)]
     org: String,
 }
 
@@ -46,7 +45,7 @@ pub struct DeleteArgs {
 
 /// Run a project command.
 pub fn run(ctx: &Ctx, cmd: ProjectCommand) -> CmdResult {
-    let now = keygate::admin::now();
+    let now = now()?;
     match cmd {
         ProjectCommand::Create(a) => {
             let p = ctx.with_store(|kg| kg.create_project(&a.org, &a.name, now))?;
@@ -61,7 +60,13 @@ pub fn run(ctx: &Ctx, cmd: ProjectCommand) -> CmdResult {
             }
         }
         ProjectCommand::List(a) => {
-            let projects = ctx.open()?.list_projects(&a.org)?;
+            let list = ctx.open()?.list_projects(&a.org)?;
+            for id in &list.untrusted {
+                eprintln!(
+                    "warning: the stored registration of project `{id}` does not verify: it is not listed and every key is denied on it; investigate who could write to the data directory"
+                );
+            }
+            let projects = list.projects;
             if ctx.json {
                 out_json(&json!(projects))?;
             } else {

@@ -5,11 +5,10 @@ use std::process::ExitCode;
 
 use clap::Args;
 use keygate::Error;
-use keygate::admin::{parse_scope, reason_code, reason_name};
 use keygate::runtime::bindings::{Decision, DenyReason};
 use serde_json::json;
 
-use super::{CmdResult, Ctx, out, out_json, parse_time, time};
+use super::{CliError, CmdResult, Ctx, now, out, out_json, parse_time, time, time_arg, usage};
 
 /// Longest input read from stdin; anything longer is denied as malformed.
 const MAX_INPUT: u64 = 64 * 1024;
@@ -24,19 +23,19 @@ pub struct VerifyArgs {
     #[arg(long, default_value = "trigger-workflows")]
     action: String,
     /// Decide as of this time: RFC 3339, @SECONDS, or +DURATION/-DURATION from now.
-    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true, value_parser = time_arg)]
     at: Option<String>,
 }
 
 /// The presented key: `KEYGATE_KEY`, else stdin (never an argument: those
 /// leak into process lists and shell history).
-fn presented_key() -> Result<String, Error> {
+fn presented_key() -> Result<String, CliError> {
     if let Some(k) = std::env::var_os("KEYGATE_KEY") {
         return Ok(k.to_string_lossy().trim().to_string());
     }
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        return Err(Error::invalid(
+        return Err(usage(
             "no key to verify: pipe it on stdin or set KEYGATE_KEY",
         ));
     }
@@ -51,46 +50,55 @@ fn presented_key() -> Result<String, Error> {
 
 /// Run `verify`: exit 0 allow, 1 deny, 2 error.
 pub fn cmd_verify(ctx: &Ctx, a: VerifyArgs) -> CmdResult {
-    let now = keygate::admin::now();
-    let action = parse_scope(&a.action)?;
+    let now = now()?;
     let at = match &a.at {
         Some(t) => parse_time(t, now)?,
         None => now,
     };
     let mut kg = ctx.open()?;
     let key = presented_key()?;
-    let v = kg.verify(&key, &a.project, action, at)?;
+    let v = kg.verify(&key, &a.project, &a.action, at)?;
     match &v.decision {
         Decision::Allow(ok) => {
             if ctx.json {
                 out_json(&json!({
                     "decision": "allow", "key_id": ok.key_id, "name": ok.name,
-                    "organization": ok.organization, "project": v.project.id,
+                    "organization": ok.organization, "project": v.project,
                     "action": a.action, "at": time(at), "record_version": ok.record_version,
                     "expires_at": ok.expires_at.map(time),
                 }))?;
             } else {
                 out(&format!(
                     "allow: key {} ({}) may {} on project {} of {}",
-                    ok.key_id, ok.name, a.action, v.project.id, ok.organization
+                    ok.key_id, ok.name, a.action, v.project, ok.organization
                 ))?;
             }
             Ok(ExitCode::SUCCESS)
         }
         Decision::Deny(reason) => {
-            if *reason == DenyReason::RecordSignatureInvalid {
-                eprintln!(
-                    "warning: the stored record of key `{}` failed signature verification: it is denied; the store may have been tampered with",
+            match reason {
+                DenyReason::RecordSignatureInvalid => eprintln!(
+                    "warning: the stored record or tombstone of key `{}` failed signature verification: it is denied; the store may have been tampered with",
                     v.key_id.as_deref().unwrap_or("?")
-                );
+                ),
+                DenyReason::ProjectRegistrationInvalid => eprintln!(
+                    "warning: the stored registration of project `{}` failed verification: it is denied; the store may have been tampered with",
+                    v.project
+                ),
+                _ => {}
             }
+            let (code, message) = v
+                .reason
+                .as_ref()
+                .map(|t| (t.code.as_str(), t.message.as_str()))
+                .unwrap_or_default();
             if ctx.json {
                 out_json(&json!({
-                    "decision": "deny", "reason": reason_code(*reason), "key_id": v.key_id,
-                    "project": v.project.id, "action": a.action, "at": time(at),
+                    "decision": "deny", "reason": code, "key_id": v.key_id,
+                    "project": v.project, "action": a.action, "at": time(at),
                 }))?;
             } else {
-                out(&format!("deny: {}", reason_name(*reason)))?;
+                out(&format!("deny: {message}"))?;
             }
             Ok(ExitCode::from(1))
         }

@@ -1,0 +1,389 @@
+//! Admin operations over an open store, every rule and every decision taken
+//! by the embedded component. This is the library a Rust service embeds; the
+//! `keygate` binary is a thin command-line front end over it.
+//!
+//! - [`write`]: the one seam that writes the store (check and encode in the
+//!   component, sign, commit).
+//! - [`projects`], [`keys`]: the operations.
+//! - [`views`]: what listings show.
+//! - [`verify`]: one decision, by the component's `evaluate`.
+
+use std::path::{Path, PathBuf};
+
+use crate::cache::CacheOutcome;
+use crate::datadir::{self, DataDir, DirState};
+use crate::error::{Error, Result};
+use crate::issuer::{self, Issuer, IssuerSecret};
+use crate::runtime::bindings::{
+    IssuerKey, LoadError, RecordError, Scope, SignedBody, SignedRecord,
+};
+use crate::runtime::{Module, Runtime};
+use crate::schema::AuditEvent;
+use crate::store::Store;
+
+pub mod keys;
+pub mod projects;
+pub mod verify;
+pub mod views;
+mod write;
+
+pub use keys::{Access, Created, KeySpec};
+pub use verify::Verdict;
+pub use views::{AccessView, KeyView, ProjectList, ProjectView};
+
+/// The deployment prefix used when `init` is not given one.
+pub const DEFAULT_PREFIX: &str = "kg";
+
+/// Where a store lives: its data directory and, optionally, an issuer key
+/// file kept outside it (so that write access to the data directory does
+/// not include the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// The issuer key file; `None` means `DATA_DIR/issuer.key`.
+    pub issuer_key: Option<PathBuf>,
+}
+
+impl Location {
+    /// A data directory with its issuer key inside it.
+    pub fn new(dir: impl Into<PathBuf>) -> Location {
+        Location {
+            dir: dir.into(),
+            issuer_key: None,
+        }
+    }
+
+    /// Keep the issuer key in `path` instead.
+    pub fn with_issuer_key(mut self, path: impl Into<PathBuf>) -> Location {
+        self.issuer_key = Some(path.into());
+        self
+    }
+
+    fn issuer_path(&self) -> PathBuf {
+        self.issuer_key
+            .clone()
+            .unwrap_or_else(|| self.dir.join(issuer::FILE))
+    }
+}
+
+/// An open keygate: the locked data directory, the store, the issuer key and
+/// an instance of the component.
+pub struct Keygate {
+    store: Store,
+    module: Module,
+    issuer: Issuer,
+    prefix: String,
+    /// Set when this call initialised the store: whether the issuer key was
+    /// generated here (so a failed first command removes it again).
+    created: Option<bool>,
+    cache: CacheOutcome,
+    // Dropped last: the lock outlives the store.
+    dir: DataDir,
+}
+
+/// The platform's default data directory: `<user data dir>/keygate`.
+pub fn default_data_dir() -> Option<PathBuf> {
+    dirs::data_dir().map(|d| d.join("keygate"))
+}
+
+/// Seconds since the epoch, now; an error (never 0) if the clock cannot be read.
+pub fn now() -> Result<u64> {
+    unix_seconds(std::time::SystemTime::now())
+}
+
+/// Seconds since the epoch of `t`; before 1970 is a clock error.
+pub fn unix_seconds(t: std::time::SystemTime) -> Result<u64> {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .map_err(|_| Error::Clock("it reads a time before 1970".into()))
+}
+
+fn random<const N: usize>() -> Result<[u8; N]> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b)
+        .map_err(|e| Error::System(format!("the OS random source failed: {e}")))?;
+    Ok(b)
+}
+
+impl Keygate {
+    /// Open the store at `loc`. With `create`, a missing or empty directory
+    /// is initialised with the default prefix ([`Keygate::created`] then says so).
+    pub fn open(loc: &Location, create: bool) -> Result<Keygate> {
+        let dir = DataDir::lock(&loc.dir, create)?;
+        match dir.state()? {
+            DirState::Store => {}
+            DirState::Missing | DirState::Empty if create => {
+                return Self::init_in(dir, loc, DEFAULT_PREFIX);
+            }
+            DirState::Missing | DirState::Empty => return Err(Error::NoStore(loc.dir.clone())),
+            DirState::Foreign => return Err(Error::Foreign(loc.dir.clone())),
+        }
+        let secret = IssuerSecret::load(&loc.issuer_path()).map_err(|e| {
+            match (&loc.issuer_key, e) {
+                (None, Error::Issuer(msg)) if !loc.issuer_path().exists() => Error::Issuer(format!(
+                    "{msg}; if this store's issuer key is kept outside the data directory, give its path"
+                )),
+                (_, e) => e,
+            }
+        })?;
+        let store = Store::open(&dir)?;
+        let (runtime, cache) =
+            Runtime::cached(&loc.dir.join(datadir::CACHE_DIR), secret.cache_key())?;
+        let mut module = runtime.instantiate()?;
+        let issuer = Issuer::new(secret, &mut module)?;
+        if store.issuer_id()? != issuer.id() {
+            return Err(Error::Issuer(format!(
+                "`{}` is not the issuer key this store was created with (store issuer {}, file issuer {})",
+                loc.issuer_path().display(),
+                store.issuer_id()?,
+                issuer.id()
+            )));
+        }
+        let prefix = store.prefix()?;
+        Ok(Keygate {
+            store,
+            module,
+            issuer,
+            prefix,
+            created: None,
+            cache,
+            dir,
+        })
+    }
+
+    /// Initialise a new store in a missing or empty directory.
+    pub fn init(loc: &Location, prefix: &str) -> Result<Keygate> {
+        let dir = DataDir::lock(&loc.dir, true)?;
+        match dir.state()? {
+            DirState::Missing | DirState::Empty => Self::init_in(dir, loc, prefix),
+            DirState::Store => Err(Error::AlreadyInitialised(loc.dir.clone())),
+            DirState::Foreign => Err(Error::Foreign(loc.dir.clone())),
+        }
+    }
+
+    /// Build the store in `init.tmp/`, then move it into place with one
+    /// rename of `db/` (after the issuer key, if that is new and kept here).
+    fn init_in(dir: DataDir, loc: &Location, prefix: &str) -> Result<Keygate> {
+        let at = now()?;
+        let init = dir.fresh_init_dir()?;
+        let issuer_path = loc.issuer_path();
+        // An issuer key already there is kept: one left by an interrupted
+        // init (no record was ever signed with it), or one the operator keeps
+        // outside the data directory.
+        let (secret, generated) = if issuer_path.exists() {
+            (IssuerSecret::load(&issuer_path)?, false)
+        } else if loc.issuer_key.is_some() {
+            (IssuerSecret::generate(&issuer_path)?, false)
+        } else {
+            (IssuerSecret::generate(&init.join(issuer::FILE))?, true)
+        };
+        let (runtime, cache) =
+            Runtime::cached(&loc.dir.join(datadir::CACHE_DIR), secret.cache_key())?;
+        let mut module = runtime.instantiate()?;
+        if module.make_key(prefix, &[0; 40])?.is_err() {
+            return Err(Error::BadPrefix(prefix.to_string()));
+        }
+        let issuer = Issuer::new(secret, &mut module)?;
+        let store = Store::create(
+            &loc.dir,
+            &init.join(datadir::DB_DIR),
+            prefix,
+            issuer.id(),
+            at,
+        )?;
+        let mut kg = Keygate {
+            store,
+            module,
+            issuer,
+            prefix: prefix.to_string(),
+            created: Some(generated),
+            cache,
+            dir,
+        };
+        let issuer_id = kg.issuer.id().to_string();
+        kg.apply(write::Change {
+            audit: vec![event(
+                at,
+                "init",
+                None,
+                &issuer_id,
+                Some(format!("prefix {prefix}")),
+            )],
+            ..write::Change::default()
+        })?;
+        // Close the new database, then put it in place.
+        let Keygate {
+            store,
+            module,
+            issuer,
+            prefix,
+            created,
+            cache,
+            dir,
+        } = kg;
+        drop(store);
+        if generated {
+            dir.install(&init.join(issuer::FILE), issuer::FILE)?;
+        }
+        dir.install(&init.join(datadir::DB_DIR), datadir::DB_DIR)?;
+        let store = Store::open(&dir)?;
+        Ok(Keygate {
+            store,
+            module,
+            issuer,
+            prefix,
+            created,
+            cache,
+            dir,
+        })
+    }
+
+    /// Whether this call initialised the store.
+    pub fn created(&self) -> bool {
+        self.created.is_some()
+    }
+
+    /// Undo a store this process just initialised (after a failed command),
+    /// leaving the directory as it was found.
+    pub fn discard_if_created(self) {
+        if let Some(generated) = self.created {
+            let Keygate { store, dir, .. } = self;
+            drop(store);
+            dir.discard_new_store(generated);
+        }
+    }
+
+    /// What happened to the compiled-code cache when this store was opened
+    /// (a refused file means someone else wrote it: the caller should warn).
+    pub fn cache_outcome(&self) -> &CacheOutcome {
+        &self.cache
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The deployment key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The issuer key.
+    pub fn issuer(&self) -> &Issuer {
+        &self.issuer
+    }
+
+    /// The store, for reading.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The admin write sequence number.
+    pub fn sequence(&self) -> Result<u64> {
+        self.store.sequence()
+    }
+
+    /// The component instance, for callers that want the raw policy calls.
+    pub fn module(&mut self) -> &mut Module {
+        &mut self.module
+    }
+
+    fn trusted(&self) -> [IssuerKey; 1] {
+        [self.issuer.trusted()]
+    }
+
+    /// Verify a stored signed fact with the component and decode it; a fact
+    /// that fails, or that names another id than the one it is stored under,
+    /// is [`Error::Tampered`].
+    fn open_signed(
+        &mut self,
+        kind: &'static str,
+        id: &str,
+        signed: &SignedRecord,
+    ) -> Result<SignedBody> {
+        let trusted = self.trusted();
+        let tampered = || Error::Tampered {
+            kind,
+            id: id.to_string(),
+        };
+        let body = match self.module.open(signed, &trusted)? {
+            Ok(b) => b,
+            Err(LoadError::SignatureInvalid | LoadError::NotCanonical | LoadError::Forgotten) => {
+                return Err(tampered());
+            }
+        };
+        let named = match &body {
+            SignedBody::Key(r) => r.id == id && kind == KEY_RECORD,
+            SignedBody::Project(p) => p.id == id && kind == PROJECT_REGISTRATION,
+            SignedBody::Tombstone(t) => t.id == id && kind == KEY_TOMBSTONE,
+        };
+        if named { Ok(body) } else { Err(tampered()) }
+    }
+
+    /// A policy error from the component, with its code and message.
+    fn policy(&mut self, e: RecordError) -> Error {
+        match self.module.record_error_text(&e) {
+            Ok(t) => Error::Policy {
+                code: t.code,
+                message: t.message,
+            },
+            Err(e) => Error::Runtime(e),
+        }
+    }
+
+    /// The scope with this name, asked of the component.
+    pub fn scope(&mut self, name: &str) -> Result<Scope> {
+        if let Some(s) = self.module.scope_named(name)? {
+            return Ok(s);
+        }
+        let mut known = Vec::new();
+        for s in self.module.scopes()? {
+            known.push(self.module.scope_name(s)?);
+        }
+        Err(Error::UnknownScope {
+            name: name.to_string(),
+            known: known.join(", "),
+        })
+    }
+
+    /// The name of a scope, from the component.
+    pub fn scope_name(&mut self, scope: Scope) -> Result<String> {
+        Ok(self.module.scope_name(scope)?)
+    }
+
+    /// Audit events, oldest first, optionally of one organization.
+    pub fn audit(&self, organization: Option<&str>) -> Result<Vec<AuditEvent>> {
+        Ok(self
+            .store
+            .audit()?
+            .into_iter()
+            .filter(|e| organization.is_none() || e.organization.as_deref() == organization)
+            .collect())
+    }
+}
+
+/// Kinds of signed facts, as named in messages.
+pub(crate) const KEY_RECORD: &str = "key record";
+/// See [`KEY_RECORD`].
+pub(crate) const PROJECT_REGISTRATION: &str = "project registration";
+/// See [`KEY_RECORD`].
+pub(crate) const KEY_TOMBSTONE: &str = "key tombstone";
+
+fn event(
+    at: u64,
+    action: &str,
+    organization: Option<&str>,
+    subject: &str,
+    detail: Option<String>,
+) -> AuditEvent {
+    AuditEvent {
+        sequence: 0,
+        at,
+        action: action.to_string(),
+        organization: organization.map(str::to_string),
+        subject: subject.to_string(),
+        detail,
+    }
+}

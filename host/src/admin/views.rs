@@ -1,0 +1,149 @@
+//! What listings show: key and project metadata, never a secret or a hash.
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::runtime::bindings::{
+    EffectiveStatus, ExpiryPolicy, KeyLevel, KeyRecord, ProjectAccess, ProjectRegistration,
+};
+
+use super::Keygate;
+
+/// Everything a listing shows about a key. Never the secret or its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyView {
+    /// Key id.
+    pub id: String,
+    /// Label.
+    pub name: String,
+    /// Owning organization.
+    pub organization: String,
+    /// `organization` or `project`.
+    pub level: &'static str,
+    /// Owning project of a project-level key.
+    pub project: Option<String>,
+    /// Scope names.
+    pub scopes: Vec<String>,
+    /// `all-projects`, or the selected project ids.
+    pub access: AccessView,
+    /// `active` or `inactive`.
+    pub status: &'static str,
+    /// Why inactive: `disabled`, `not-yet-valid`, `expired`, or `signature-invalid`.
+    pub inactive_reason: Option<&'static str>,
+    /// `never` or `<N>d`.
+    pub expiry_policy: String,
+    /// Expiry time (seconds since the epoch), if any.
+    pub expires_at: Option<u64>,
+    /// Creation time.
+    pub created_at: u64,
+    /// The key this one replaced.
+    pub rotated_from: Option<String>,
+    /// The key that replaced this one.
+    pub rotated_to: Option<String>,
+    /// Record version.
+    pub version: u64,
+}
+
+/// Project access as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum AccessView {
+    /// `"all-projects"`.
+    All(&'static str),
+    /// The selected project ids.
+    Selected(Vec<String>),
+}
+
+impl std::fmt::Display for AccessView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccessView::All(s) => f.write_str(s),
+            AccessView::Selected(ids) => f.write_str(&ids.join(",")),
+        }
+    }
+}
+
+/// A project as listed (from its verified, signed registration).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProjectView {
+    /// Project id.
+    pub id: String,
+    /// Owning organization.
+    pub organization: String,
+    /// Label.
+    pub name: String,
+    /// Registration time.
+    pub created_at: u64,
+    /// Deletion time, if deleted.
+    pub deleted_at: Option<u64>,
+    /// Registration version.
+    pub version: u64,
+}
+
+impl From<ProjectRegistration> for ProjectView {
+    fn from(p: ProjectRegistration) -> Self {
+        ProjectView {
+            id: p.id,
+            organization: p.organization,
+            name: p.name,
+            created_at: p.created_at,
+            deleted_at: p.deleted_at,
+            version: p.version,
+        }
+    }
+}
+
+/// The projects of an organization, and the ids of stored registrations
+/// that failed verification (not trusted, so their organization is unknown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectList {
+    /// Live projects, verified.
+    pub projects: Vec<ProjectView>,
+    /// Registrations that failed their signature check.
+    pub untrusted: Vec<String>,
+}
+
+impl Keygate {
+    /// A key's listing view at `at`; statuses come from the component.
+    pub(crate) fn view(&mut self, r: &KeyRecord, at: u64) -> Result<KeyView> {
+        let (status, reason) = match self.module.status_at(r, at)? {
+            EffectiveStatus::Active => ("active", None),
+            EffectiveStatus::Disabled => ("inactive", Some("disabled")),
+            EffectiveStatus::NotYetValid => ("inactive", Some("not-yet-valid")),
+            EffectiveStatus::Expired => ("inactive", Some("expired")),
+        };
+        let mut scopes = Vec::with_capacity(r.scopes.len());
+        for s in &r.scopes {
+            scopes.push(self.scope_name(*s)?);
+        }
+        Ok(KeyView {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            organization: r.organization.clone(),
+            level: match r.level {
+                KeyLevel::Organization => "organization",
+                KeyLevel::Project(_) => "project",
+            },
+            project: match &r.level {
+                KeyLevel::Organization => None,
+                KeyLevel::Project(p) => Some(p.clone()),
+            },
+            scopes,
+            access: match &r.access {
+                ProjectAccess::AllProjects => AccessView::All("all-projects"),
+                ProjectAccess::Selected(ids) => AccessView::Selected(ids.clone()),
+            },
+            status,
+            inactive_reason: reason,
+            expiry_policy: match r.expiry {
+                ExpiryPolicy::Never => "never".into(),
+                ExpiryPolicy::Days(d) => format!("{d}d"),
+            },
+            expires_at: r.expires_at,
+            created_at: r.created_at,
+            rotated_from: r.rotated_from.clone(),
+            rotated_to: r.rotated_to.clone(),
+            version: r.version,
+        })
+    }
+}
