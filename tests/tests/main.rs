@@ -5,6 +5,8 @@ mod support;
 
 mod bad_input;
 mod component;
+mod crash;
 mod lifecycle;
 mod rotation;
 mod security;
+mod tamper;

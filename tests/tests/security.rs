@@ -103,7 +103,7 @@ fn no_file_in_the_data_directory_holds_a_key_or_its_secret() {
 /// Rewrite one stored record's canonical bytes, keeping its signature, as
 /// someone with write access to the files could.
 fn tamper(kg: &Kg, id: &str, edit: impl Fn(&mut Vec<u8>)) {
-    let db = sled::open(kg.path().join("db")).unwrap();
+    let db = crate::support::open_sled(&kg.path().join("db"));
     let keys = db.open_tree(schema::tree::KEYS).unwrap();
     let mut signed = schema::decode_signed(&keys.get(id).unwrap().unwrap()).unwrap();
     edit(&mut signed.canonical);
@@ -158,7 +158,7 @@ fn a_flipped_signature_byte_is_denied() {
     let p = kg.project("acme", "P");
     let key = kg.key(&["--org", "acme", "--name", "x", "--all-projects"]);
     let id = key_id(&key);
-    let db = sled::open(kg.path().join("db")).unwrap();
+    let db = crate::support::open_sled(&kg.path().join("db"));
     let keys = db.open_tree(schema::tree::KEYS).unwrap();
     let mut signed = schema::decode_signed(&keys.get(&id).unwrap().unwrap()).unwrap();
     signed.signature[10] ^= 0x01;
@@ -174,7 +174,7 @@ fn a_flipped_signature_byte_is_denied() {
 fn a_second_process_finds_the_store_locked() {
     let kg = Kg::new();
     kg.project("acme", "P");
-    let db = sled::open(kg.path().join("db")).unwrap();
+    let db = crate::support::open_sled(&kg.path().join("db"));
     let err = kg.fail(&["key", "list", "--org", "acme"]);
     assert!(err.contains("in use by another keygate process"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -186,7 +186,7 @@ fn a_second_process_finds_the_store_locked() {
 fn a_lock_released_quickly_is_waited_for() {
     let kg = Kg::new();
     kg.project("acme", "P");
-    let db = sled::open(kg.path().join("db")).unwrap();
+    let db = crate::support::open_sled(&kg.path().join("db"));
     let child = kg
         .std_cmd()
         .args(["key", "list", "--org", "acme"])
@@ -235,5 +235,70 @@ fn wrong_secret_and_unknown_id_are_denied() {
     assert_eq!(
         kg.decide(std::str::from_utf8(&typo).unwrap(), &p, &[]),
         "bad checksum"
+    );
+}
+
+#[test]
+fn the_issuer_key_can_live_outside_the_data_directory() {
+    let kg = Kg::new();
+    let secrets = tempfile::tempdir().unwrap();
+    let issuer = secrets.path().join("issuer.key");
+    let with_issuer = |args: &[&str]| {
+        let mut a = vec!["--issuer-key", issuer.to_str().unwrap()];
+        a.extend_from_slice(args);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| kg.cmd().args(&args).output().unwrap();
+    let o = run(with_issuer(&["project", "create", "--org", "acme", "P"]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    assert!(issuer.exists());
+    assert!(!kg.path().join("issuer.key").exists());
+    // The environment variable works the same way.
+    let o = kg
+        .cmd()
+        .env("KEYGATE_ISSUER_KEY", &issuer)
+        .args([
+            "key",
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "k",
+            "--all-projects",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let key = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    let o = kg
+        .cmd()
+        .env("KEYGATE_ISSUER_KEY", &issuer)
+        .args(["verify", "--project", &p])
+        .write_stdin(key.clone())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    // Without it, the store cannot be used, and says where to look.
+    let err = kg.fail(&["key", "list", "--org", "acme"]);
+    assert!(
+        err.contains("issuer key") && err.contains("--issuer-key"),
+        "{err}"
+    );
+    // Another issuer key is refused: the trusted key comes from the secret,
+    // never from the store.
+    let other = Kg::new();
+    other.project("acme", "X");
+    let o = kg
+        .cmd()
+        .arg("--issuer-key")
+        .arg(other.path().join("issuer.key"))
+        .args(["key", "list", "--org", "acme"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("is not the issuer key this store was created with")
     );
 }

@@ -40,19 +40,27 @@ pub type StoreDump = Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>;
 
 /// A temporary keygate data directory.
 pub struct Kg {
-    pub dir: TempDir,
+    path: PathBuf,
+    _tmp: Option<TempDir>,
 }
 
 impl Kg {
     /// A fresh, empty data directory.
     pub fn new() -> Kg {
+        let tmp = tempfile::tempdir().unwrap();
         Kg {
-            dir: tempfile::tempdir().unwrap(),
+            path: tmp.path().to_path_buf(),
+            _tmp: Some(tmp),
         }
     }
 
+    /// A data directory at `path` (which the caller cleans up).
+    pub fn at(path: PathBuf) -> Kg {
+        Kg { path, _tmp: None }
+    }
+
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.path
     }
 
     /// A command with `--data-dir` set and no inherited key.
@@ -180,7 +188,7 @@ impl Kg {
         }
         let db_path = self.path().join("db");
         if db_path.exists() {
-            let db = sled::open(&db_path).unwrap();
+            let db = open_sled(&db_path);
             let mut names = db.tree_names();
             names.sort();
             for name in names {
@@ -213,6 +221,24 @@ impl Kg {
         let mut out = Vec::new();
         walk(self.path(), &mut out);
         out
+    }
+}
+
+/// Open a store's sled database directly, as someone with write access to
+/// the data directory could. No background flusher (as keygate itself), so
+/// the database is closed, lock included, when the handle is dropped; a
+/// lock still held by a keygate process that is exiting is waited for.
+pub fn open_sled(path: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::Config::new().path(path).flush_every_ms(None).open() {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot open {}: {e}", path.display()),
+        }
     }
 }
 

@@ -60,6 +60,11 @@ impl Keygate {
     /// A live key's record, its signature verified by the component.
     fn verified(&mut self, id: &str) -> Result<KeyRecord> {
         let id = self.key_id_arg(id)?;
+        // A tombstone ends a key whatever sits under its id in the keys tree
+        // (a record put back there is not trusted to bring it back).
+        if self.store.tombstone(&id)?.is_some() {
+            return Err(Error::KeyDeleted(id));
+        }
         let Some(signed) = self.store.key(&id)? else {
             return Err(match self.store.tombstone(&id)? {
                 Some(_) => Error::KeyDeleted(id),
@@ -175,6 +180,9 @@ impl Keygate {
         }
         let mut out = Vec::new();
         for (id, signed) in self.store.keys()? {
+            if self.store.tombstone(&id)?.is_some() {
+                continue;
+            }
             let record = match self.open_signed(KEY_RECORD, &id, &signed) {
                 Ok(SignedBody::Key(r)) => r,
                 Ok(_) | Err(Error::Tampered { .. }) => {
@@ -288,6 +296,9 @@ impl Keygate {
     /// organization, when known.
     pub fn delete_key(&mut self, id: &str, at: u64) -> Result<Option<String>> {
         let id = self.key_id_arg(id)?;
+        if self.store.tombstone(&id)?.is_some() {
+            return Err(Error::KeyDeleted(id));
+        }
         let Some(signed) = self.store.key(&id)? else {
             return Err(match self.store.tombstone(&id)? {
                 Some(_) => Error::KeyDeleted(id),

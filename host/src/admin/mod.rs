@@ -387,3 +387,23 @@ fn event(
         detail,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn a_clock_before_1970_is_an_error_never_time_zero() {
+        let before = UNIX_EPOCH - Duration::from_secs(1);
+        match unix_seconds(before) {
+            Err(Error::Clock(why)) => assert!(why.contains("before 1970")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            unix_seconds(UNIX_EPOCH + Duration::from_secs(7)).unwrap(),
+            7
+        );
+        assert!(now().unwrap() > 1_700_000_000);
+    }
+}
