@@ -22,7 +22,7 @@ pub enum Error {
     /// An input that looks like an API key was given where a key must never
     /// be (an argument, a name, an id). The input is deliberately not shown.
     #[error(
-        "an input looks like an API key; keys are never taken as arguments or ids (they would leak into shell history, process lists and logs): give a key id, or pass the key on stdin or in KEYGATE_KEY"
+        "an input looks like an API key; keys are never taken as arguments or ids (they would leak into shell history, process lists and logs)"
     )]
     KeyLooking,
     /// No key with this id was ever created here.

@@ -187,7 +187,8 @@ fn an_argument_looks_like_a_key() -> bool {
 /// Run the command line.
 pub fn main() -> ExitCode {
     if an_argument_looks_like_a_key() {
-        eprintln!("error: {}", Error::KeyLooking);
+        let e = Error::KeyLooking;
+        eprintln!("error: {e}{}", hint(&e));
         return ExitCode::from(2);
     }
     let cli = match Cli::try_parse() {
@@ -251,6 +252,9 @@ pub fn main() -> ExitCode {
 fn hint(e: &Error) -> &'static str {
     match e {
         Error::NeedsOrganization => " (--org ORG)",
+        Error::KeyLooking => {
+            ": give a key id where an id is asked for; `verify` reads the key from stdin or KEYGATE_KEY"
+        }
         Error::NoStore(_) => " (`keygate init`, or any command that creates something)",
         Error::Issuer(m) if m.contains("outside the data directory") => {
             " (--issuer-key FILE or KEYGATE_ISSUER_KEY)"
