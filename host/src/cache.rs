@@ -111,10 +111,21 @@ pub fn load_or_compile(
     Ok((component, outcome))
 }
 
-/// Write then rename, so a reader never sees half a file.
+/// Write then rename, so a reader never sees half a file. The temporary
+/// file gets an unpredictable name and is created with `O_EXCL|O_NOFOLLOW`,
+/// so a symlink planted in the cache folder is never written through.
 fn write_atomically(path: &Path, bytes: &[u8]) -> bool {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    if std::fs::write(&tmp, bytes)
+    use std::io::Write;
+    let mut nonce = [0u8; 8];
+    if getrandom::fill(&mut nonce).is_err() {
+        return false;
+    }
+    let tmp = path.with_extension(format!("tmp{:016x}", u64::from_le_bytes(nonce)));
+    let Ok(mut file) = crate::fsutil::create_new(&tmp, 0o600) else {
+        return false;
+    };
+    if file
+        .write_all(bytes)
         .and_then(|()| std::fs::rename(&tmp, path))
         .is_ok()
     {
@@ -125,6 +136,9 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> bool {
     }
 }
 
+/// Largest cache file read: far above the ~0.6 MB compiled component.
+const MAX_FILE: u64 = 64 << 20;
+
 enum Loaded {
     Hit(Component),
     Missing,
@@ -132,10 +146,11 @@ enum Loaded {
 }
 
 fn load(engine: &Engine, source: &[u8; 32], path: &Path, key: &CacheKey) -> Loaded {
-    let file = match std::fs::read(path) {
+    // Not through a symlink, not from a FIFO or device, not unbounded.
+    let file = match crate::fsutil::read_bounded(path, MAX_FILE, false) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Loaded::Missing,
-        Err(_) => return Loaded::Rejected("it cannot be read"),
+        Err(_) => return Loaded::Rejected("it is not a readable regular file"),
     };
     if file.len() < HEADER || &file[..8] != MAGIC {
         return Loaded::Rejected("it is not a keygate cache file");

@@ -138,17 +138,22 @@ impl DataDir {
             if !path.is_dir() {
                 return Err(Error::NoStore(path.to_path_buf()));
             }
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(path.join(LOCK_FILE))
-                .map_err(|e| {
-                    Error::System(format!(
-                        "cannot open the lock file in `{}`: {e}",
-                        path.display()
-                    ))
-                })?;
+            // A planted symlink or FIFO is refused, never followed or
+            // waited on.
+            let file = crate::fsutil::open_regular(
+                &path.join(LOCK_FILE),
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true),
+                false,
+            )
+            .map_err(|e| {
+                Error::System(format!(
+                    "cannot open the lock file in `{}`: {e}",
+                    path.display()
+                ))
+            })?;
             match file.try_lock() {
                 // The holder before us may have removed the lock file (it
                 // discarded a store it had just made): then our lock is on a

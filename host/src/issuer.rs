@@ -61,20 +61,13 @@ impl IssuerSecret {
         getrandom::fill(&mut seed)
             .map_err(|e| Error::System(format!("the OS random source failed: {e}")))?;
         let text = format!("{HEADER}\n{}\n", hex(&seed));
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
         let cannot = |e: std::io::Error| {
             Error::Issuer(format!(
                 "cannot write the issuer key `{}`: {e}",
                 path.display()
             ))
         };
-        let mut file = opts.open(path).map_err(cannot)?;
+        let mut file = crate::fsutil::create_new(path, 0o600).map_err(cannot)?;
         file.write_all(text.as_bytes())
             .and_then(|()| file.sync_all())
             .map_err(cannot)?;
@@ -105,12 +98,15 @@ impl IssuerSecret {
             }
         }
         let _ = meta;
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        // A regular file (a symlink to one is fine: secrets are often
+        // mounted that way), never a FIFO or device, and small.
+        let bytes = crate::fsutil::read_bounded(path, 4096, true).map_err(|e| {
             Error::Issuer(format!(
                 "cannot read the issuer key `{}`: {e}",
                 path.display()
             ))
         })?;
+        let text = String::from_utf8_lossy(&bytes);
         let mut lines = text.lines();
         let seed = match (lines.next(), lines.next().and_then(unhex32), lines.next()) {
             (Some(HEADER), Some(seed), None) => seed,

@@ -30,6 +30,7 @@ pub mod admin;
 pub mod cache;
 pub mod datadir;
 pub mod error;
+pub mod fsutil;
 pub mod issuer;
 pub mod runtime;
 pub mod schema;

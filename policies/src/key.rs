@@ -142,35 +142,28 @@ pub fn parse_key(presented: &str) -> Result<&str, ParseError> {
 }
 
 /// Whether `text` holds something that looks like a key, so that it must
-/// never be printed back (in an error message, a log line, a listing):
-/// a whole key (right shape and checksum), a word that starts with
-/// `prefix` and `_` (the deployment's own prefix, when known), or a word that
-/// starts like a key (a prefix-shaped word, `_`, then 40 or more base62
-/// characters: a key cut short or mistyped still carries most of its secret).
+/// never be printed back or stored (in an error message, a log line, a name):
+/// a whole key (right shape and checksum); a word that starts with `prefix`
+/// and `_` (the deployment's own prefix, when known); or a run of 40 or more
+/// base62 characters (`A-Za-z0-9`), which is what a key's body is, with or
+/// without its prefix, cut short, mistyped, or with its separator changed.
 /// Words are the runs of `A-Za-z0-9_`; any input is accepted.
 pub fn looks_like_key(text: &str, prefix: Option<&str>) -> bool {
-    const MIN_TAIL: usize = 40;
-    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .any(|word| {
-            if parse_key(word).is_ok() {
-                return true;
-            }
-            if let Some(p) = prefix
-                && word.len() > p.len()
-                && word.starts_with(p)
-                && word.as_bytes()[p.len()] == b'_'
-            {
-                return true;
-            }
-            match word.split_once('_') {
-                Some((head, tail)) => {
-                    valid_prefix(head)
-                        && tail.len() >= MIN_TAIL
-                        && tail.bytes().take(MIN_TAIL).all(is_base62)
-                }
-                None => false,
-            }
-        })
+    const MIN_RUN: usize = 40;
+    let long_run = text
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|run| run.len() >= MIN_RUN);
+    long_run
+        || text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .any(|word| {
+                parse_key(word).is_ok()
+                    || prefix.is_some_and(|p| {
+                        word.len() > p.len()
+                            && word.starts_with(p)
+                            && word.as_bytes()[p.len()] == b'_'
+                    })
+            })
 }
 
 /// SHA-256 of a key string: what the store keeps instead of the key.

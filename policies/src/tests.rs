@@ -1534,6 +1534,12 @@ fn key_looking_text_is_recognised() {
         &k.key[..k.key.len() - 1],  // cut short
         &k.key[..k.key.len() - 15], // much shorter, still most of the secret
         &format!("{}x", k.key),     // one extra character
+        &k.key[3..],                // without its prefix
+        &format!("kg-{}", &k.key[3..]),
+        &format!("KG_{}", &k.key[3..]),
+        &format!("1kg_{}", &k.key[3..]),
+        &format!("kg {}", &k.key[3..]),
+        &"a".repeat(40),
     ] {
         assert!(looks_like_key(text, None), "{text:?}");
     }
@@ -1545,6 +1551,7 @@ fn key_looking_text_is_recognised() {
         "",
         "_",
         "snake_case_words_are_fine_here_for_names_ok",
+        &"a".repeat(39),
     ] {
         assert!(!looks_like_key(text, None), "{text:?}");
     }

@@ -49,7 +49,8 @@ fn refused(f: &Fixture, args: &[&str], expect: &str) {
 #[test]
 fn bad_names_are_refused() {
     let f = fixture();
-    let long = "x".repeat(101);
+    // Words: a run of 40+ letters and digits would be refused as key-looking.
+    let long = "word ".repeat(21);
     for (name, why) in [
         ("", "name is empty"),
         ("   ", "name is empty"),
@@ -419,6 +420,10 @@ fn arguments_that_look_like_keys_are_refused_and_never_echoed() {
     let cut = &f.key[..f.key.len() - 3];
     let with_prefix = format!("kg_{id}");
     let name_arg = format!("--name={}", f.key);
+    // The key's body without its prefix, or with the separator changed.
+    let body = &f.key[3..];
+    let dashed = format!("kg-{body}");
+    let upper = format!("KG_{body}");
     let cases: Vec<Vec<&str>> = vec![
         vec!["key", "show", &f.key],
         vec!["key", "show", cut],
@@ -436,6 +441,10 @@ fn arguments_that_look_like_keys_are_refused_and_never_echoed() {
         vec!["project", "create", "--org", "acme", &f.key],
         vec!["key", "frobnicate", &f.key],
         vec!["--data-dir", &f.key, "key", "list", "--org", "acme"],
+        vec!["key", "show", body],
+        vec!["key", "show", &dashed],
+        vec!["project", "delete", &upper],
+        vec!["project", "create", "--org", "acme", body],
     ];
     for args in cases {
         let before = f.kg.store_dump();

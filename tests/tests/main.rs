@@ -6,6 +6,7 @@ mod support;
 mod bad_input;
 mod component;
 mod crash;
+mod hardening;
 mod lifecycle;
 mod rotation;
 mod security;

@@ -28,6 +28,7 @@ pub mod views;
 mod write;
 
 pub use keys::{Access, Created, KeySpec};
+
 pub use verify::Verdict;
 pub use views::{AccessView, KeyView, ProjectList, ProjectView};
 
@@ -74,12 +75,24 @@ pub struct Keygate {
     module: Module,
     issuer: Issuer,
     prefix: String,
-    /// Set when this call initialised the store: whether the issuer key was
-    /// generated here (so a failed first command removes it again).
-    created: Option<bool>,
+    /// Set when this call initialised the store: where its issuer key came
+    /// from (so a failed first command removes a key it generated).
+    created: Option<NewIssuer>,
     cache: CacheOutcome,
     // Dropped last: the lock outlives the store.
     dir: DataDir,
+}
+
+/// Where the issuer key of a store initialised by this call came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NewIssuer {
+    /// Generated into the data directory.
+    GeneratedHere,
+    /// Generated at this path outside the data directory.
+    GeneratedAt(PathBuf),
+    /// An existing key file was used: one left by an interrupted init in the
+    /// data directory, or the operator's own file outside it.
+    Existing(PathBuf),
 }
 
 /// The platform's default data directory: `<user data dir>/keygate`.
@@ -171,13 +184,23 @@ impl Keygate {
         // An issuer key already there is kept: one left by an interrupted
         // init (no record was ever signed with it), or one the operator keeps
         // outside the data directory.
-        let (secret, generated) = if issuer_path.exists() {
-            (IssuerSecret::load(&issuer_path)?, false)
+        let (secret, new_issuer) = if issuer_path.exists() {
+            (
+                IssuerSecret::load(&issuer_path)?,
+                NewIssuer::Existing(issuer_path),
+            )
         } else if loc.issuer_key.is_some() {
-            (IssuerSecret::generate(&issuer_path)?, false)
+            (
+                IssuerSecret::generate(&issuer_path)?,
+                NewIssuer::GeneratedAt(issuer_path),
+            )
         } else {
-            (IssuerSecret::generate(&init.join(issuer::FILE))?, true)
+            (
+                IssuerSecret::generate(&init.join(issuer::FILE))?,
+                NewIssuer::GeneratedHere,
+            )
         };
+        let generated = new_issuer == NewIssuer::GeneratedHere;
         let (runtime, cache) =
             Runtime::cached(&loc.dir.join(datadir::CACHE_DIR), secret.cache_key())?;
         let mut module = runtime.instantiate()?;
@@ -197,7 +220,7 @@ impl Keygate {
             module,
             issuer,
             prefix: prefix.to_string(),
-            created: Some(generated),
+            created: Some(new_issuer),
             cache,
             dir,
         };
@@ -244,13 +267,25 @@ impl Keygate {
         self.created.is_some()
     }
 
+    /// Where the issuer key came from, when this call initialised the store.
+    pub fn new_issuer(&self) -> Option<&NewIssuer> {
+        self.created.as_ref()
+    }
+
     /// Undo a store this process just initialised (after a failed command),
-    /// leaving the directory as it was found.
+    /// leaving the directory, and an issuer key path outside it, as they were
+    /// found.
     pub fn discard_if_created(self) {
-        if let Some(generated) = self.created {
+        if let Some(new_issuer) = self.created {
             let Keygate { store, dir, .. } = self;
             drop(store);
-            dir.discard_new_store(generated);
+            dir.discard_new_store(new_issuer == NewIssuer::GeneratedHere);
+            if let NewIssuer::GeneratedAt(path) = new_issuer {
+                let _ = std::fs::remove_file(&path);
+                if let Some(parent) = path.parent() {
+                    let _ = issuer::sync_dir(parent);
+                }
+            }
         }
     }
 
@@ -354,7 +389,10 @@ impl Keygate {
     }
 
     /// Audit events, oldest first, optionally of one organization.
-    pub fn audit(&self, organization: Option<&str>) -> Result<Vec<AuditEvent>> {
+    pub fn audit(&mut self, organization: Option<&str>) -> Result<Vec<AuditEvent>> {
+        if let Some(org) = organization {
+            self.check_organization(org)?;
+        }
         Ok(self
             .store
             .audit()?

@@ -148,13 +148,22 @@ fn status(v: &KeyView) -> String {
 }
 
 fn show_created(ctx: &Ctx, c: &Created, verb: &str) -> CmdResult {
-    if ctx.json {
+    let shown = if ctx.json {
         let mut j = view_json(&c.view);
         j["key"] = json!(c.issued.expose_key());
-        out_json(&j)?;
+        out_json(&j)
     } else {
-        out(c.issued.expose_key())?;
+        out(c.issued.expose_key())
+    };
+    // The one-time display failed (stdout closed): the key exists but nobody
+    // has it, which is an error, not a success.
+    if let Err(CliError::Output(e)) = &shown {
+        return Err(usage(format!(
+            "the new key {} could not be shown ({e}); it exists but was never displayed: delete it with `keygate key delete {}` and create another",
+            c.view.id, c.view.id
+        )));
     }
+    shown?;
     eprintln!(
         "{verb} key {} ({}) for organization {}. This is the only time the key is shown: store it securely now.",
         c.view.id, c.view.name, c.view.organization

@@ -50,6 +50,14 @@ pub fn cmd_init(ctx: &Ctx, a: InitArgs) -> CmdResult {
     let loc = ctx.location()?;
     let dir = loc.dir.clone();
     let kg = Keygate::init(&loc, &a.prefix)?;
+    if let Some(keygate::admin::NewIssuer::Existing(path)) = kg.new_issuer()
+        && !path.starts_with(kg.dir())
+    {
+        eprintln!(
+            "keygate: signing with the existing issuer key {}: every store that uses this key accepts the others' keys and projects; give each store its own key",
+            path.display()
+        );
+    }
     if ctx.json {
         out_json(
             &json!({"data_dir": dir, "prefix": kg.prefix(), "issuer_key_id": kg.issuer().id()}),

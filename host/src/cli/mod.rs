@@ -106,8 +106,11 @@ impl Ctx {
     /// The data directory in use.
     pub fn dir(&self) -> Result<PathBuf, CliError> {
         match &self.data_dir {
-            Some(d) if !d.as_os_str().is_empty() => Ok(d.clone()),
-            _ => keygate::admin::default_data_dir()
+            Some(d) if d.as_os_str().is_empty() => Err(usage(
+                "the data directory is empty (--data-dir or KEYGATE_DATA_DIR): give a path, or unset it for the default",
+            )),
+            Some(d) => Ok(d.clone()),
+            None => keygate::admin::default_data_dir()
                 .ok_or_else(|| usage("no data directory: pass --data-dir or set KEYGATE_DATA_DIR")),
         }
     }
@@ -115,10 +118,13 @@ impl Ctx {
     /// The data directory and issuer key in use.
     pub fn location(&self) -> Result<Location, CliError> {
         let loc = Location::new(self.dir()?);
-        Ok(match &self.issuer_key {
-            Some(k) if !k.as_os_str().is_empty() => loc.with_issuer_key(k),
-            _ => loc,
-        })
+        match &self.issuer_key {
+            Some(k) if k.as_os_str().is_empty() => Err(usage(
+                "the issuer key path is empty (--issuer-key or KEYGATE_ISSUER_KEY): give a path, or unset it for DIR/issuer.key",
+            )),
+            Some(k) => Ok(loc.with_issuer_key(k)),
+            None => Ok(loc),
+        }
     }
 
     /// Open the store (no creation).
@@ -165,13 +171,21 @@ fn warn_cache(kg: &Keygate) {
     }
 }
 
-fn announce_init(kg: &Keygate) {
+pub fn announce_init(kg: &Keygate) {
     eprintln!(
         "keygate: initialised a new store at {} (key prefix `{}`, issuer key id {})",
         kg.dir().display(),
         kg.prefix(),
         kg.issuer().id()
     );
+    if let Some(keygate::admin::NewIssuer::Existing(path)) = kg.new_issuer()
+        && !path.starts_with(kg.dir())
+    {
+        eprintln!(
+            "keygate: signing with the existing issuer key {}: every store that uses this key accepts the others' keys and projects; give each store its own key",
+            path.display()
+        );
+    }
 }
 
 /// Whether any argument looks like an API key. Checked before parsing, so
@@ -205,7 +219,7 @@ pub fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
                 _ => {
-                    eprintln!("{} (see --help)", one_line(&e.render().to_string()));
+                    eprintln!("{} (see --help)", safe(&one_line(&e.render().to_string())));
                     ExitCode::from(2)
                 }
             };
@@ -233,16 +247,17 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Err(CliError::Usage(msg)) => {
-            eprintln!("error: {msg}");
+            eprintln!("error: {}", safe(&msg));
             ExitCode::from(2)
         }
         Err(CliError::Keygate(e)) => {
             if let Error::Tampered { kind, id } = &e {
                 eprintln!(
-                    "warning: the stored {kind} `{id}` does not verify; investigate who could write to the data directory"
+                    "warning: the stored {kind} `{}` does not verify; investigate who could write to the data directory",
+                    safe(id)
                 );
             }
-            eprintln!("error: {e}{}", hint(&e));
+            eprintln!("error: {}{}", safe(&e.to_string()), hint(&e));
             ExitCode::from(2)
         }
     }
@@ -289,11 +304,39 @@ pub fn out_json(v: &serde_json::Value) -> Result<(), CliError> {
 
 /// RFC 3339 UTC time, to the second.
 pub fn time(secs: u64) -> String {
+    // RFC 3339 ends at 9999-12-31T23:59:59Z; later times (a far `--at`, or a
+    // damaged record) are shown as `@SECONDS` rather than crash.
+    const LAST_RFC3339: u64 = 253_402_300_799;
+    if secs > LAST_RFC3339 {
+        return format!("@{secs}");
+    }
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
+/// Text from the store or the user, made safe for one terminal line:
+/// control characters (newlines, escape sequences) are shown escaped.
+pub fn safe(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Print rows as aligned columns under a header.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> Result<(), CliError> {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| safe(c)).collect())
+        .collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -58,6 +58,31 @@ pub fn cmd_verify(ctx: &Ctx, a: VerifyArgs) -> CmdResult {
     let mut kg = ctx.open()?;
     let key = presented_key()?;
     let v = kg.verify(&key, &a.project, &a.action, at)?;
+    let code = decide(ctx, &a, &v, at)?;
+    Ok(code)
+}
+
+/// Print the decision and return its exit code. A closed stdout never
+/// changes the code: a deny stays 1 even if nobody reads the line.
+fn decide(ctx: &Ctx, a: &VerifyArgs, v: &keygate::admin::Verdict, at: u64) -> CmdResult {
+    let printed = print_decision(ctx, a, v, at);
+    let code = match v.decision {
+        Decision::Allow(_) => ExitCode::SUCCESS,
+        Decision::Deny(_) => ExitCode::from(1),
+    };
+    match printed {
+        Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(code),
+        Err(e) => Err(e),
+        Ok(()) => Ok(code),
+    }
+}
+
+fn print_decision(
+    ctx: &Ctx,
+    a: &VerifyArgs,
+    v: &keygate::admin::Verdict,
+    at: u64,
+) -> Result<(), CliError> {
     match &v.decision {
         Decision::Allow(ok) => {
             if ctx.json {
@@ -73,7 +98,7 @@ pub fn cmd_verify(ctx: &Ctx, a: VerifyArgs) -> CmdResult {
                     ok.key_id, ok.name, a.action, v.project, ok.organization
                 ))?;
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(())
         }
         Decision::Deny(reason) => {
             match reason {
@@ -83,7 +108,7 @@ pub fn cmd_verify(ctx: &Ctx, a: VerifyArgs) -> CmdResult {
                 ),
                 DenyReason::ProjectRegistrationInvalid => eprintln!(
                     "warning: the stored registration of project `{}` failed verification: it is denied; the store may have been tampered with",
-                    v.project
+                    super::safe(&v.project)
                 ),
                 _ => {}
             }
@@ -100,7 +125,7 @@ pub fn cmd_verify(ctx: &Ctx, a: VerifyArgs) -> CmdResult {
             } else {
                 out(&format!("deny: {message}"))?;
             }
-            Ok(ExitCode::from(1))
+            Ok(())
         }
     }
 }
