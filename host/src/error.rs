@@ -78,6 +78,16 @@ pub enum Error {
         /// What is wrong.
         why: String,
     },
+    /// The store was written by an older keygate and must be migrated first.
+    #[error(
+        "the keygate store at `{path}` has schema version {found} (an older keygate); it must be migrated to version 2 before use"
+    )]
+    OldSchema {
+        /// Data directory.
+        path: PathBuf,
+        /// The version found.
+        found: u32,
+    },
     /// Another process holds the store.
     #[error(
         "the keygate store at `{0}` is in use by another keygate process; try again when it has finished"

@@ -42,6 +42,8 @@ pub(crate) struct Batch {
     pub put_projects: Vec<(String, SignedRecord)>,
     /// Audit events (their sequence numbers are assigned on commit).
     pub audit: Vec<AuditEvent>,
+    /// A new schema version, written in the same transaction (migration).
+    pub schema: Option<u32>,
 }
 
 fn sled_error(dir: &Path, e: sled::Error) -> Error {
@@ -61,6 +63,31 @@ impl Store {
     /// Open the existing store of a locked data directory; checks its marker
     /// and schema version. Leftovers of a crash are cleared first.
     pub fn open(dir: &DataDir) -> Result<Store> {
+        let store = Self::open_any(dir)?;
+        match store.schema()? {
+            schema::SCHEMA_VERSION => Ok(store),
+            1 => Err(Error::OldSchema {
+                path: dir.path().to_path_buf(),
+                found: 1,
+            }),
+            other => Err(store.corrupt(format!(
+                "schema version {other} is not supported by this keygate (it reads version {})",
+                schema::SCHEMA_VERSION
+            ))),
+        }
+    }
+
+    /// The store's schema version.
+    pub fn schema(&self) -> Result<u32> {
+        self.meta
+            .get(meta::SCHEMA)
+            .map_err(|e| self.err(e))?
+            .and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes))
+            .ok_or_else(|| self.corrupt("its schema version is missing".into()))
+    }
+
+    /// Open a keygate store of any schema version (for migration).
+    pub(crate) fn open_any(dir: &DataDir) -> Result<Store> {
         dir.clear_leftovers()?;
         let store = Self::open_db(dir.path(), &dir.path().join(DB_DIR))?;
         let path = dir.path();
@@ -77,19 +104,22 @@ impl Store {
             Some(_) => return Err(Error::Foreign(path.to_path_buf())),
             None => return Err(corrupt("it has no keygate marker")),
         }
-        let schema = store
-            .meta
-            .get(meta::SCHEMA)
-            .map_err(|e| sled_error(path, e))?
-            .and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes))
-            .ok_or_else(|| corrupt("its schema version is missing"))?;
-        if schema != schema::SCHEMA_VERSION {
-            return Err(corrupt(&format!(
-                "schema version {schema} is not supported by this keygate (it reads version {})",
-                schema::SCHEMA_VERSION
-            )));
-        }
         Ok(store)
+    }
+
+    /// The raw values of a tree, for migrating an older schema.
+    pub(crate) fn raw(&self, name: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let t = match name {
+            tree::PROJECTS => &self.projects,
+            tree::DELETED_KEYS => &self.deleted,
+            _ => return Err(self.corrupt(format!("no tree `{name}` to migrate"))),
+        };
+        t.iter()
+            .map(|item| {
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                Ok((k.to_vec(), v.to_vec()))
+            })
+            .collect()
     }
 
     /// Create a new database at `db_path` (inside `init.tmp/`, renamed into
@@ -339,6 +369,9 @@ impl Store {
                     seq += 1;
                 }
                 m.insert(meta::SEQUENCE, &schema::u64_key(seq))?;
+                if let Some(v) = batch.schema {
+                    m.insert(meta::SCHEMA, &v.to_be_bytes())?;
+                }
                 Ok(seq)
             });
         let seq = res.map_err(|e| match e {

@@ -8,6 +8,7 @@ mod component;
 mod crash;
 mod hardening;
 mod lifecycle;
+mod migrate;
 mod rotation;
 mod security;
 mod tamper;

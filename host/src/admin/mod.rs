@@ -22,13 +22,14 @@ use crate::schema::AuditEvent;
 use crate::store::Store;
 
 pub mod keys;
+pub mod migrate;
 pub mod projects;
 pub mod verify;
 pub mod views;
 mod write;
 
 pub use keys::{Access, Created, KeySpec};
-
+pub use migrate::Migrated;
 pub use verify::Verdict;
 pub use views::{AccessView, KeyView, ProjectList, ProjectView};
 
@@ -141,6 +142,17 @@ impl Keygate {
             }
         })?;
         let store = Store::open(&dir)?;
+        Self::assemble(dir, loc, store, secret)
+    }
+
+    /// An open store with its component instance and checked issuer: the
+    /// issuer key must be the one the store was created with.
+    fn assemble(
+        dir: DataDir,
+        loc: &Location,
+        store: Store,
+        secret: IssuerSecret,
+    ) -> Result<Keygate> {
         let (runtime, cache) =
             Runtime::cached(&loc.dir.join(datadir::CACHE_DIR), secret.cache_key())?;
         let mut module = runtime.instantiate()?;

@@ -25,6 +25,8 @@ pub(crate) struct Change {
     pub tombstones: Vec<Tombstone>,
     /// Audit events.
     pub audit: Vec<AuditEvent>,
+    /// A new store schema version (only migration sets it).
+    pub schema: Option<u32>,
 }
 
 impl Keygate {
@@ -33,6 +35,7 @@ impl Keygate {
     pub(crate) fn apply(&mut self, change: Change) -> Result<u64> {
         let mut batch = Batch {
             audit: change.audit,
+            schema: change.schema,
             ..Batch::default()
         };
         for r in change.keys {

@@ -144,3 +144,36 @@ pub fn cmd_audit(ctx: &Ctx, a: AuditArgs) -> CmdResult {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Run `migrate`.
+pub fn cmd_migrate(ctx: &Ctx) -> CmdResult {
+    let loc = ctx.location()?;
+    let m = Keygate::migrate(&loc)?;
+    if ctx.json {
+        out_json(&json!({
+            "data_dir": loc.dir, "from_schema": m.from, "schema": keygate::schema::SCHEMA_VERSION,
+            "project_registrations": m.projects, "deleted_projects": m.deleted_projects,
+            "key_tombstones": m.tombstones,
+        }))?;
+    } else if m.from == keygate::schema::SCHEMA_VERSION {
+        out(&format!(
+            "the store at {} is already at schema {}; nothing to do",
+            loc.dir.display(),
+            m.from
+        ))?;
+    } else {
+        out(&format!(
+            "migrated the store at {} from schema {} to {}: signed {} project registrations ({} deleted) and {} key tombstones as they stood",
+            loc.dir.display(),
+            m.from,
+            keygate::schema::SCHEMA_VERSION,
+            m.projects,
+            m.deleted_projects,
+            m.tombstones
+        ))?;
+        eprintln!(
+            "keygate: the registry was unsigned until now; if anyone else could write the data directory, review it (`keygate project list --org ORG`)"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

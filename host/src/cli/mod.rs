@@ -62,6 +62,9 @@ enum Command {
     Module(misc::ModuleCommand),
     /// Show the audit log of admin actions.
     Audit(misc::AuditArgs),
+    /// Upgrade a store written by an older keygate (signs its project
+    /// registry and key deletions as they stand).
+    Migrate,
 }
 
 /// Errors of the command line: a library error or a usage problem.
@@ -238,6 +241,7 @@ pub fn main() -> ExitCode {
         Command::Issuer(c) => misc::cmd_issuer(&ctx, c),
         Command::Module(c) => misc::cmd_module(&ctx, c),
         Command::Audit(a) => misc::cmd_audit(&ctx, a),
+        Command::Migrate => misc::cmd_migrate(&ctx),
     };
     match result {
         Ok(code) => code,
@@ -271,6 +275,7 @@ fn hint(e: &Error) -> &'static str {
             ": give a key id where an id is asked for; `verify` reads the key from stdin or KEYGATE_KEY"
         }
         Error::NoStore(_) => " (`keygate init`, or any command that creates something)",
+        Error::OldSchema { .. } => " (run `keygate migrate`)",
         Error::Issuer(m) if m.contains("outside the data directory") => {
             " (--issuer-key FILE or KEYGATE_ISSUER_KEY)"
         }

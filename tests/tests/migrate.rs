@@ -1,0 +1,102 @@
+//! A store written by keygate 0.1 (schema 1: unsigned project registry and
+//! deletions) is refused until `keygate migrate` signs them.
+
+use keygate::schema::{self, tree};
+use serde_json::json;
+
+use crate::support::{Kg, key_id, open_sled};
+
+/// Rewrite a current store the way keygate 0.1 laid it out: key records as
+/// they are (their format did not change), projects and deleted keys as
+/// `1` + JSON, schema 1, no lock file.
+fn downgrade_to_schema_1(kg: &Kg) {
+    let db = open_sled(&kg.path().join("db"));
+    let projects = db.open_tree(tree::PROJECTS).unwrap();
+    for item in projects.iter() {
+        let (k, v) = item.unwrap();
+        let signed = schema::decode_signed(&v).unwrap();
+        let p = keygate_policy::ProjectRegistration::decode(&signed.canonical).unwrap();
+        let v1 = json!({"id": p.id, "organization": p.organization, "name": p.name,
+            "created_at": p.created_at, "deleted_at": p.deleted_at});
+        projects
+            .insert(k, [b"\x01".as_slice(), v1.to_string().as_bytes()].concat())
+            .unwrap();
+    }
+    let deleted = db.open_tree(tree::DELETED_KEYS).unwrap();
+    for item in deleted.iter() {
+        let (k, v) = item.unwrap();
+        let signed = schema::decode_signed(&v).unwrap();
+        let t = keygate_policy::Tombstone::decode(&signed.canonical).unwrap();
+        let v1 = json!({"id": t.id, "organization": t.organization.unwrap_or_default(),
+            "deleted_at": t.deleted_at, "last_version": t.last_version});
+        deleted
+            .insert(k, [b"\x01".as_slice(), v1.to_string().as_bytes()].concat())
+            .unwrap();
+    }
+    let meta = db.open_tree(tree::META).unwrap();
+    meta.insert(schema::meta::SCHEMA, &1u32.to_be_bytes())
+        .unwrap();
+    db.flush().unwrap();
+    drop(db);
+    std::fs::remove_file(kg.path().join("keygate.lock")).unwrap();
+}
+
+#[test]
+fn a_schema_1_store_is_refused_until_migrated_then_decides_the_same() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "P");
+    let q = kg.project("acme", "Q");
+    let g = kg.project("globex", "G");
+    let gone = kg.project("acme", "Gone");
+    let all = kg.key(&["--org", "acme", "--name", "all", "--all-projects"]);
+    let sel = kg.key(&["--org", "acme", "--name", "sel", "--projects", &q]);
+    let dead = kg.key(&["--org", "acme", "--name", "dead", "--all-projects"]);
+    let proj = kg.key(&["--project", &gone, "--name", "proj"]);
+    kg.ok(&["key", "delete", &key_id(&dead)]);
+    kg.ok(&["project", "delete", &gone]);
+    let keys = [&all, &sel, &dead, &proj];
+    let projects = [&p, &q, &g, &gone];
+    let decide_all = || {
+        keys.iter()
+            .flat_map(|k| projects.iter().map(move |p| (*k, *p)))
+            .map(|(k, p)| kg.decide(k, p, &[]))
+            .collect::<Vec<_>>()
+    };
+    let before = decide_all();
+    assert_eq!(
+        before.iter().filter(|d| *d == "allow").count(),
+        3,
+        "{before:?}"
+    );
+
+    downgrade_to_schema_1(&kg);
+    let err = kg.fail(&["key", "list", "--org", "acme"]);
+    assert_eq!(
+        err,
+        format!(
+            "error: the keygate store at `{}` has schema version 1 (an older keygate); it must be migrated to version 2 before use (run `keygate migrate`)\n",
+            kg.path().display()
+        )
+    );
+    let (code, _, err) = kg.verify(all.as_bytes(), &p, &[]);
+    assert_eq!(code, 2, "{err}");
+
+    let m = kg.json(&["migrate"]);
+    assert_eq!(m["from_schema"], 1);
+    assert_eq!(m["project_registrations"], 4);
+    assert_eq!(m["deleted_projects"], 1);
+    assert_eq!(m["key_tombstones"], 2);
+    assert_eq!(decide_all(), before);
+    let audit = kg.json(&["audit"]);
+    let last = audit.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "store.migrate");
+    // Every fact is signed now: a moved registration is caught again.
+    let again = kg.ok(&["migrate"]);
+    assert!(again.contains("already at schema 2"), "{again}");
+    let dump = kg.store_dump();
+    let projects_tree = dump.iter().find(|(n, _)| n == tree::PROJECTS).unwrap();
+    for (_, v) in &projects_tree.1 {
+        let signed = schema::decode_signed(v).unwrap();
+        assert_eq!(&signed.canonical[..3], b"KGP");
+    }
+}
