@@ -49,6 +49,17 @@ pub enum DirState {
     Foreign,
 }
 
+/// The error for one of keygate's own names that is a link or the wrong
+/// kind of file.
+pub fn not_own(dir: &Path, name: &str) -> Error {
+    Error::Corrupt {
+        path: dir.to_path_buf(),
+        why: format!(
+            "`{name}` is not a directory keygate made (a symbolic link or another kind of file); keygate does not follow links in its data directory"
+        ),
+    }
+}
+
 /// Look at a data directory without changing it.
 pub fn dir_state(dir: &Path) -> Result<DirState> {
     let entries = match std::fs::read_dir(dir) {
@@ -61,8 +72,12 @@ pub fn dir_state(dir: &Path) -> Result<DirState> {
         }
         Ok(entries) => entries,
     };
-    if dir.join(DB_DIR).is_dir() {
-        return Ok(DirState::Store);
+    // keygate never follows a link in its data directory: a `db` that is a
+    // symbolic link would make sled write wherever it points.
+    match std::fs::symlink_metadata(dir.join(DB_DIR)) {
+        Ok(m) if m.is_dir() => return Ok(DirState::Store),
+        Ok(_) => return Err(not_own(dir, DB_DIR)),
+        Err(_) => {}
     }
     for entry in entries {
         let entry = entry.map_err(|e| {
@@ -208,8 +223,13 @@ impl DataDir {
             ))
         };
         let init = self.path.join(INIT_DIR);
-        if init.exists() {
-            std::fs::remove_dir_all(&init).map_err(io)?;
+        match std::fs::symlink_metadata(&init) {
+            // A real directory goes with its contents; anything else planted
+            // under the name (a link, a file, a FIFO) is unlinked, never
+            // followed.
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&init).map_err(io)?,
+            Ok(_) => std::fs::remove_file(&init).map_err(io)?,
+            Err(_) => {}
         }
         let db = self.path.join(DB_DIR);
         if let Ok(entries) = std::fs::read_dir(&db) {
@@ -240,6 +260,22 @@ impl DataDir {
         std::fs::rename(from, &to)
             .and_then(|()| sync_dir(&self.path))
             .map_err(|e| Error::System(format!("cannot install `{}`: {e}", to.display())))
+    }
+
+    /// Undo an init that failed before its database was in place: remove
+    /// `init.tmp/` and, when this process made them, the cache, the lock file
+    /// and the directory itself. `made_files` is false when the failure came
+    /// before anything was written.
+    pub fn abandon_init(mut self, made_files: bool) {
+        let _ = self.clear_leftovers();
+        if made_files || self.created {
+            let _ = std::fs::remove_dir_all(self.path.join(CACHE_DIR));
+        }
+        let _ = std::fs::remove_file(self.path.join(LOCK_FILE));
+        self.lock = None;
+        if self.created {
+            let _ = std::fs::remove_dir(&self.path);
+        }
     }
 
     /// Take apart a store this process just created (its first command

@@ -52,15 +52,22 @@ impl std::fmt::Debug for IssuerSecret {
 }
 
 impl IssuerSecret {
-    /// Make a new key from the OS random source and write it to `path`
-    /// (which must not exist), mode 0600; the file and its directory are
-    /// synced before this returns, so a crash cannot leave a store whose
-    /// records were signed by a key that is not on disk.
-    pub fn generate(path: &Path) -> Result<IssuerSecret> {
+    /// A new key from the OS random source, in memory only.
+    pub fn random() -> Result<IssuerSecret> {
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed)
             .map_err(|e| Error::System(format!("the OS random source failed: {e}")))?;
+        Ok(Self::from_seed(seed))
+    }
+
+    /// Write this key to `path` (which must not exist, not even as a link),
+    /// mode 0600; the file and its directory are synced before this returns,
+    /// so a crash cannot leave a store whose records were signed by a key
+    /// that is not on disk.
+    pub fn write_new(&self, path: &Path) -> Result<()> {
+        let mut seed = self.signing.to_bytes();
         let text = format!("{HEADER}\n{}\n", hex(&seed));
+        seed.fill(0);
         let cannot = |e: std::io::Error| {
             Error::Issuer(format!(
                 "cannot write the issuer key `{}`: {e}",
@@ -74,7 +81,7 @@ impl IssuerSecret {
         if let Some(parent) = path.parent() {
             sync_dir(parent).map_err(cannot)?;
         }
-        Ok(Self::from_seed(seed))
+        Ok(())
     }
 
     /// Load the key at `path`, refusing a file that others can read or write.

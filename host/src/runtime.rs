@@ -89,7 +89,17 @@ impl Runtime {
     /// outcome says whether a file was refused (the caller should warn).
     pub fn cached(cache_dir: &Path, key: &CacheKey) -> Result<(Self, CacheOutcome), RuntimeError> {
         let engine = Engine::default();
-        let _ = std::fs::create_dir_all(cache_dir);
+        let _ = std::fs::create_dir(cache_dir);
+        // Never through a link: a `cache` that is not a real directory is
+        // not used at all.
+        if !std::fs::symlink_metadata(cache_dir).is_ok_and(|m| m.is_dir()) {
+            let component = Component::new(&engine, COMPONENT)?;
+            let outcome = CacheOutcome::Rejected {
+                why: "the cache folder is not a directory keygate made (a symbolic link or a file)",
+                written: false,
+            };
+            return Ok((Self::with(engine, component)?, outcome));
+        }
         let (component, outcome) = crate::cache::load_or_compile(
             &engine,
             COMPONENT,

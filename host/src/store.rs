@@ -70,6 +70,10 @@ impl Store {
                 path: dir.path().to_path_buf(),
                 found: 1,
             }),
+            other if other > schema::SCHEMA_VERSION => Err(store.corrupt(format!(
+                "it has schema version {other}, written by a newer keygate (this one reads version {})",
+                schema::SCHEMA_VERSION
+            ))),
             other => Err(store.corrupt(format!(
                 "schema version {other} is not supported by this keygate (it reads version {})",
                 schema::SCHEMA_VERSION

@@ -143,17 +143,57 @@ pub fn parse_key(presented: &str) -> Result<&str, ParseError> {
 
 /// Whether `text` holds something that looks like a key, so that it must
 /// never be printed back or stored (in an error message, a log line, a name):
-/// a whole key (right shape and checksum); a word that starts with `prefix`
-/// and `_` (the deployment's own prefix, when known); or a run of 40 or more
-/// base62 characters (`A-Za-z0-9`), which is what a key's body is, with or
-/// without its prefix, cut short, mistyped, or with its separator changed.
+///
+/// - a whole key (right shape and checksum);
+/// - a word that starts with `prefix` and `_` (the deployment's own prefix,
+///   when known);
+/// - 32 or more characters of `A-Za-z0-9` with both upper- and lower-case
+///   letters, where runs of at least 8 such characters separated by one
+///   other character (a space, a dash, an invisible character pasted from a
+///   chat) count as one: a key's body, with or without its prefix, cut short,
+///   mistyped or broken up. 32 characters of a key leave at most 11 of its 43
+///   secret characters unknown. Hex digests, numbers and lower-case slugs
+///   never match (no mixed case); a random base62 run of 32 lacks one of the
+///   two cases with probability below 10^-7.
+///
 /// Words are the runs of `A-Za-z0-9_`; any input is accepted.
 pub fn looks_like_key(text: &str, prefix: Option<&str>) -> bool {
-    const MIN_RUN: usize = 40;
-    let long_run = text
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .any(|run| run.len() >= MIN_RUN);
-    long_run
+    const MIN_RUN: usize = 32;
+    const MIN_PIECE: usize = 8;
+    // Join alphanumeric runs separated by exactly one other character when
+    // both sides are long enough to be pieces of a key.
+    let mut joined = String::new();
+    let mut pending_sep = false;
+    let mut last_piece_len = 0usize;
+    let mut found = false;
+    let mut flush = |joined: &mut String| {
+        let upper = joined.bytes().any(|b| b.is_ascii_uppercase());
+        let lower = joined.bytes().any(|b| b.is_ascii_lowercase());
+        if joined.len() >= MIN_RUN && upper && lower {
+            found = true;
+        }
+        joined.clear();
+    };
+    for run in text.split(|c: char| !c.is_ascii_alphanumeric()) {
+        if run.is_empty() {
+            // Two separators in a row (or at the ends): the chain breaks.
+            if pending_sep || !joined.is_empty() {
+                flush(&mut joined);
+            }
+            pending_sep = false;
+            last_piece_len = 0;
+            continue;
+        }
+        let continues = last_piece_len >= MIN_PIECE && run.len() >= MIN_PIECE;
+        if !joined.is_empty() && !continues {
+            flush(&mut joined);
+        }
+        joined.push_str(run);
+        last_piece_len = run.len();
+        pending_sep = true;
+    }
+    flush(&mut joined);
+    found
         || text
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .any(|word| {

@@ -1521,6 +1521,14 @@ fn a_validator_keeps_deleted_projects_deleted_and_needs_a_registration() {
     );
 }
 
+fn insert(s: &str, at: usize, what: &str) -> String {
+    format!("{}{what}{}", &s[..at], &s[at..])
+}
+
+fn replace(s: &str, at: usize, c: char) -> String {
+    format!("{}{c}{}", &s[..at], &s[at + 1..])
+}
+
 #[test]
 fn key_looking_text_is_recognised() {
     let k = make_key("kg", &random(60)).unwrap();
@@ -1539,7 +1547,14 @@ fn key_looking_text_is_recognised() {
         &format!("KG_{}", &k.key[3..]),
         &format!("1kg_{}", &k.key[3..]),
         &format!("kg {}", &k.key[3..]),
-        &"a".repeat(40),
+        &insert(&k.key, 30, " "),
+        &insert(&k.key, 30, "-"),
+        &insert(&k.key, 33, "\u{200b}"), // zero-width space, as chats paste it
+        &insert(&k.key, 20, "\u{ad}"),   // soft hyphen
+        &insert(&k.key, 25, "\u{ff11}"), // a full-width digit
+        &replace(&k.key, 31, '!'),
+        &k.key[14..14 + 32], // 32 characters of the secret alone
+        &format!("name {}", &k.key[14..14 + 32]),
     ] {
         assert!(looks_like_key(text, None), "{text:?}");
     }
@@ -1551,7 +1566,15 @@ fn key_looking_text_is_recognised() {
         "",
         "_",
         "snake_case_words_are_fine_here_for_names_ok",
-        &"a".repeat(39),
+        &"a".repeat(40),
+        &k.key[14..14 + 31],
+        "3f786850e387550fdab836ed7e6dc881de23001b", // a git sha
+        "deploy-3f786850e387550fdab836ed7e6dc881de23001b3f786850e3875",
+        "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+        "@100000000000000000000000000000000000000000",
+        "QuarterlyReconciliation Billing Integration",
+        "a-very-long-organization-slug-with-many-words-in-it",
+        "/var/lib/keygate/data/prod/europe-west1/tenants/acme",
     ] {
         assert!(!looks_like_key(text, None), "{text:?}");
     }

@@ -209,3 +209,109 @@ fn a_failed_first_command_removes_the_issuer_key_it_generated() {
     assert!(!issuer.exists());
     assert_eq!(std::fs::read_dir(kg.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn keygate_never_follows_a_link_or_a_planted_file_among_its_own_names() {
+    let outside = tempfile::tempdir().unwrap();
+    // `db` as a link: refused, nothing written where it points.
+    let kg = Kg::new();
+    kg.project("acme", "P");
+    std::fs::rename(kg.path().join("db"), outside.path().join("db")).unwrap();
+    symlink(outside.path().join("db"), kg.path().join("db")).unwrap();
+    let before = std::fs::read_dir(outside.path().join("db"))
+        .unwrap()
+        .count();
+    let err = kg.fail(&["project", "list", "--org", "acme"]);
+    assert!(err.contains("does not follow links"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(outside.path().join("db"))
+            .unwrap()
+            .count(),
+        before
+    );
+    // `cache` as a link: not used, nothing written where it points.
+    let kg = Kg::new();
+    let p = kg.project("acme", "P");
+    let key = kg.key(&["--org", "acme", "--name", "k", "--all-projects"]);
+    std::fs::remove_dir_all(kg.path().join("cache")).unwrap();
+    let target = outside.path().join("cache-target");
+    std::fs::create_dir(&target).unwrap();
+    symlink(&target, kg.path().join("cache")).unwrap();
+    let (code, _, err) = kg.verify(key.as_bytes(), &p, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("not a directory keygate made"), "{err}");
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+    // `init.tmp` as a file, a FIFO or a dangling link: cleared, not followed.
+    for plant in ["file", "fifo", "link"] {
+        let path = kg.path().join("init.tmp");
+        match plant {
+            "file" => std::fs::write(&path, b"x").unwrap(),
+            "fifo" => mkfifo(&path),
+            _ => symlink(outside.path().join("nowhere"), &path).unwrap(),
+        }
+        assert_eq!(kg.decide(&key, &p, &[]), "allow", "{plant}");
+        assert!(std::fs::symlink_metadata(&path).is_err(), "{plant}");
+    }
+    // The issuer key cannot be kept in keygate's own folders.
+    let fresh = Kg::new();
+    let inside = fresh.path().join("init.tmp").join("issuer.key");
+    let o = fresh
+        .cmd()
+        .arg("--issuer-key")
+        .arg(&inside)
+        .args(["project", "create", "--org", "acme", "P"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("keygate's own folders"));
+}
+
+#[test]
+fn a_failed_init_leaves_everything_as_it_was_found() {
+    let parent = tempfile::tempdir().unwrap();
+    let kg = Kg::at(parent.path().join("missing"));
+    let issuer = parent.path().join("issuer.key");
+    let o = kg
+        .cmd()
+        .arg("--issuer-key")
+        .arg(&issuer)
+        .args(["init", "--prefix", "BAD"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("key prefix `BAD`"));
+    assert!(!issuer.exists());
+    assert!(!kg.path().exists());
+    // And an empty directory stays empty.
+    std::fs::create_dir(kg.path()).unwrap();
+    kg.fail(&["init", "--prefix", "x"]);
+    assert_eq!(std::fs::read_dir(kg.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn no_key_is_made_when_stdout_is_closed() {
+    let kg = Kg::new();
+    kg.project("acme", "P");
+    let before = kg.store_dump();
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("exec \"$0\" \"$@\" >&-")
+        .arg(crate::support::keygate_bin())
+        .arg("--data-dir")
+        .arg(kg.path())
+        .args([
+            "key",
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "k",
+            "--all-projects",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("stdout is closed or /dev/null"), "{err}");
+    assert!(kg.store_dump() == before, "a key was made");
+}

@@ -50,11 +50,11 @@ fn a_schema_1_store_is_refused_until_migrated_then_decides_the_same() {
     let gone = kg.project("acme", "Gone");
     let all = kg.key(&["--org", "acme", "--name", "all", "--all-projects"]);
     let sel = kg.key(&["--org", "acme", "--name", "sel", "--projects", &q]);
-    let dead = kg.key(&["--org", "acme", "--name", "dead", "--all-projects"]);
+    let dead_key = kg.key(&["--org", "acme", "--name", "dead", "--all-projects"]);
     let proj = kg.key(&["--project", &gone, "--name", "proj"]);
-    kg.ok(&["key", "delete", &key_id(&dead)]);
+    kg.ok(&["key", "delete", &key_id(&dead_key)]);
     kg.ok(&["project", "delete", &gone]);
-    let keys = [&all, &sel, &dead, &proj];
+    let keys = [&all, &sel, &dead_key, &proj];
     let projects = [&p, &q, &g, &gone];
     let decide_all = || {
         keys.iter()
@@ -74,18 +74,48 @@ fn a_schema_1_store_is_refused_until_migrated_then_decides_the_same() {
     assert_eq!(
         err,
         format!(
-            "error: the keygate store at `{}` has schema version 1 (an older keygate); it must be migrated to version 2 before use (run `keygate migrate`)\n",
+            "error: the keygate store at `{}` has schema version 1 (an older keygate); it must be migrated to version 2 before use (review with `keygate migrate`, then `keygate migrate --yes`)\n",
             kg.path().display()
         )
     );
     let (code, _, err) = kg.verify(all.as_bytes(), &p, &[]);
     assert_eq!(code, 2, "{err}");
 
-    let m = kg.json(&["migrate"]);
-    assert_eq!(m["from_schema"], 1);
-    assert_eq!(m["project_registrations"], 4);
-    assert_eq!(m["deleted_projects"], 1);
-    assert_eq!(m["key_tombstones"], 2);
+    // Without --yes: what would be signed, and nothing changes.
+    let dump = kg.store_dump();
+    let plan = kg.json(&["migrate"]);
+    assert_eq!(
+        (plan["from_schema"].clone(), plan["applied"].clone()),
+        (json!(1), json!(false))
+    );
+    let regs = plan["project_registrations"].as_array().unwrap();
+    assert_eq!(regs.len(), 4);
+    assert_eq!(
+        regs.iter().filter(|r| !r["deleted_at"].is_null()).count(),
+        1
+    );
+    let mut dead: Vec<&str> = plan["key_tombstones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    dead.sort();
+    let mut expected = vec![key_id(&dead_key), key_id(&proj)];
+    expected.sort();
+    assert_eq!(dead, expected);
+    let human = kg.run(&["migrate"]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("ORGANIZATION") && text.contains(&g) && text.contains("globex"));
+    assert!(String::from_utf8_lossy(&human.stderr).contains("migrate --yes"));
+    kg.run(&["key", "list", "--org", "acme"]); // refused, and the lock file comes back
+    let mut after = kg.store_dump();
+    after[0] = dump[0].clone(); // the top-level names: keygate.lock again
+    assert!(after == dump, "a dry run changed the store");
+
+    let m = kg.json(&["migrate", "--yes"]);
+    assert_eq!(m["applied"], true);
+    assert_eq!(m["project_registrations"].as_array().unwrap().len(), 4);
     assert_eq!(decide_all(), before);
     let audit = kg.json(&["audit"]);
     let last = audit.as_array().unwrap().last().unwrap().clone();

@@ -2,7 +2,10 @@
 //! are already signed in today's format; its project registry and key
 //! deletions were unsigned JSON. Migration signs them as they stand, in one
 //! transaction that also sets schema 2: whoever runs it vouches for the
-//! registry as it is at that moment.
+//! registry as it is at that moment. Nothing in a 0.1 store can tell it
+//! apart from a current store that a writer of the data directory rewrote in
+//! the 0.1 layout, so migration first shows what it would sign and signs only
+//! when asked again (`apply`).
 
 use serde::Deserialize;
 
@@ -13,6 +16,7 @@ use crate::runtime::bindings::Tombstone;
 use crate::schema::{self, SCHEMA_VERSION};
 use crate::store::Store;
 
+use super::views::ProjectView;
 use super::write::Change;
 use super::{Keygate, Location, event, now};
 
@@ -35,38 +39,39 @@ struct DeletedKeyV1 {
     last_version: u64,
 }
 
-/// What a migration did.
+/// What a migration signs (or signed, when applied).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Migrated {
     /// The schema version found.
     pub from: u32,
-    /// Project registrations signed (deleted ones included).
-    pub projects: usize,
-    /// Of which deleted.
-    pub deleted_projects: usize,
-    /// Key tombstones signed.
-    pub tombstones: usize,
+    /// Whether it was applied (signed and committed).
+    pub applied: bool,
+    /// The project registrations to sign (deleted ones included).
+    pub projects: Vec<ProjectView>,
+    /// The ids of the deleted keys whose tombstones are signed.
+    pub tombstones: Vec<String>,
 }
 
 impl Keygate {
-    /// Migrate the store at `loc` to the current schema. A store already at
-    /// the current schema is left alone (`from` says so).
-    pub fn migrate(loc: &Location) -> Result<Migrated> {
+    /// Migrate the store at `loc` to the current schema: with `apply`, sign
+    /// and commit; without, only say what would be signed. A store already
+    /// at the current schema is left alone (`from` says so).
+    pub fn migrate(loc: &Location, apply: bool) -> Result<Migrated> {
+        loc.check()?;
         let dir = DataDir::lock(&loc.dir, false)?;
         match dir.state()? {
             DirState::Store => {}
             DirState::Foreign => return Err(Error::Foreign(loc.dir.clone())),
             DirState::Missing | DirState::Empty => return Err(Error::NoStore(loc.dir.clone())),
         }
-        let secret = IssuerSecret::load(&loc.issuer_path())?;
         let store = Store::open_any(&dir)?;
         let from = store.schema()?;
         if from == SCHEMA_VERSION {
             return Ok(Migrated {
                 from,
-                projects: 0,
-                deleted_projects: 0,
-                tombstones: 0,
+                applied: false,
+                projects: Vec::new(),
+                tombstones: Vec::new(),
             });
         }
         if from != 1 {
@@ -75,42 +80,46 @@ impl Keygate {
                 why: format!("schema version {from} cannot be migrated by this keygate"),
             });
         }
+        let secret = IssuerSecret::load(&loc.issuer_path())?;
         let mut kg = Keygate::assemble(dir, loc, store, secret)?;
-        kg.migrate_v1(now()?)
+        kg.migrate_v1(now()?, apply)
     }
 
-    fn migrate_v1(&mut self, at: u64) -> Result<Migrated> {
+    fn migrate_v1(&mut self, at: u64, apply: bool) -> Result<Migrated> {
         let path = self.dir().to_path_buf();
         let damaged = |what: String| Error::Corrupt {
             path: path.clone(),
             why: format!("{what} cannot be migrated: it is damaged"),
         };
         let mut change = Change::default();
-        let mut deleted_projects = 0;
         for (key, value) in self.store.raw(crate::schema::tree::PROJECTS)? {
+            let what = || format!("project `{}`", String::from_utf8_lossy(&key));
             let p: ProjectV1 = schema::decode_json(&value)
-                .filter(|p: &ProjectV1| p.id.as_bytes() == key.as_slice())
-                .ok_or_else(|| damaged(format!("project `{}`", String::from_utf8_lossy(&key))))?;
+                .filter(|p: &ProjectV1| {
+                    p.id.as_bytes() == key.as_slice() && schema::is_project_id(&key)
+                })
+                .ok_or_else(|| damaged(what()))?;
             let mut reg =
                 match self
                     .module
                     .register_project(&p.id, &p.organization, &p.name, p.created_at)?
                 {
                     Ok(r) => r,
-                    Err(e) => return Err(self.policy(e)),
+                    Err(e) => return Err(in_migration(what(), self.policy(e))),
                 };
             if let Some(d) = p.deleted_at {
                 reg = match self.module.delete_project(&reg, d)? {
                     Ok(r) => r,
-                    Err(e) => return Err(self.policy(e)),
+                    Err(e) => return Err(in_migration(what(), self.policy(e))),
                 };
-                deleted_projects += 1;
             }
             change.projects.push(reg);
         }
         for (key, value) in self.store.raw(crate::schema::tree::DELETED_KEYS)? {
             let d: DeletedKeyV1 = schema::decode_json(&value)
-                .filter(|d: &DeletedKeyV1| d.id.as_bytes() == key.as_slice())
+                .filter(|d: &DeletedKeyV1| {
+                    d.id.as_bytes() == key.as_slice() && schema::is_key_id(&key)
+                })
                 .ok_or_else(|| {
                     damaged(format!("deleted key `{}`", String::from_utf8_lossy(&key)))
                 })?;
@@ -124,10 +133,18 @@ impl Keygate {
         }
         let migrated = Migrated {
             from: 1,
-            projects: change.projects.len(),
-            deleted_projects,
-            tombstones: change.tombstones.len(),
+            applied: apply,
+            projects: change
+                .projects
+                .iter()
+                .cloned()
+                .map(ProjectView::from)
+                .collect(),
+            tombstones: change.tombstones.iter().map(|t| t.id.clone()).collect(),
         };
+        if !apply {
+            return Ok(migrated);
+        }
         change.audit.push(event(
             at,
             "store.migrate",
@@ -135,11 +152,23 @@ impl Keygate {
             &format!("schema {SCHEMA_VERSION}"),
             Some(format!(
                 "from schema 1: {} project registrations and {} key tombstones signed",
-                migrated.projects, migrated.tombstones
+                migrated.projects.len(),
+                migrated.tombstones.len()
             )),
         ));
         change.schema = Some(SCHEMA_VERSION);
         self.apply(change)?;
         Ok(migrated)
+    }
+}
+
+/// A policy error met while migrating, naming what it was met on.
+fn in_migration(what: String, e: Error) -> Error {
+    match e {
+        Error::Policy { code, message } => Error::Policy {
+            code,
+            message: format!("{what} cannot be migrated: {message}"),
+        },
+        other => other,
     }
 }

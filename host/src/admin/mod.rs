@@ -67,6 +67,22 @@ impl Location {
             .clone()
             .unwrap_or_else(|| self.dir.join(issuer::FILE))
     }
+
+    /// Refuse an issuer key kept inside keygate's own folders of the data
+    /// directory, which keygate itself replaces or removes.
+    fn check(&self) -> Result<()> {
+        if let Some(k) = &self.issuer_key
+            && [datadir::DB_DIR, datadir::CACHE_DIR, datadir::INIT_DIR]
+                .iter()
+                .any(|own| k.starts_with(self.dir.join(own)))
+        {
+            return Err(Error::Issuer(format!(
+                "the issuer key `{}` cannot be kept inside keygate's own folders of the data directory (db, cache, init.tmp)",
+                k.display()
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// An open keygate: the locked data directory, the store, the issuer key and
@@ -124,6 +140,7 @@ impl Keygate {
     /// Open the store at `loc`. With `create`, a missing or empty directory
     /// is initialised with the default prefix ([`Keygate::created`] then says so).
     pub fn open(loc: &Location, create: bool) -> Result<Keygate> {
+        loc.check()?;
         let dir = DataDir::lock(&loc.dir, create)?;
         match dir.state()? {
             DirState::Store => {}
@@ -179,6 +196,7 @@ impl Keygate {
 
     /// Initialise a new store in a missing or empty directory.
     pub fn init(loc: &Location, prefix: &str) -> Result<Keygate> {
+        loc.check()?;
         let dir = DataDir::lock(&loc.dir, true)?;
         match dir.state()? {
             DirState::Missing | DirState::Empty => Self::init_in(dir, loc, prefix),
@@ -190,43 +208,99 @@ impl Keygate {
     /// Build the store in `init.tmp/`, then move it into place with one
     /// rename of `db/` (after the issuer key, if that is new and kept here).
     fn init_in(dir: DataDir, loc: &Location, prefix: &str) -> Result<Keygate> {
-        let at = now()?;
-        let init = dir.fresh_init_dir()?;
         let issuer_path = loc.issuer_path();
         // An issuer key already there is kept: one left by an interrupted
         // init (no record was ever signed with it), or one the operator keeps
-        // outside the data directory.
+        // outside the data directory. A new one stays in memory until the
+        // prefix has been checked.
         let (secret, new_issuer) = if issuer_path.exists() {
-            (
-                IssuerSecret::load(&issuer_path)?,
-                NewIssuer::Existing(issuer_path),
-            )
-        } else if loc.issuer_key.is_some() {
-            (
-                IssuerSecret::generate(&issuer_path)?,
-                NewIssuer::GeneratedAt(issuer_path),
-            )
+            match IssuerSecret::load(&issuer_path) {
+                Ok(s) => (s, NewIssuer::Existing(issuer_path)),
+                Err(e) => {
+                    dir.abandon_init(false);
+                    return Err(e);
+                }
+            }
         } else {
-            (
-                IssuerSecret::generate(&init.join(issuer::FILE))?,
-                NewIssuer::GeneratedHere,
-            )
+            let new = match loc.issuer_key {
+                Some(_) => NewIssuer::GeneratedAt(issuer_path),
+                None => NewIssuer::GeneratedHere,
+            };
+            match IssuerSecret::random() {
+                Ok(s) => (s, new),
+                Err(e) => {
+                    dir.abandon_init(false);
+                    return Err(e);
+                }
+            }
         };
-        let generated = new_issuer == NewIssuer::GeneratedHere;
-        let (runtime, cache) =
-            Runtime::cached(&loc.dir.join(datadir::CACHE_DIR), secret.cache_key())?;
-        let mut module = runtime.instantiate()?;
-        if module.make_key(prefix, &[0; 40])?.is_err() {
-            return Err(Error::BadPrefix(prefix.to_string()));
+        let mut wrote_external = None;
+        match Self::build_new(dir, loc, prefix, secret, new_issuer, &mut wrote_external) {
+            Ok(kg) => Ok(kg),
+            Err((dir, e)) => {
+                // Leave the directory, and an issuer key path outside it, as
+                // they were found.
+                if let Some(path) = wrote_external {
+                    let _ = std::fs::remove_file(&path);
+                }
+                if let Some(dir) = dir {
+                    dir.abandon_init(true);
+                }
+                Err(e)
+            }
         }
-        let issuer = Issuer::new(secret, &mut module)?;
-        let store = Store::create(
-            &loc.dir,
-            &init.join(datadir::DB_DIR),
-            prefix,
-            issuer.id(),
-            at,
-        )?;
+    }
+
+    /// The steps of [`Keygate::init_in`] after the issuer secret is known;
+    /// on failure, hands the locked directory back for cleaning up.
+    fn build_new(
+        dir: DataDir,
+        loc: &Location,
+        prefix: &str,
+        secret: IssuerSecret,
+        new_issuer: NewIssuer,
+        wrote_external: &mut Option<PathBuf>,
+    ) -> std::result::Result<Keygate, (Option<DataDir>, Error)> {
+        macro_rules! or_return {
+            ($dir:expr, $e:expr) => {
+                match $e {
+                    Ok(v) => v,
+                    Err(e) => return Err((Some($dir), e.into())),
+                }
+            };
+        }
+        let at = or_return!(dir, now());
+        let init = or_return!(dir, dir.fresh_init_dir());
+        let (runtime, cache) = or_return!(
+            dir,
+            Runtime::cached(&loc.dir.join(datadir::CACHE_DIR), secret.cache_key())
+        );
+        let mut module = or_return!(dir, runtime.instantiate());
+        if or_return!(dir, module.make_key(prefix, &[0; 40])).is_err() {
+            return Err((Some(dir), Error::BadPrefix(prefix.to_string())));
+        }
+        match &new_issuer {
+            NewIssuer::GeneratedAt(path) => {
+                or_return!(dir, secret.write_new(path));
+                *wrote_external = Some(path.clone());
+            }
+            NewIssuer::GeneratedHere => {
+                or_return!(dir, secret.write_new(&init.join(issuer::FILE)));
+            }
+            NewIssuer::Existing(_) => {}
+        }
+        let generated = new_issuer == NewIssuer::GeneratedHere;
+        let issuer = or_return!(dir, Issuer::new(secret, &mut module));
+        let store = or_return!(
+            dir,
+            Store::create(
+                &loc.dir,
+                &init.join(datadir::DB_DIR),
+                prefix,
+                issuer.id(),
+                at
+            )
+        );
         let mut kg = Keygate {
             store,
             module,
@@ -237,7 +311,7 @@ impl Keygate {
             dir,
         };
         let issuer_id = kg.issuer.id().to_string();
-        kg.apply(write::Change {
+        let first = kg.apply(write::Change {
             audit: vec![event(
                 at,
                 "init",
@@ -246,7 +320,7 @@ impl Keygate {
                 Some(format!("prefix {prefix}")),
             )],
             ..write::Change::default()
-        })?;
+        });
         // Close the new database, then put it in place.
         let Keygate {
             store,
@@ -258,11 +332,21 @@ impl Keygate {
             dir,
         } = kg;
         drop(store);
+        or_return!(dir, first);
         if generated {
-            dir.install(&init.join(issuer::FILE), issuer::FILE)?;
+            or_return!(dir, dir.install(&init.join(issuer::FILE), issuer::FILE));
         }
-        dir.install(&init.join(datadir::DB_DIR), datadir::DB_DIR)?;
-        let store = Store::open(&dir)?;
+        if let Err(e) = dir.install(&init.join(datadir::DB_DIR), datadir::DB_DIR) {
+            if generated {
+                let _ = std::fs::remove_file(dir.path().join(issuer::FILE));
+            }
+            return Err((Some(dir), e));
+        }
+        let store = match Store::open(&dir) {
+            Ok(s) => s,
+            // The store is in place: it is not taken apart here.
+            Err(e) => return Err((None, e)),
+        };
         Ok(Keygate {
             store,
             module,
@@ -291,13 +375,13 @@ impl Keygate {
         if let Some(new_issuer) = self.created {
             let Keygate { store, dir, .. } = self;
             drop(store);
-            dir.discard_new_store(new_issuer == NewIssuer::GeneratedHere);
-            if let NewIssuer::GeneratedAt(path) = new_issuer {
-                let _ = std::fs::remove_file(&path);
+            if let NewIssuer::GeneratedAt(path) = &new_issuer {
+                let _ = std::fs::remove_file(path);
                 if let Some(parent) = path.parent() {
                     let _ = issuer::sync_dir(parent);
                 }
             }
+            dir.discard_new_store(new_issuer == NewIssuer::GeneratedHere);
         }
     }
 

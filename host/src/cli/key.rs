@@ -147,6 +147,34 @@ fn status(v: &KeyView) -> String {
     }
 }
 
+/// A new key is shown once, on stdout: refuse to make one when stdout goes
+/// nowhere. A closed stdout (`>&-`) is reopened on `/dev/null` by Rust's
+/// runtime at start, so both look the same: a key written there is lost.
+fn stdout_is_open() -> Result<(), CliError> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let lost = match std::io::stdout().as_fd().try_clone_to_owned() {
+            Err(_) => true,
+            Ok(fd) => {
+                let out = std::fs::File::from(fd).metadata();
+                let null = std::fs::metadata("/dev/null");
+                match (out, null) {
+                    (Ok(o), Ok(n)) => o.file_type().is_char_device() && o.rdev() == n.rdev(),
+                    _ => false,
+                }
+            }
+        };
+        if lost {
+            return Err(usage(
+                "stdout is closed or /dev/null: a new key is shown once, on stdout, so none was made",
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn show_created(ctx: &Ctx, c: &Created, verb: &str) -> CmdResult {
     let shown = if ctx.json {
         let mut j = view_json(&c.view);
@@ -188,6 +216,7 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
     let now = now()?;
     match cmd {
         KeyCommand::Create(a) => {
+            stdout_is_open()?;
             let spec = spec(a)?;
             let created = ctx.with_store(|kg| kg.create_key(spec, now))?;
             show_created(ctx, &created, "created")
@@ -271,6 +300,7 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
         KeyCommand::Disable(a) => set_status(ctx, &a.key_id, KeyStatus::Disabled, now),
         KeyCommand::Enable(a) => set_status(ctx, &a.key_id, KeyStatus::Active, now),
         KeyCommand::Rotate(a) => {
+            stdout_is_open()?;
             let grace = parse_duration(&a.grace)?;
             let (created, old) = ctx.open()?.rotate_key(&a.key_id, grace, now)?;
             let r = show_created(ctx, &created, "rotated in");

@@ -55,7 +55,7 @@ pub fn cmd_init(ctx: &Ctx, a: InitArgs) -> CmdResult {
     {
         eprintln!(
             "keygate: signing with the existing issuer key {}: every store that uses this key accepts the others' keys and projects; give each store its own key",
-            path.display()
+            super::safe(&path.display().to_string())
         );
     }
     if ctx.json {
@@ -65,7 +65,7 @@ pub fn cmd_init(ctx: &Ctx, a: InitArgs) -> CmdResult {
     } else {
         out(&format!(
             "initialised a keygate store at {} (key prefix `{}`, issuer key id {})",
-            dir.display(),
+            super::safe(&dir.display().to_string()),
             kg.prefix(),
             kg.issuer().id()
         ))?;
@@ -145,34 +145,69 @@ pub fn cmd_audit(ctx: &Ctx, a: AuditArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Sign and commit. Without it, only show what would be signed.
+    #[arg(long)]
+    yes: bool,
+}
+
 /// Run `migrate`.
-pub fn cmd_migrate(ctx: &Ctx) -> CmdResult {
+pub fn cmd_migrate(ctx: &Ctx, a: MigrateArgs) -> CmdResult {
     let loc = ctx.location()?;
-    let m = Keygate::migrate(&loc)?;
+    let m = Keygate::migrate(&loc, a.yes)?;
+    let current = keygate::schema::SCHEMA_VERSION;
     if ctx.json {
         out_json(&json!({
-            "data_dir": loc.dir, "from_schema": m.from, "schema": keygate::schema::SCHEMA_VERSION,
-            "project_registrations": m.projects, "deleted_projects": m.deleted_projects,
+            "data_dir": loc.dir, "from_schema": m.from, "schema": current,
+            "applied": m.applied, "project_registrations": m.projects,
             "key_tombstones": m.tombstones,
         }))?;
-    } else if m.from == keygate::schema::SCHEMA_VERSION {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dir = super::safe(&loc.dir.display().to_string());
+    if m.from == current {
         out(&format!(
-            "the store at {} is already at schema {}; nothing to do",
-            loc.dir.display(),
-            m.from
+            "the store at {dir} is already at schema {current}; nothing to do"
         ))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = m
+        .projects
+        .iter()
+        .map(|p| {
+            let state = if p.deleted_at.is_some() {
+                "deleted"
+            } else {
+                "live"
+            };
+            vec![
+                p.organization.clone(),
+                p.id.clone(),
+                p.name.clone(),
+                state.to_string(),
+            ]
+        })
+        .collect();
+    table(&["ORGANIZATION", "PROJECT", "NAME", "STATE"], &rows)?;
+    let dead = if m.tombstones.is_empty() {
+        "-".to_string()
     } else {
-        out(&format!(
-            "migrated the store at {} from schema {} to {}: signed {} project registrations ({} deleted) and {} key tombstones as they stood",
-            loc.dir.display(),
-            m.from,
-            keygate::schema::SCHEMA_VERSION,
-            m.projects,
-            m.deleted_projects,
-            m.tombstones
-        ))?;
+        m.tombstones.join(", ")
+    };
+    out(&format!("deleted keys ({}): {dead}", m.tombstones.len()))?;
+    if m.applied {
         eprintln!(
-            "keygate: the registry was unsigned until now; if anyone else could write the data directory, review it (`keygate project list --org ORG`)"
+            "keygate: migrated the store at {dir} from schema {} to {current}: signed the {} project registrations and {} key tombstones above, as they stood",
+            m.from,
+            m.projects.len(),
+            m.tombstones.len()
+        );
+    } else {
+        eprintln!(
+            "keygate: the store at {dir} has schema {}: its project registry and deletions above are not signed. Check that each project belongs to the right organization (keygate cannot: a writer of the data directory can make a current store look like an old one to have a registry of their choosing signed), then run `keygate migrate --yes` to sign them",
+            m.from
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -62,9 +62,9 @@ enum Command {
     Module(misc::ModuleCommand),
     /// Show the audit log of admin actions.
     Audit(misc::AuditArgs),
-    /// Upgrade a store written by an older keygate (signs its project
-    /// registry and key deletions as they stand).
-    Migrate,
+    /// Upgrade a store written by keygate 0.1: show its unsigned project
+    /// registry and deletions, and sign them as they stand with --yes.
+    Migrate(misc::MigrateArgs),
 }
 
 /// Errors of the command line: a library error or a usage problem.
@@ -166,10 +166,20 @@ impl Ctx {
 /// Say so when a compile-cache file was refused: someone other than this
 /// store's keygate wrote it.
 fn warn_cache(kg: &Keygate) {
-    if let CacheOutcome::Rejected { why, .. } = kg.cache_outcome() {
+    if let CacheOutcome::Rejected { why, written } = kg.cache_outcome() {
+        let then = if *written {
+            "and replaced the file"
+        } else {
+            "(the cache could not be rewritten)"
+        };
         eprintln!(
-            "warning: the compiled-component cache in {} was not used because {why}; keygate compiled the component again and replaced the file",
-            kg.dir().join(keygate::datadir::CACHE_DIR).display()
+            "warning: the compiled-component cache in {} was not used because {why}; keygate compiled the component again {then}",
+            safe(
+                &kg.dir()
+                    .join(keygate::datadir::CACHE_DIR)
+                    .display()
+                    .to_string()
+            )
         );
     }
 }
@@ -177,7 +187,7 @@ fn warn_cache(kg: &Keygate) {
 pub fn announce_init(kg: &Keygate) {
     eprintln!(
         "keygate: initialised a new store at {} (key prefix `{}`, issuer key id {})",
-        kg.dir().display(),
+        safe(&kg.dir().display().to_string()),
         kg.prefix(),
         kg.issuer().id()
     );
@@ -186,7 +196,7 @@ pub fn announce_init(kg: &Keygate) {
     {
         eprintln!(
             "keygate: signing with the existing issuer key {}: every store that uses this key accepts the others' keys and projects; give each store its own key",
-            path.display()
+            safe(&path.display().to_string())
         );
     }
 }
@@ -195,17 +205,31 @@ pub fn announce_init(kg: &Keygate) {
 /// that no error message (clap's included) can echo a key. This is the
 /// policy crate's own `looks_like_key`, called natively: at this point no
 /// store, and so no authenticated compiled component, is open yet.
-fn an_argument_looks_like_a_key() -> bool {
-    std::env::args_os()
+fn key_looking_argument() -> Option<String> {
+    let args: Vec<String> = std::env::args_os()
         .skip(1)
-        .any(|a| keygate_policy::looks_like_key(&a.to_string_lossy(), None))
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let i = args
+        .iter()
+        .position(|a| keygate_policy::looks_like_key(a, None))?;
+    // Name the argument without showing it.
+    let option = match (args[i].split_once('='), i.checked_sub(1).map(|j| &args[j])) {
+        (Some((opt, _)), _) if opt.starts_with("--") => Some(opt.to_string()),
+        (_, Some(prev)) if prev.starts_with("--") && !prev.contains('=') => Some(prev.clone()),
+        _ => None,
+    };
+    Some(match option {
+        Some(opt) => format!("argument {} (the value of `{}`)", i + 1, safe(&opt)),
+        None => format!("argument {}", i + 1),
+    })
 }
 
 /// Run the command line.
 pub fn main() -> ExitCode {
-    if an_argument_looks_like_a_key() {
+    if let Some(which) = key_looking_argument() {
         let e = Error::KeyLooking;
-        eprintln!("error: {e}{}", hint(&e));
+        eprintln!("error: {which}: {e}{}", hint(&e));
         return ExitCode::from(2);
     }
     let cli = match Cli::try_parse() {
@@ -241,7 +265,7 @@ pub fn main() -> ExitCode {
         Command::Issuer(c) => misc::cmd_issuer(&ctx, c),
         Command::Module(c) => misc::cmd_module(&ctx, c),
         Command::Audit(a) => misc::cmd_audit(&ctx, a),
-        Command::Migrate => misc::cmd_migrate(&ctx),
+        Command::Migrate(a) => misc::cmd_migrate(&ctx, a),
     };
     match result {
         Ok(code) => code,
@@ -275,7 +299,7 @@ fn hint(e: &Error) -> &'static str {
             ": give a key id where an id is asked for; `verify` reads the key from stdin or KEYGATE_KEY"
         }
         Error::NoStore(_) => " (`keygate init`, or any command that creates something)",
-        Error::OldSchema { .. } => " (run `keygate migrate`)",
+        Error::OldSchema { .. } => " (review with `keygate migrate`, then `keygate migrate --yes`)",
         Error::Issuer(m) if m.contains("outside the data directory") => {
             " (--issuer-key FILE or KEYGATE_ISSUER_KEY)"
         }
