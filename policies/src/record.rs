@@ -13,7 +13,7 @@
 //! | 1 | format       | `u8` = 1                                                   |
 //! | 2 | id           | `str` (11 base62 characters)                               |
 //! | 3 | organization | `str` (slug)                                               |
-//! | 4 | name         | `str` (trimmed, 1–100 characters, no control character)    |
+//! | 4 | name         | `str` (trimmed, 1–100 characters, no control or invisible character) |
 //! | 5 | level        | `u8` 0 = organization; 1 = project, then `str` project id  |
 //! | 6 | scopes       | `u8` count ≥ 1, then one `u8` per scope, strictly increasing (0 = trigger-workflows) |
 //! | 7 | access       | `u8` 0 = all projects; 1 = selected, then `u16` count ≥ 1 and that many `str`, strictly increasing bytewise |
@@ -179,8 +179,8 @@ pub enum RecordError {
     /// Name over [`MAX_NAME_CHARS`].
     #[error("name is longer than 100 characters")]
     NameTooLong,
-    /// Control character in the name.
-    #[error("name contains a control character")]
+    /// Control or invisible formatting character in the name.
+    #[error("name contains a control or invisible formatting character")]
     NameControlCharacter,
     /// No scope.
     #[error("at least one scope is required")]
@@ -307,10 +307,43 @@ pub fn valid_project_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
 }
 
+/// Whether `c` is a control character (Unicode Cc) or an invisible
+/// formatting character (Unicode Cf: zero-width spaces and joiners,
+/// bidirectional overrides and isolates, the soft hyphen, the byte-order
+/// mark...): characters that make a name display differently from what it
+/// holds. Names refuse them; displays escape them.
+pub fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c as u32,
+            0x00AD
+                | 0x0600..=0x0605
+                | 0x061C
+                | 0x06DD
+                | 0x070F
+                | 0x0890..=0x0891
+                | 0x08E2
+                | 0x180E
+                | 0x200B..=0x200F
+                | 0x202A..=0x202E
+                | 0x2060..=0x2064
+                | 0x2066..=0x206F
+                | 0xFEFF
+                | 0xFFF9..=0xFFFB
+                | 0x110BD
+                | 0x110CD
+                | 0x13430..=0x1343F
+                | 0x1BCA0..=0x1BCA3
+                | 0x1D173..=0x1D17A
+                | 0xE0001
+                | 0xE0020..=0xE007F
+        )
+}
+
 /// Check a name as given (before trimming) and return it trimmed.
 pub fn check_name(name: &str) -> Result<&str, RecordError> {
     let trimmed = name.trim();
-    if trimmed.chars().any(char::is_control) {
+    if trimmed.chars().any(is_hidden) {
         return Err(RecordError::NameControlCharacter);
     }
     if trimmed.is_empty() {

@@ -11,7 +11,7 @@
 //! | 1 | format       | `u8` = 1                                             |
 //! | 2 | id           | `str`, project id (1–64 of `A-Za-z0-9_-`)            |
 //! | 3 | organization | `str`, slug                                          |
-//! | 4 | name         | `str` (trimmed, 1–100 characters, no control character) |
+//! | 4 | name         | `str` (trimmed, 1–100 characters, no control or invisible character) |
 //! | 5 | created-at   | `u64`                                                |
 //! | 6 | deleted-at   | `opt<u64>`, at or after `created-at`                 |
 //! | 7 | version      | `u64` ≥ 1, +1 on every change                        |

@@ -957,6 +957,15 @@ fn creation_rules_are_enforced_in_order() {
         with(&|r| r.name = "a\nb".into()),
         Err(E::NameControlCharacter)
     );
+    // Invisible formatting characters: a right-to-left override, a
+    // zero-width space, a soft hyphen, a byte-order mark.
+    for hidden in ["a\u{202e}b", "a\u{200b}b", "a\u{ad}b", "\u{feff}ab"] {
+        assert_eq!(
+            with(&|r| r.name = hidden.into()),
+            Err(E::NameControlCharacter),
+            "{hidden:?}"
+        );
+    }
     assert_eq!(with(&|r| r.name = "é".repeat(101)), Err(E::NameTooLong));
     assert!(with(&|r| r.name = "é".repeat(100)).is_ok());
     assert_eq!(with(&|r| r.scopes.clear()), Err(E::NoScope));

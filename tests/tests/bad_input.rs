@@ -55,9 +55,11 @@ fn bad_names_are_refused() {
         ("", "name is empty"),
         ("   ", "name is empty"),
         (long.as_str(), "longer than 100"),
-        ("tab\there", "control character"),
-        ("bell\u{7}", "control character"),
-        ("new\nline", "control character"),
+        ("tab\there", "control or invisible formatting character"),
+        ("bell\u{7}", "control or invisible formatting character"),
+        ("new\nline", "control or invisible formatting character"),
+        ("right\u{202e}left", "control or invisible formatting character"),
+        ("zero\u{200b}width", "control or invisible formatting character"),
     ] {
         refused(
             &f,

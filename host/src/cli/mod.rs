@@ -343,14 +343,17 @@ pub fn time(secs: u64) -> String {
 }
 
 /// Text from the store or the user, made safe for one terminal line:
-/// control characters (newlines, escape sequences) are shown escaped.
+/// control and invisible formatting characters (newlines, escape sequences,
+/// bidirectional overrides) are shown escaped (the policy crate's
+/// `is_hidden`, the rule names are checked against).
 pub fn safe(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
+    use keygate_policy::record::is_hidden;
+    if !text.chars().any(is_hidden) {
         return text.to_string();
     }
     text.chars()
         .map(|c| {
-            if c.is_control() {
+            if is_hidden(c) {
                 c.escape_default().to_string()
             } else {
                 c.to_string()
