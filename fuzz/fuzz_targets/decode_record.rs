@@ -1,9 +1,9 @@
 //! Canonical bytes of every signed kind (key record, project registration,
-//! tombstone): decoding never panics, and whatever decodes re-encodes to
+//! tombstone, snapshot): decoding never panics, and whatever decodes re-encodes to
 //! exactly the same bytes.
 #![no_main]
 
-use keygate_policy::{Body, KeyRecord};
+use keygate_policy::{Body, KeyRecord, Snapshot};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -12,5 +12,8 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(b) = Body::decode(data) {
         assert_eq!(b.encode().as_deref(), Ok(data));
+    }
+    if let Ok(s) = Snapshot::decode(data) {
+        assert_eq!(s.encode().as_deref(), Ok(data));
     }
 });

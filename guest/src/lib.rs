@@ -281,6 +281,35 @@ impl Guest for Component {
             .map_err(record_error_out)
     }
 
+    fn encode_snapshot(snapshot: t::Snapshot) -> Result<Vec<u8>, t::RecordError> {
+        let keys = snapshot
+            .keys
+            .into_iter()
+            .map(record_in)
+            .collect::<Result<Vec<_>, _>>()?;
+        p::Snapshot {
+            issuer_key_id: snapshot.issuer_key_id,
+            sequence: snapshot.sequence,
+            base: snapshot.base,
+            made_at: snapshot.made_at,
+            keys,
+            projects: snapshot.projects.into_iter().map(project_in).collect(),
+            tombstones: snapshot.tombstones.into_iter().map(tombstone_in).collect(),
+        }
+        .encode()
+        .map_err(record_error_out)
+    }
+
+    fn inspect_snapshot(
+        file: Vec<u8>,
+        trusted: Vec<t::IssuerKey>,
+    ) -> Result<t::SnapshotInfo, t::SnapshotError> {
+        p::TrustedIssuers::new(&issuers_in(trusted))
+            .open_snapshot(&file)
+            .map(|s| info_out(s.info()))
+            .map_err(snapshot_error_out)
+    }
+
     fn check_issuer_key(key: t::IssuerKey) -> Result<(), t::IssuerError> {
         p::check_issuer_key(&issuer_in(key)).map_err(issuer_error_out)
     }
@@ -313,6 +342,40 @@ impl GuestValidator for Validator {
 
     fn check(&self, request: t::ValidationRequest) -> t::Decision {
         decision_out(self.0.borrow().check(&request_in(request)))
+    }
+
+    fn authorize(
+        &self,
+        presented_key: String,
+        project: String,
+        action: t::Scope,
+        now: t::Timestamp,
+    ) -> Result<t::Authorized, t::DenyReason> {
+        self.0
+            .borrow()
+            .authorize(&presented_key, &project, scope_in(action), now)
+            .map(|a| t::Authorized {
+                key_id: a.key_id,
+                record_version: a.record_version,
+                expires_at: a.expires_at,
+            })
+            .map_err(deny_out)
+    }
+
+    fn load_snapshot(&self, file: Vec<u8>) -> Result<t::SnapshotInfo, t::SnapshotError> {
+        self.0
+            .borrow_mut()
+            .load_snapshot(&file)
+            .map(info_out)
+            .map_err(snapshot_error_out)
+    }
+
+    fn sequence(&self) -> Option<u64> {
+        self.0.borrow().sequence()
+    }
+
+    fn snapshot_time(&self) -> Option<t::Timestamp> {
+        self.0.borrow().snapshot_time()
     }
 
     fn len(&self) -> u32 {
@@ -591,6 +654,45 @@ fn request_in(r: t::ValidationRequest) -> p::Request {
     }
 }
 
+fn info_out(i: p::SnapshotInfo) -> t::SnapshotInfo {
+    t::SnapshotInfo {
+        sequence: i.sequence,
+        base: i.base,
+        made_at: i.made_at,
+        keys: i.keys,
+        projects: i.projects,
+        tombstones: i.tombstones,
+    }
+}
+
+fn snapshot_error_out(e: p::SnapshotError) -> t::SnapshotError {
+    match e {
+        p::SnapshotError::NotCanonical => t::SnapshotError::NotCanonical,
+        p::SnapshotError::SignatureInvalid => t::SnapshotError::SignatureInvalid,
+        p::SnapshotError::NotNewer { held, .. } => t::SnapshotError::NotNewer(held),
+        p::SnapshotError::BaseMismatch { held, .. } => t::SnapshotError::BaseMismatch(held),
+    }
+}
+
+fn deny_out(r: p::DenyReason) -> t::DenyReason {
+    match r {
+        p::DenyReason::Malformed => t::DenyReason::Malformed,
+        p::DenyReason::BadChecksum => t::DenyReason::BadChecksum,
+        p::DenyReason::UnknownKey => t::DenyReason::UnknownKey,
+        p::DenyReason::SecretMismatch => t::DenyReason::SecretMismatch,
+        p::DenyReason::RecordSignatureInvalid => t::DenyReason::RecordSignatureInvalid,
+        p::DenyReason::UnknownProject => t::DenyReason::UnknownProject,
+        p::DenyReason::ProjectRegistrationInvalid => t::DenyReason::ProjectRegistrationInvalid,
+        p::DenyReason::ProjectDeleted => t::DenyReason::ProjectDeleted,
+        p::DenyReason::WrongOrganization => t::DenyReason::WrongOrganization,
+        p::DenyReason::Disabled => t::DenyReason::Disabled,
+        p::DenyReason::NotYetValid => t::DenyReason::NotYetValid,
+        p::DenyReason::Expired => t::DenyReason::Expired,
+        p::DenyReason::ScopeNotGranted => t::DenyReason::ScopeNotGranted,
+        p::DenyReason::ProjectNotGranted => t::DenyReason::ProjectNotGranted,
+    }
+}
+
 fn decision_out(d: p::Decision) -> t::Decision {
     match d {
         p::Decision::Allow(a) => t::Decision::Allow(t::Allowed {
@@ -601,21 +703,6 @@ fn decision_out(d: p::Decision) -> t::Decision {
             record_version: a.record_version,
             expires_at: a.expires_at,
         }),
-        p::Decision::Deny(r) => t::Decision::Deny(match r {
-            p::DenyReason::Malformed => t::DenyReason::Malformed,
-            p::DenyReason::BadChecksum => t::DenyReason::BadChecksum,
-            p::DenyReason::UnknownKey => t::DenyReason::UnknownKey,
-            p::DenyReason::SecretMismatch => t::DenyReason::SecretMismatch,
-            p::DenyReason::RecordSignatureInvalid => t::DenyReason::RecordSignatureInvalid,
-            p::DenyReason::UnknownProject => t::DenyReason::UnknownProject,
-            p::DenyReason::ProjectRegistrationInvalid => t::DenyReason::ProjectRegistrationInvalid,
-            p::DenyReason::ProjectDeleted => t::DenyReason::ProjectDeleted,
-            p::DenyReason::WrongOrganization => t::DenyReason::WrongOrganization,
-            p::DenyReason::Disabled => t::DenyReason::Disabled,
-            p::DenyReason::NotYetValid => t::DenyReason::NotYetValid,
-            p::DenyReason::Expired => t::DenyReason::Expired,
-            p::DenyReason::ScopeNotGranted => t::DenyReason::ScopeNotGranted,
-            p::DenyReason::ProjectNotGranted => t::DenyReason::ProjectNotGranted,
-        }),
+        p::Decision::Deny(r) => t::Decision::Deny(deny_out(r)),
     }
 }

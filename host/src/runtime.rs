@@ -31,8 +31,8 @@ pub mod bindings {
 use bindings::{
     CreateRequest, Decision, DenyReason, EffectiveStatus, Evidence, IssuerError, IssuerKey,
     KeyError, KeyRecord, KeyStatus, Keygate, KeygatePre, LoadError, LoadOutcome, ParseError,
-    ProjectRegistration, RecordError, Scope, SignedBody, SignedRecord, Text, Tombstone,
-    ValidationRequest,
+    ProjectRegistration, RecordError, Scope, SignedBody, SignedRecord, Snapshot, SnapshotError,
+    SnapshotInfo, Text, Tombstone, ValidationRequest,
 };
 
 use crate::cache::{CacheKey, CacheOutcome};
@@ -379,6 +379,61 @@ impl Module {
     /// `scopes`.
     pub fn scopes(&mut self) -> Result<Vec<Scope>, RuntimeError> {
         call!(self, call_scopes)
+    }
+
+    /// `encode-snapshot`.
+    pub fn encode_snapshot(
+        &mut self,
+        snapshot: &Snapshot,
+    ) -> Result<Result<Vec<u8>, RecordError>, RuntimeError> {
+        call!(self, call_encode_snapshot, snapshot)
+    }
+
+    /// `inspect-snapshot`.
+    pub fn inspect_snapshot(
+        &mut self,
+        file: &[u8],
+        trusted: &[IssuerKey],
+    ) -> Result<Result<SnapshotInfo, SnapshotError>, RuntimeError> {
+        call!(self, call_inspect_snapshot, file, trusted)
+    }
+
+    /// `validator.load-snapshot`.
+    pub fn validator_load_snapshot(
+        &mut self,
+        v: ValidatorHandle,
+        file: &[u8],
+    ) -> Result<Result<SnapshotInfo, SnapshotError>, RuntimeError> {
+        Ok(self
+            .inner
+            .keygate_policy_policy()
+            .validator()
+            .call_load_snapshot(&mut self.store, v.0, file)?)
+    }
+
+    /// `validator.authorize`: the hot path from a loaded snapshot.
+    pub fn validator_authorize(
+        &mut self,
+        v: ValidatorHandle,
+        presented_key: &str,
+        project: &str,
+        action: Scope,
+        now: u64,
+    ) -> Result<Result<bindings::Authorized, DenyReason>, RuntimeError> {
+        Ok(self
+            .inner
+            .keygate_policy_policy()
+            .validator()
+            .call_authorize(&mut self.store, v.0, presented_key, project, action, now)?)
+    }
+
+    /// `validator.sequence`.
+    pub fn validator_sequence(&mut self, v: ValidatorHandle) -> Result<Option<u64>, RuntimeError> {
+        Ok(self
+            .inner
+            .keygate_policy_policy()
+            .validator()
+            .call_sequence(&mut self.store, v.0)?)
     }
 
     /// `validator` constructor.

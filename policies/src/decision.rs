@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::key::{ParseError, hash_key, hashes_equal, parse_key};
 use crate::record::{KeyLevel, KeyRecord, KeyStatus, Scope};
 use crate::registry::{Body, ProjectRegistration, Tombstone};
+use crate::snapshot::{Snapshot, SnapshotError, SnapshotInfo, split_file};
 
 /// A fact in canonical bytes with its issuer's signature: a key record, a
 /// project registration or a key tombstone (told apart by their magic).
@@ -278,6 +279,33 @@ impl TrustedIssuers {
             .any(|(_, vk)| vk.verify_strict(&signed.canonical, &sig).is_ok())
     }
 
+    /// Whether `signature` over `message` verifies (strictly) against any
+    /// trusted key.
+    pub fn verify_any(&self, message: &[u8], signature: &[u8; 64]) -> bool {
+        let sig = Signature::from_bytes(signature);
+        self.keys
+            .iter()
+            .any(|(_, vk)| vk.verify_strict(message, &sig).is_ok())
+    }
+
+    /// Verify a snapshot file's signature, then decode it; the issuer key id
+    /// inside must be the one that verified.
+    pub fn open_snapshot(&self, file: &[u8]) -> Result<Snapshot, SnapshotError> {
+        let (canonical, sig) = split_file(file)?;
+        let signature = Signature::from_bytes(sig);
+        let signer = self
+            .keys
+            .iter()
+            .find(|(_, vk)| vk.verify_strict(canonical, &signature).is_ok())
+            .map(|(id, _)| id.as_str())
+            .ok_or(SnapshotError::SignatureInvalid)?;
+        let snapshot = Snapshot::decode(canonical).map_err(|_| SnapshotError::NotCanonical)?;
+        if snapshot.issuer_key_id != signer {
+            return Err(SnapshotError::SignatureInvalid);
+        }
+        Ok(snapshot)
+    }
+
     /// Verify and decode a signed fact of any kind.
     pub fn open(&self, signed: &SignedRecord) -> Result<Body, LoadError> {
         if !self.verify(signed) {
@@ -444,13 +472,28 @@ pub enum LoadOutcome {
 }
 
 /// Verified facts held in memory: key records, project registrations and
-/// the ids of deleted keys. `check` does no signature work.
+/// the ids of deleted keys, loaded one by one or from a snapshot (with its
+/// sequence). `check` and `authorize` do no signature work.
 #[derive(Debug, Clone, Default)]
 pub struct Validator {
     trusted: TrustedIssuers,
     records: BTreeMap<String, KeyRecord>,
     projects: BTreeMap<String, ProjectRegistration>,
     forgotten: BTreeMap<String, Option<Tombstone>>,
+    /// The sequence and time of the last snapshot or delta applied.
+    snapshot: Option<(u64, u64)>,
+}
+
+/// What [`Validator::authorize`] answers on an allow: the least a gateway
+/// needs to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorized {
+    /// The key id.
+    pub key_id: String,
+    /// The record version that allowed it.
+    pub record_version: u64,
+    /// When the key stops being valid, if ever.
+    pub expires_at: Option<u64>,
 }
 
 impl Validator {
@@ -517,23 +560,113 @@ impl Validator {
 
     /// Decide one request against the held facts.
     pub fn check(&self, req: &Request) -> Decision {
-        let id = match parse_step(&req.presented_key) {
-            Ok(id) => id,
-            Err(r) => return Decision::Deny(r),
-        };
-        let Some(record) = self.records.get(id) else {
-            let _ = secret_matches(&req.presented_key, &DUMMY_HASH);
-            return Decision::Deny(DenyReason::UnknownKey);
-        };
-        if !secret_matches(&req.presented_key, &record.key_hash) {
-            return Decision::Deny(DenyReason::SecretMismatch);
-        }
-        let checked = project_step(self.projects.get(&req.project), req)
-            .and_then(|org| rules(record, org, req));
-        match checked {
-            Ok(()) => allowed(record),
+        match self.decide(req) {
+            Ok(record) => allowed(record),
             Err(r) => Decision::Deny(r),
         }
+    }
+
+    /// The hot path: decide from the presented key and the project id alone
+    /// (the organization comes from the held registration), answering only
+    /// what a gateway logs.
+    pub fn authorize(
+        &self,
+        presented_key: &str,
+        project: &str,
+        action: Scope,
+        now: u64,
+    ) -> Result<Authorized, DenyReason> {
+        // The request borrows nothing it does not need: the strings are
+        // copied once here, as `check` receives them owned.
+        let req = Request {
+            presented_key: String::from(presented_key),
+            project: String::from(project),
+            action,
+            now,
+        };
+        self.decide(&req).map(|r| Authorized {
+            key_id: r.id.clone(),
+            record_version: r.version,
+            expires_at: r.expires_at,
+        })
+    }
+
+    fn decide(&self, req: &Request) -> Result<&KeyRecord, DenyReason> {
+        let id = parse_step(&req.presented_key)?;
+        let Some(record) = self.records.get(id) else {
+            let _ = secret_matches(&req.presented_key, &DUMMY_HASH);
+            return Err(DenyReason::UnknownKey);
+        };
+        if !secret_matches(&req.presented_key, &record.key_hash) {
+            return Err(DenyReason::SecretMismatch);
+        }
+        let org = project_step(self.projects.get(&req.project), req)?;
+        rules(record, org, req)?;
+        Ok(record)
+    }
+
+    /// Load a snapshot file (signature checked once, over the whole file):
+    /// a full snapshot replaces everything held, atomically; a delta applies
+    /// on top of exactly its base. Refused (keeping everything held) when
+    /// the signature fails, the bytes are not canonical, the sequence is not
+    /// newer than the held one, or a delta's base is not the held sequence.
+    pub fn load_snapshot(&mut self, file: &[u8]) -> Result<SnapshotInfo, SnapshotError> {
+        let snap = self.trusted.open_snapshot(file)?;
+        let held = self.snapshot.map(|(seq, _)| seq);
+        match (snap.base, held) {
+            (None, Some(h)) if snap.sequence <= h => {
+                return Err(SnapshotError::NotNewer {
+                    held: h,
+                    got: snap.sequence,
+                });
+            }
+            (Some(base), h) if h != Some(base) => {
+                return Err(SnapshotError::BaseMismatch { held: h, base });
+            }
+            _ => {}
+        }
+        let info = snap.info();
+        if snap.base.is_none() {
+            self.records = BTreeMap::new();
+            self.projects = BTreeMap::new();
+            self.forgotten = BTreeMap::new();
+        }
+        for r in snap.keys {
+            if self.forgotten.contains_key(&r.id) {
+                continue;
+            }
+            match self.records.get(&r.id) {
+                Some(held) if held.version >= r.version => {}
+                _ => {
+                    self.records.insert(r.id.clone(), r);
+                }
+            }
+        }
+        for p in snap.projects {
+            match self.projects.get(&p.id) {
+                Some(held) if held.version >= p.version || held.is_deleted() => {}
+                _ => {
+                    self.projects.insert(p.id.clone(), p);
+                }
+            }
+        }
+        for t in snap.tombstones {
+            self.records.remove(&t.id);
+            self.forgotten.insert(t.id.clone(), Some(t));
+        }
+        self.snapshot = Some((snap.sequence, snap.made_at));
+        Ok(info)
+    }
+
+    /// The sequence of the last snapshot or delta loaded, if any.
+    pub fn sequence(&self) -> Option<u64> {
+        self.snapshot.map(|(seq, _)| seq)
+    }
+
+    /// When the last snapshot or delta loaded was made, if any: an embedder
+    /// refuses to answer from data older than it accepts.
+    pub fn snapshot_time(&self) -> Option<u64> {
+        self.snapshot.map(|(_, at)| at)
     }
 
     /// How many key records are held.

@@ -9,6 +9,8 @@
 //! - [`record`]: key records, their rules and canonical encoding.
 //! - [`registry`]: project registrations and key tombstones, signed like
 //!   records.
+//! - [`snapshot`]: every fact a validator needs, signed as a whole and
+//!   sequenced; deltas between two sequences.
 //! - [`decision`]: `evaluate` one request against its signed evidence, or hold
 //!   verified facts in a [`Validator`] for the hot path.
 #![no_std]
@@ -31,10 +33,12 @@ pub mod decision;
 pub mod key;
 pub mod record;
 pub mod registry;
+pub mod snapshot;
 
 pub use decision::{
-    Allowed, Decision, DenyReason, Evidence, IssuerError, IssuerKey, LoadError, LoadOutcome,
-    Request, SignedRecord, TrustedIssuers, Validator, check_issuer_key, evaluate, issuer_key_id,
+    Allowed, Authorized, Decision, DenyReason, Evidence, IssuerError, IssuerKey, LoadError,
+    LoadOutcome, Request, SignedRecord, TrustedIssuers, Validator, check_issuer_key, evaluate,
+    issuer_key_id,
 };
 pub use key::{IssuedKey, KeyError, ParseError, hash_key, looks_like_key, make_key, parse_key};
 pub use record::{
@@ -42,6 +46,7 @@ pub use record::{
     RecordError, Scope, check_create,
 };
 pub use registry::{Body, ProjectRegistration, Tombstone, make_tombstone, register_project};
+pub use snapshot::{Snapshot, SnapshotError, SnapshotInfo};
 
 #[cfg(test)]
 mod tests;

@@ -58,8 +58,14 @@ fn bad_names_are_refused() {
         ("tab\there", "control or invisible formatting character"),
         ("bell\u{7}", "control or invisible formatting character"),
         ("new\nline", "control or invisible formatting character"),
-        ("right\u{202e}left", "control or invisible formatting character"),
-        ("zero\u{200b}width", "control or invisible formatting character"),
+        (
+            "right\u{202e}left",
+            "control or invisible formatting character",
+        ),
+        (
+            "zero\u{200b}width",
+            "control or invisible formatting character",
+        ),
     ] {
         refused(
             &f,

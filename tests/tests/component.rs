@@ -350,3 +350,65 @@ fn hostile_inputs_get_answers_not_traps() {
         Err(b::LoadError::SignatureInvalid)
     );
 }
+
+#[test]
+fn the_snapshot_vectors_load_and_decide_inside_the_component() {
+    let v = vectors();
+    let trusted = trusted(&v);
+    let mut m = module();
+    let val = m.validator(&trusted).unwrap();
+    let snaps = v["snapshots"].as_array().unwrap();
+    let full = unhex(&snaps[0]["file"]);
+    let delta = unhex(&snaps[1]["file"]);
+    // A delta before its base is held, then the full snapshot, then the delta.
+    assert_eq!(
+        m.validator_load_snapshot(val, &delta).unwrap(),
+        Err(b::SnapshotError::BaseMismatch(None))
+    );
+    let info = m.validator_load_snapshot(val, &full).unwrap().unwrap();
+    assert_eq!(
+        (info.sequence, info.keys, info.projects, info.tombstones),
+        (7, 5, 5, 1)
+    );
+    assert_eq!(m.inspect_snapshot(&full, &trusted).unwrap(), Ok(info));
+    let mut compared = 0;
+    for c in v["cases"].as_array().unwrap() {
+        if c["validator"] != true {
+            continue;
+        }
+        let req = request(&c["request"]);
+        let got = m.validator_check(val, &req).unwrap();
+        assert_eq!(decision_json(&mut m, &got), c["expect"], "{}", c["name"]);
+        let fast = m
+            .validator_authorize(val, &req.presented_key, &req.project, req.action, req.now)
+            .unwrap();
+        match (&got, fast) {
+            (b::Decision::Allow(a), Ok(x)) => assert_eq!(
+                (&a.key_id, a.record_version, a.expires_at),
+                (&x.key_id, x.record_version, x.expires_at)
+            ),
+            (b::Decision::Deny(r), Err(y)) => assert_eq!(*r, y),
+            other => panic!("{}: {other:?}", c["name"]),
+        }
+        compared += 1;
+    }
+    assert_eq!(compared, 22);
+    m.validator_load_snapshot(val, &delta).unwrap().unwrap();
+    let key = v["keys"][0]["key"].as_str().unwrap();
+    assert_eq!(
+        m.validator_authorize(
+            val,
+            key,
+            "prj_alpha",
+            b::Scope::TriggerWorkflows,
+            1_800_000_001
+        )
+        .unwrap(),
+        Err(b::DenyReason::Disabled)
+    );
+    assert_eq!(m.validator_sequence(val).unwrap(), Some(9));
+    assert_eq!(
+        m.validator_load_snapshot(val, &full).unwrap(),
+        Err(b::SnapshotError::NotNewer(9))
+    );
+}

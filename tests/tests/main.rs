@@ -11,4 +11,5 @@ mod lifecycle;
 mod migrate;
 mod rotation;
 mod security;
+mod snapshot;
 mod tamper;

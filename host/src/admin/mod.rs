@@ -24,12 +24,14 @@ use crate::store::Store;
 pub mod keys;
 pub mod migrate;
 pub mod projects;
+pub mod snapshot;
 pub mod verify;
 pub mod views;
 mod write;
 
 pub use keys::{Access, Created, KeySpec};
 pub use migrate::Migrated;
+pub use snapshot::SnapshotFile;
 pub use verify::Verdict;
 pub use views::{AccessView, KeyView, ProjectList, ProjectView};
 
@@ -421,7 +423,7 @@ impl Keygate {
         &mut self.module
     }
 
-    fn trusted(&self) -> [IssuerKey; 1] {
+    pub(crate) fn trusted(&self) -> [IssuerKey; 1] {
         [self.issuer.trusted()]
     }
 

@@ -4,6 +4,7 @@
 mod key;
 mod misc;
 mod project;
+mod snapshot;
 mod verify;
 
 use std::io::Write;
@@ -62,6 +63,9 @@ enum Command {
     Module(misc::ModuleCommand),
     /// Show the audit log of admin actions.
     Audit(misc::AuditArgs),
+    /// Write signed snapshots for validators elsewhere, and check them.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
     /// Upgrade a store written by keygate 0.1: show its unsigned project
     /// registry and deletions, and sign them as they stand with --yes.
     Migrate(misc::MigrateArgs),
@@ -265,6 +269,7 @@ pub fn main() -> ExitCode {
         Command::Issuer(c) => misc::cmd_issuer(&ctx, c),
         Command::Module(c) => misc::cmd_module(&ctx, c),
         Command::Audit(a) => misc::cmd_audit(&ctx, a),
+        Command::Snapshot(c) => snapshot::run(&ctx, c),
         Command::Migrate(a) => misc::cmd_migrate(&ctx, a),
     };
     match result {

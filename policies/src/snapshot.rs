@@ -1,0 +1,247 @@
+//! Snapshots: every fact a validator needs, signed as a whole, with the
+//! store's sequence number; and deltas, which carry what changed between two
+//! sequence numbers and apply only on top of exactly their base.
+//!
+//! # Snapshot, format 1
+//!
+//! | # | field        | encoding                                                   |
+//! |---|--------------|------------------------------------------------------------|
+//! | 0 | magic        | the 3 bytes `KGS`                                          |
+//! | 1 | format       | `u8` = 1                                                   |
+//! | 2 | issuer       | `str`, the signing issuer key id (16 lowercase hex)        |
+//! | 3 | sequence     | `u64`, the store's admin-write counter it reflects         |
+//! | 4 | base         | `opt<u64>`: absent for a full snapshot; for a delta, the sequence it applies on, lower than `sequence` |
+//! | 5 | made-at      | `u64`, when it was made                                    |
+//! | 6 | keys         | `u32` count, then per key record `u32` length and its canonical bytes, ids strictly increasing |
+//! | 7 | projects     | the same for project registrations                         |
+//! | 8 | tombstones   | the same for key tombstones; no id is both a key and a tombstone |
+//!
+//! The file is the canonical bytes followed by the 64-byte ed25519 signature
+//! over them. A full snapshot holds every live key record, every project
+//! registration (deleted ones included) and every tombstone; a delta holds
+//! the facts that changed after its base.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::record::{FORMAT_VERSION, KeyRecord, Reader, RecordError, put_opt, put_str};
+use crate::registry::{ProjectRegistration, Tombstone};
+
+/// First bytes of a canonical snapshot.
+pub const SNAPSHOT_MAGIC: &[u8; 3] = b"KGS";
+/// Length of the signature at the end of a snapshot file.
+pub const SIGNATURE_LEN: usize = 64;
+
+/// A snapshot or a delta, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Id of the issuer key that signs it.
+    pub issuer_key_id: String,
+    /// The store sequence number it reflects.
+    pub sequence: u64,
+    /// For a delta, the sequence it applies on; `None` for a full snapshot.
+    pub base: Option<u64>,
+    /// When it was made.
+    pub made_at: u64,
+    /// Key records (live ones; in a delta, the changed ones).
+    pub keys: Vec<KeyRecord>,
+    /// Project registrations, deleted ones included.
+    pub projects: Vec<ProjectRegistration>,
+    /// Key tombstones.
+    pub tombstones: Vec<Tombstone>,
+}
+
+/// What a snapshot holds, for callers that want to log or check it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// Its sequence number.
+    pub sequence: u64,
+    /// The base of a delta.
+    pub base: Option<u64>,
+    /// When it was made.
+    pub made_at: u64,
+    /// How many key records it carries.
+    pub keys: u32,
+    /// How many project registrations.
+    pub projects: u32,
+    /// How many tombstones.
+    pub tombstones: u32,
+}
+
+/// Why a snapshot or delta is refused. The validator keeps what it held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    /// Too short, or its bytes are not a canonical snapshot.
+    #[error("not a canonical keygate snapshot")]
+    NotCanonical,
+    /// The signature does not verify against a trusted issuer key.
+    #[error("snapshot signature invalid")]
+    SignatureInvalid,
+    /// Its sequence is not higher than the one held (a rollback, or a replay).
+    #[error("snapshot sequence {got} is not newer than the held {held}")]
+    NotNewer {
+        /// The held sequence.
+        held: u64,
+        /// The snapshot's.
+        got: u64,
+    },
+    /// A delta whose base is not the held sequence (or nothing is held).
+    #[error("delta applies on sequence {base}, but the held sequence is {held:?}")]
+    BaseMismatch {
+        /// The held sequence, if any.
+        held: Option<u64>,
+        /// The delta's base.
+        base: u64,
+    },
+}
+
+impl Snapshot {
+    /// Counts and header.
+    pub fn info(&self) -> SnapshotInfo {
+        let n = |len: usize| u32::try_from(len).unwrap_or(u32::MAX);
+        SnapshotInfo {
+            sequence: self.sequence,
+            base: self.base,
+            made_at: self.made_at,
+            keys: n(self.keys.len()),
+            projects: n(self.projects.len()),
+            tombstones: n(self.tombstones.len()),
+        }
+    }
+
+    /// Check every rule: the issuer key id's shape, a delta's base below its
+    /// sequence, every fact's own rules, ids strictly increasing in each
+    /// list, and no id both a key and a tombstone.
+    pub fn check(&self) -> Result<(), RecordError> {
+        let id = self.issuer_key_id.as_bytes();
+        if id.len() != 16
+            || !id
+                .iter()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+        {
+            return Err(RecordError::NotCanonical);
+        }
+        if self.base.is_some_and(|b| b >= self.sequence) {
+            return Err(RecordError::NotCanonical);
+        }
+        for r in &self.keys {
+            r.check()?;
+        }
+        for p in &self.projects {
+            p.check()?;
+        }
+        for t in &self.tombstones {
+            t.check()?;
+        }
+        let keys: Vec<&str> = self.keys.iter().map(|r| r.id.as_str()).collect();
+        let projects: Vec<&str> = self.projects.iter().map(|p| p.id.as_str()).collect();
+        let tombs: Vec<&str> = self.tombstones.iter().map(|t| t.id.as_str()).collect();
+        if [keys, projects, tombs]
+            .iter()
+            .any(|ids| !ids.windows(2).all(|w| w[0] < w[1]))
+        {
+            return Err(RecordError::NotCanonical);
+        }
+        if self.tombstones.iter().any(|t| {
+            self.keys
+                .binary_search_by(|r| r.id.as_str().cmp(&t.id))
+                .is_ok()
+        }) {
+            return Err(RecordError::NotCanonical);
+        }
+        Ok(())
+    }
+
+    /// The canonical bytes (the ones that are signed), after checking.
+    pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
+        self.check()?;
+        let mut out = Vec::with_capacity(64 + 200 * self.keys.len());
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.push(FORMAT_VERSION);
+        put_str(&mut out, &self.issuer_key_id);
+        out.extend_from_slice(&self.sequence.to_be_bytes());
+        put_opt(&mut out, self.base.as_ref(), |o, b| {
+            o.extend_from_slice(&b.to_be_bytes())
+        });
+        out.extend_from_slice(&self.made_at.to_be_bytes());
+        put_list(&mut out, self.keys.iter().map(KeyRecord::encode))?;
+        put_list(
+            &mut out,
+            self.projects.iter().map(ProjectRegistration::encode),
+        )?;
+        put_list(&mut out, self.tombstones.iter().map(Tombstone::encode))?;
+        Ok(out)
+    }
+
+    /// Decode canonical bytes; refuses anything `encode` would not produce.
+    pub fn decode(bytes: &[u8]) -> Result<Snapshot, RecordError> {
+        let mut r = Reader::new(bytes);
+        if r.take(3)? != SNAPSHOT_MAGIC || r.u8()? != FORMAT_VERSION {
+            return Err(RecordError::NotCanonical);
+        }
+        let issuer_key_id = r.str()?;
+        let sequence = r.u64()?;
+        let base = r.opt(|r| r.u64())?;
+        let made_at = r.u64()?;
+        let keys = take_list(&mut r, KeyRecord::decode)?;
+        let projects = take_list(&mut r, ProjectRegistration::decode)?;
+        let tombstones = take_list(&mut r, Tombstone::decode)?;
+        if !r.done() {
+            return Err(RecordError::NotCanonical);
+        }
+        let s = Snapshot {
+            issuer_key_id,
+            sequence,
+            base,
+            made_at,
+            keys,
+            projects,
+            tombstones,
+        };
+        s.check()?;
+        Ok(s)
+    }
+}
+
+/// Split a snapshot file into its canonical bytes and its signature.
+pub fn split_file(file: &[u8]) -> Result<(&[u8], &[u8; SIGNATURE_LEN]), SnapshotError> {
+    let at = file
+        .len()
+        .checked_sub(SIGNATURE_LEN)
+        .ok_or(SnapshotError::NotCanonical)?;
+    let (canonical, sig) = file.split_at(at);
+    let sig: &[u8; SIGNATURE_LEN] = sig.try_into().map_err(|_| SnapshotError::NotCanonical)?;
+    if canonical.get(..3) != Some(SNAPSHOT_MAGIC.as_slice()) {
+        return Err(SnapshotError::NotCanonical);
+    }
+    Ok((canonical, sig))
+}
+
+fn put_list(
+    out: &mut Vec<u8>,
+    items: impl ExactSizeIterator<Item = Result<Vec<u8>, RecordError>>,
+) -> Result<(), RecordError> {
+    let n = u32::try_from(items.len()).map_err(|_| RecordError::NotCanonical)?;
+    out.extend_from_slice(&n.to_be_bytes());
+    for item in items {
+        let bytes = item?;
+        let len = u32::try_from(bytes.len()).map_err(|_| RecordError::NotCanonical)?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&bytes);
+    }
+    Ok(())
+}
+
+fn take_list<T>(
+    r: &mut Reader<'_>,
+    decode: impl Fn(&[u8]) -> Result<T, RecordError>,
+) -> Result<Vec<T>, RecordError> {
+    let n = r.u32()?;
+    // Never trust a count for an allocation: each item takes at least 4 bytes.
+    let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(r.remaining() / 4));
+    for _ in 0..n {
+        let len = usize::try_from(r.u32()?).map_err(|_| RecordError::NotCanonical)?;
+        out.push(decode(r.take(len)?)?);
+    }
+    Ok(out)
+}

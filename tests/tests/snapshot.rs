@@ -1,0 +1,169 @@
+//! Snapshots written by the CLI, loaded into the component's validator as
+//! another runtime would: the same decisions as `keygate verify`.
+
+use keygate::Runtime;
+use keygate::runtime::bindings as b;
+
+use crate::support::{Kg, key_id};
+
+fn trusted(kg: &Kg) -> b::IssuerKey {
+    let shown = kg.json(&["issuer", "show"]);
+    b::IssuerKey {
+        id: shown["issuer_key_id"].as_str().unwrap().to_string(),
+        public_key: hex::decode(shown["public_key"].as_str().unwrap()).unwrap(),
+    }
+}
+
+fn write_snapshot(kg: &Kg, name: &str) -> (std::path::PathBuf, serde_json::Value) {
+    let path = kg.path().join(name);
+    let info = kg.json(&["snapshot", "write", path.to_str().unwrap()]);
+    (path, info)
+}
+
+#[test]
+fn a_cli_snapshot_decides_in_the_component_like_verify() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "P");
+    let q = kg.project("acme", "Q");
+    let g = kg.project("globex", "G");
+    let gone = kg.project("acme", "Gone");
+    let all = kg.key(&[
+        "--org",
+        "acme",
+        "--name",
+        "all",
+        "--all-projects",
+        "--expires",
+        "30d",
+    ]);
+    let sel = kg.key(&["--org", "acme", "--name", "sel", "--projects", &q]);
+    let dead = kg.key(&["--org", "acme", "--name", "dead", "--all-projects"]);
+    let glob = kg.key(&["--project", &g, "--name", "g"]);
+    kg.ok(&["key", "delete", &key_id(&dead)]);
+    kg.ok(&["project", "delete", &gone]);
+    let (path, info) = write_snapshot(&kg, "s1.kgs");
+    assert_eq!(
+        (
+            info["keys"].clone(),
+            info["projects"].clone(),
+            info["tombstones"].clone()
+        ),
+        (3.into(), 4.into(), 1.into())
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(info["bytes"], bytes.len());
+    let seq = info["sequence"].as_u64().unwrap();
+    assert_eq!(seq, kg.json(&["audit"]).as_array().unwrap().len() as u64);
+
+    let rt = Runtime::new().unwrap();
+    let mut m = rt.instantiate().unwrap();
+    let v = m.validator(&[trusted(&kg)]).unwrap();
+    let loaded = m.validator_load_snapshot(v, &bytes).unwrap().unwrap();
+    assert_eq!((loaded.sequence, loaded.keys), (seq, 3));
+    assert_eq!(m.validator_sequence(v).unwrap(), Some(seq));
+    let now = keygate::admin::now().unwrap();
+    let mut compared = 0;
+    for key in [&all, &sel, &dead, &glob, &"kg_nope".to_string()] {
+        for project in [&p, &q, &g, &gone, &"prj_nowhere".to_string()] {
+            let cli = kg.decide(key, project, &[]);
+            let got = m
+                .validator_authorize(v, key, project, b::Scope::TriggerWorkflows, now)
+                .unwrap();
+            let component = match got {
+                Ok(_) => "allow".to_string(),
+                Err(r) => m.deny_reason_text(r).unwrap().message,
+            };
+            assert_eq!(component, cli, "{key} on {project}");
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 25);
+
+    // A change, a newer snapshot: the validator follows; the older one is
+    // refused as a rollback, and a damaged file changes nothing.
+    kg.ok(&["key", "disable", &key_id(&all)]);
+    let (path2, info2) = write_snapshot(&kg, "s2.kgs");
+    assert!(info2["sequence"].as_u64().unwrap() > seq);
+    let bytes2 = std::fs::read(&path2).unwrap();
+    let mut flipped = bytes2.clone();
+    flipped[40] ^= 4;
+    assert_eq!(
+        m.validator_load_snapshot(v, &flipped).unwrap(),
+        Err(b::SnapshotError::SignatureInvalid)
+    );
+    assert!(
+        m.validator_authorize(v, &all, &p, b::Scope::TriggerWorkflows, now)
+            .unwrap()
+            .is_ok()
+    );
+    m.validator_load_snapshot(v, &bytes2).unwrap().unwrap();
+    assert_eq!(
+        m.validator_authorize(v, &all, &p, b::Scope::TriggerWorkflows, now)
+            .unwrap(),
+        Err(b::DenyReason::Disabled)
+    );
+    assert_eq!(
+        m.validator_load_snapshot(v, &bytes).unwrap(),
+        Err(b::SnapshotError::NotNewer(
+            info2["sequence"].as_u64().unwrap()
+        ))
+    );
+
+    // inspect: with the store's issuer, with a pinned key, and refusals.
+    let shown = kg.json(&["snapshot", "inspect", path2.to_str().unwrap()]);
+    assert_eq!(shown["sequence"], info2["sequence"]);
+    let pk = kg.json(&["issuer", "show"])["public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = Kg::new();
+    let pinned = other.json(&[
+        "snapshot",
+        "inspect",
+        path2.to_str().unwrap(),
+        "--trust",
+        &pk,
+    ]);
+    assert_eq!(pinned["sha256"], shown["sha256"]);
+    std::fs::write(kg.path().join("bad.kgs"), &flipped).unwrap();
+    let err = kg.fail(&[
+        "snapshot",
+        "inspect",
+        kg.path().join("bad.kgs").to_str().unwrap(),
+    ]);
+    assert!(err.contains("signature does not verify"), "{err}");
+    other.project("acme", "X");
+    let err = other.fail(&["snapshot", "inspect", path2.to_str().unwrap()]);
+    assert!(err.contains("signature does not verify"), "{err}");
+    assert!(
+        kg.fail(&["snapshot", "write", "-"])
+            .contains("needs a file path")
+    );
+}
+
+#[test]
+fn a_tampered_store_is_never_re_signed_into_a_snapshot() {
+    let kg = Kg::new();
+    kg.project("acme", "P");
+    let key = kg.key(&["--org", "acme", "--name", "k", "--all-projects"]);
+    let id = key_id(&key);
+    {
+        let db = crate::support::open_sled(&kg.path().join("db"));
+        let keys = db.open_tree(keygate::schema::tree::KEYS).unwrap();
+        let mut signed = keygate::schema::decode_signed(&keys.get(&id).unwrap().unwrap()).unwrap();
+        signed.signature[3] ^= 1;
+        keys.insert(
+            id.as_bytes(),
+            keygate::schema::encode_signed(&signed).unwrap(),
+        )
+        .unwrap();
+        db.flush().unwrap();
+    }
+    let out = kg.path().join("s.kgs");
+    let err = kg.fail(&["snapshot", "write", out.to_str().unwrap()]);
+    assert!(
+        err.contains("failed signature verification") && err.contains(&id),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
