@@ -88,6 +88,16 @@ pub enum Error {
         /// The version found.
         found: u32,
     },
+    /// A delta was asked for from a sequence the store has not passed.
+    #[error(
+        "nothing to put in a delta since sequence {since}: the store is at sequence {sequence}"
+    )]
+    NothingSince {
+        /// The base asked for.
+        since: u64,
+        /// The store's sequence.
+        sequence: u64,
+    },
     /// Another process holds the store.
     #[error(
         "the keygate store at `{0}` is in use by another keygate process; try again when it has finished"

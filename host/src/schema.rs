@@ -8,6 +8,7 @@
 //! | `deleted_keys` | key id                       | [`VALUE_FORMAT`] then a signed key tombstone |
 //! | `projects`     | project id (`prj_` + 11 base62) | [`VALUE_FORMAT`] then a signed project registration |
 //! | `audit`        | sequence number, u64 BE      | [`VALUE_FORMAT`] then JSON [`AuditEvent`] |
+//! | `changes`      | a [`change_key`]: kind byte then id | u64 BE, the sequence of the fact's last change (for deltas) |
 //!
 //! Everything a decision depends on (key records, tombstones, registrations)
 //! is signed by the issuer and checked by the component; the tree key is only
@@ -37,6 +38,8 @@ pub mod tree {
     pub const PROJECTS: &str = "projects";
     /// Audit events.
     pub const AUDIT: &str = "audit";
+    /// The sequence of each fact's last change, for snapshot deltas.
+    pub const CHANGES: &str = "changes";
 }
 
 /// Keys of the `meta` tree.
@@ -72,6 +75,24 @@ pub struct AuditEvent {
     pub subject: String,
     /// Extra detail (a successor id, a count...).
     pub detail: Option<String>,
+}
+
+/// Kinds of facts in the `changes` tree.
+pub mod change {
+    /// A key record.
+    pub const KEY: u8 = 1;
+    /// A project registration.
+    pub const PROJECT: u8 = 2;
+    /// A key tombstone.
+    pub const TOMBSTONE: u8 = 3;
+}
+
+/// Key of the `changes` tree: the kind byte, then the id.
+pub fn change_key(kind: u8, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + id.len());
+    k.push(kind);
+    k.extend_from_slice(id.as_bytes());
+    k
 }
 
 /// A u64 as a tree key or meta value.

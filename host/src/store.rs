@@ -29,6 +29,7 @@ pub struct Store {
     deleted: sled::Tree,
     projects: sled::Tree,
     audit: sled::Tree,
+    changes: sled::Tree,
 }
 
 /// One change to the trees, committed atomically. Values are signed already.
@@ -174,6 +175,7 @@ impl Store {
             deleted: t(tree::DELETED_KEYS)?,
             projects: t(tree::PROJECTS)?,
             audit: t(tree::AUDIT)?,
+            changes: t(tree::CHANGES)?,
             db,
             dir: dir.to_path_buf(),
             db_path: db_path.to_path_buf(),
@@ -307,6 +309,16 @@ impl Store {
         self.all_signed(&self.projects, schema::is_project_id, "project")
     }
 
+    /// The sequence of a fact's last change, if recorded (facts written
+    /// before changes were recorded have none).
+    pub fn changed_at(&self, kind: u8, id: &str) -> Result<Option<u64>> {
+        let v = self
+            .changes
+            .get(schema::change_key(kind, id))
+            .map_err(|e| self.err(e))?;
+        Ok(v.and_then(|v| schema::read_u64(&v)))
+    }
+
     /// Every audit event, oldest first.
     pub fn audit(&self) -> Result<Vec<AuditEvent>> {
         let mut out = Vec::new();
@@ -343,8 +355,9 @@ impl Store {
             &self.deleted,
             &self.projects,
             &self.audit,
+            &self.changes,
         )
-            .transaction(|(m, keys, deleted, projects, audit)| {
+            .transaction(|(m, keys, deleted, projects, audit, changes)| {
                 let mut seq = m
                     .get(meta::SEQUENCE)?
                     .and_then(|v| schema::read_u64(&v))
@@ -373,6 +386,17 @@ impl Store {
                     seq += 1;
                 }
                 m.insert(meta::SEQUENCE, &schema::u64_key(seq))?;
+                let at = schema::u64_key(seq);
+                for (id, _) in &put_keys {
+                    changes.insert(schema::change_key(schema::change::KEY, id), &at)?;
+                }
+                for (id, _) in &delete_keys {
+                    changes.remove(schema::change_key(schema::change::KEY, id))?;
+                    changes.insert(schema::change_key(schema::change::TOMBSTONE, id), &at)?;
+                }
+                for (id, _) in &put_projects {
+                    changes.insert(schema::change_key(schema::change::PROJECT, id), &at)?;
+                }
                 if let Some(v) = batch.schema {
                     m.insert(meta::SCHEMA, &v.to_be_bytes())?;
                 }

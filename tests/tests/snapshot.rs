@@ -167,3 +167,81 @@ fn a_tampered_store_is_never_re_signed_into_a_snapshot() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn a_cli_delta_carries_only_what_changed_and_applies_on_its_base() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "P");
+    let mut keys = Vec::new();
+    for i in 0..6 {
+        keys.push(kg.key(&[
+            "--org",
+            "acme",
+            "--name",
+            &format!("k{i}"),
+            "--all-projects",
+        ]));
+    }
+    let (full, info) = write_snapshot(&kg, "full.kgs");
+    let base = info["sequence"].as_u64().unwrap();
+    // Three changes: a disable, a delete, a new project.
+    kg.ok(&["key", "disable", &key_id(&keys[0])]);
+    kg.ok(&["key", "delete", &key_id(&keys[1])]);
+    let q = kg.project("acme", "Q");
+    let delta_path = kg.path().join("delta.kgs");
+    let d = kg.json(&[
+        "snapshot",
+        "write",
+        delta_path.to_str().unwrap(),
+        "--since",
+        &base.to_string(),
+    ]);
+    assert_eq!(d["base"], base);
+    assert_eq!(
+        (
+            d["keys"].clone(),
+            d["projects"].clone(),
+            d["tombstones"].clone()
+        ),
+        (1.into(), 1.into(), 1.into())
+    );
+    assert!(d["bytes"].as_u64().unwrap() < info["bytes"].as_u64().unwrap());
+
+    let rt = Runtime::new().unwrap();
+    let mut m = rt.instantiate().unwrap();
+    let v = m.validator(&[trusted(&kg)]).unwrap();
+    let delta = std::fs::read(&delta_path).unwrap();
+    assert_eq!(
+        m.validator_load_snapshot(v, &delta).unwrap(),
+        Err(b::SnapshotError::BaseMismatch(None))
+    );
+    m.validator_load_snapshot(v, &std::fs::read(&full).unwrap())
+        .unwrap()
+        .unwrap();
+    m.validator_load_snapshot(v, &delta).unwrap().unwrap();
+    assert_eq!(m.validator_sequence(v).unwrap(), d["sequence"].as_u64());
+    let now = keygate::admin::now().unwrap();
+    for key in &keys {
+        for project in [&p, &q] {
+            let cli = kg.decide(key, project, &[]);
+            let got = m
+                .validator_authorize(v, key, project, b::Scope::TriggerWorkflows, now)
+                .unwrap();
+            let component = match got {
+                Ok(_) => "allow".to_string(),
+                Err(r) => m.deny_reason_text(r).unwrap().message,
+            };
+            assert_eq!(component, cli, "{key} on {project}");
+        }
+    }
+    // Nothing since the current sequence: one error line.
+    let now_seq = d["sequence"].as_u64().unwrap().to_string();
+    let err = kg.fail(&[
+        "snapshot",
+        "write",
+        delta_path.to_str().unwrap(),
+        "--since",
+        &now_seq,
+    ]);
+    assert!(err.contains("nothing to put in a delta"), "{err}");
+}

@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::runtime::bindings::{SignedBody, Snapshot, SnapshotInfo};
+use crate::schema::change;
 
 use super::{KEY_RECORD, KEY_TOMBSTONE, Keygate, PROJECT_REGISTRATION};
 
@@ -20,18 +21,42 @@ impl Keygate {
     /// project registration and every tombstone, each verified first (a
     /// tampered fact is never re-signed into a snapshot: the snapshot is
     /// refused with [`Error::Tampered`]), signed as a whole.
-    pub fn snapshot(&mut self, at: u64) -> Result<SnapshotFile> {
+    ///
+    /// With `since`, a delta: only the facts changed after that sequence
+    /// (facts whose change was not recorded are included: applying an
+    /// unchanged fact again changes nothing), to be applied on a validator
+    /// holding exactly sequence `since`.
+    pub fn snapshot(&mut self, at: u64, since: Option<u64>) -> Result<SnapshotFile> {
         let sequence = self.store.sequence()?;
+        if let Some(base) = since
+            && base >= sequence
+        {
+            return Err(Error::NothingSince {
+                since: base,
+                sequence,
+            });
+        }
+        let changed = |store: &crate::store::Store, kind: u8, id: &str| -> Result<bool> {
+            Ok(match since {
+                None => true,
+                Some(base) => store.changed_at(kind, id)?.is_none_or(|at| at > base),
+            })
+        };
         let mut snap = Snapshot {
             issuer_key_id: self.issuer.id().to_string(),
             sequence,
-            base: None,
+            base: since,
             made_at: at,
             keys: Vec::new(),
             projects: Vec::new(),
             tombstones: Vec::new(),
         };
+        let mut dead = std::collections::BTreeSet::new();
         for (id, signed) in self.store.tombstones()? {
+            dead.insert(id.clone());
+            if !changed(&self.store, change::TOMBSTONE, &id)? {
+                continue;
+            }
             match self.open_signed(KEY_TOMBSTONE, &id, &signed)? {
                 SignedBody::Tombstone(t) => snap.tombstones.push(t),
                 _ => return Err(tampered(KEY_TOMBSTONE, &id)),
@@ -39,7 +64,7 @@ impl Keygate {
         }
         for (id, signed) in self.store.keys()? {
             // A record beside a tombstone is not live (the tombstone wins).
-            if snap.tombstones.iter().any(|t| t.id == id) {
+            if dead.contains(&id) || !changed(&self.store, change::KEY, &id)? {
                 continue;
             }
             match self.open_signed(KEY_RECORD, &id, &signed)? {
@@ -48,6 +73,9 @@ impl Keygate {
             }
         }
         for (id, signed) in self.store.projects()? {
+            if !changed(&self.store, change::PROJECT, &id)? {
+                continue;
+            }
             match self.open_signed(PROJECT_REGISTRATION, &id, &signed)? {
                 SignedBody::Project(p) => snap.projects.push(p),
                 _ => return Err(tampered(PROJECT_REGISTRATION, &id)),

@@ -18,7 +18,8 @@ use super::{CliError, CmdResult, Ctx, now, out, out_json, safe, time, usage};
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
     /// Write a signed snapshot of the store (every key record, project
-    /// registration and tombstone, with the store's sequence) to FILE.
+    /// registration and tombstone, with the store's sequence) to FILE, or
+    /// with --since SEQ a delta of what changed after SEQ.
     Write(WriteArgs),
     /// Check a snapshot file's signature and print its header.
     Inspect(InspectArgs),
@@ -29,6 +30,10 @@ pub enum SnapshotCommand {
 pub struct WriteArgs {
     /// Where to write the snapshot (replaced atomically).
     file: PathBuf,
+    /// Write a delta: what changed after this sequence, for a validator
+    /// that holds exactly it.
+    #[arg(long, value_name = "SEQ")]
+    since: Option<u64>,
 }
 
 /// `snapshot inspect`.
@@ -48,12 +53,12 @@ const MAX_FILE: u64 = 4 << 30;
 /// Run a snapshot command.
 pub fn run(ctx: &Ctx, cmd: SnapshotCommand) -> CmdResult {
     match cmd {
-        SnapshotCommand::Write(a) => write(ctx, &a.file),
+        SnapshotCommand::Write(a) => write(ctx, &a.file, a.since),
         SnapshotCommand::Inspect(a) => inspect(ctx, &a),
     }
 }
 
-fn write(ctx: &Ctx, file: &Path) -> CmdResult {
+fn write(ctx: &Ctx, file: &Path, since: Option<u64>) -> CmdResult {
     if file.as_os_str() == "-" {
         return Err(usage(
             "`snapshot write` needs a file path (a snapshot is binary; it is not written to stdout)",
@@ -61,7 +66,7 @@ fn write(ctx: &Ctx, file: &Path) -> CmdResult {
     }
     let at = now()?;
     let mut kg = ctx.open()?;
-    let snap = kg.snapshot(at)?;
+    let snap = kg.snapshot(at, since)?;
     write_atomically(file, &snap.bytes)?;
     report(ctx, file, &snap.bytes, &snap.info, kg.issuer().id())
 }
