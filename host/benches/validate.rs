@@ -25,6 +25,8 @@ struct Fixture {
     key: String,
     signed: b::SignedRecord,
     registration: b::SignedRecord,
+    /// A snapshot file holding the record and the registration.
+    snapshot: Vec<u8>,
     trusted: b::IssuerKey,
 }
 
@@ -66,12 +68,27 @@ fn fixture(rt: &Runtime) -> Fixture {
             issuer_key_id: id.clone(),
         }
     };
-    let signed = sign(b::SignedBody::Key(record));
-    let registration = sign(b::SignedBody::Project(reg));
+    let signed = sign(b::SignedBody::Key(record.clone()));
+    let registration = sign(b::SignedBody::Project(reg.clone()));
+    let mut snapshot = m
+        .encode_snapshot(&b::Snapshot {
+            issuer_key_id: id.clone(),
+            sequence: 3,
+            base: None,
+            made_at: NOW,
+            keys: vec![record],
+            projects: vec![reg],
+            tombstones: vec![],
+        })
+        .unwrap()
+        .unwrap();
+    let snapshot_sig = sk.sign(&snapshot).to_bytes();
+    snapshot.extend_from_slice(&snapshot_sig);
     Fixture {
         key: issued.expose_key().to_string(),
         signed,
         registration,
+        snapshot,
         trusted: b::IssuerKey {
             id,
             public_key: pk.to_vec(),
@@ -157,6 +174,7 @@ fn decisions(c: &mut Criterion) {
         m.validator_check(v, &req).unwrap(),
         b::Decision::Allow(_)
     ));
+    let nissuer_for_snapshot = nissuer.clone();
     let mut nv = p::Validator::new(&[nissuer]);
     for s in [&nevidence.key, &nevidence.project].into_iter().flatten() {
         nv.load(s).unwrap();
@@ -166,6 +184,46 @@ fn decisions(c: &mut Criterion) {
         bch.iter(|| m.validator_check(v, black_box(&req)).unwrap())
     });
     g.bench_function("native", |bch| bch.iter(|| nv.check(black_box(&nreq))));
+    g.finish();
+
+    // The hot path of a validator fed by a snapshot: two strings in, one out.
+    let sv = m.validator(&trusted).unwrap();
+    m.validator_load_snapshot(sv, &f.snapshot).unwrap().unwrap();
+    let mut nsv = p::Validator::new(std::slice::from_ref(&nissuer_for_snapshot));
+    nsv.load_snapshot(&f.snapshot).unwrap();
+    let now = NOW + 60;
+    assert!(
+        m.validator_authorize(sv, &f.key, "prj_b", b::Scope::TriggerWorkflows, now)
+            .unwrap()
+            .is_ok()
+    );
+    assert!(
+        nsv.authorize(&f.key, "prj_b", p::Scope::TriggerWorkflows, now)
+            .is_ok()
+    );
+    let mut g = c.benchmark_group("validator.authorize (snapshot hot path)");
+    g.bench_function("component", |bch| {
+        bch.iter(|| {
+            m.validator_authorize(
+                sv,
+                black_box(&f.key),
+                black_box("prj_b"),
+                b::Scope::TriggerWorkflows,
+                now,
+            )
+            .unwrap()
+        })
+    });
+    g.bench_function("native", |bch| {
+        bch.iter(|| {
+            nsv.authorize(
+                black_box(&f.key),
+                black_box("prj_b"),
+                p::Scope::TriggerWorkflows,
+                now,
+            )
+        })
+    });
     g.finish();
 
     // What a call costs without hashing or signatures: a string in, a string out.
