@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every keygate test: native unit, property and vector tests; the
 # component and end-to-end tests through wasmtime; then the policy tests
-# compiled to wasm32-wasip2 and run inside wasmtime by keygate-wasm-runner.
+# compiled to wasm32-wasip2 and run inside wasmtime by keygate-wasm-runner;
+# then the Node.js package (the same component through jco) against the
+# vectors and against snapshots made by the CLI.
 # Release profile throughout: wasmtime is built once and shared by all steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,3 +21,10 @@ cargo test --release --locked
 echo "== in-guest: keygate-policy tests on wasm32-wasip2 inside wasmtime"
 cargo build --release --locked -p keygate-tests --bin keygate-wasm-runner
 cargo test --release --locked -p keygate-policy --lib --target wasm32-wasip2
+
+echo "== Node.js package: the component through jco, vectors and CLI-made snapshots"
+cd packages/js
+if [ ! -d node_modules ]; then
+    npm ci --no-audit --no-fund
+fi
+npm test

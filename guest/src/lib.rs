@@ -350,16 +350,19 @@ impl GuestValidator for Validator {
         project: String,
         action: t::Scope,
         now: t::Timestamp,
-    ) -> Result<t::Authorized, t::DenyReason> {
-        self.0
+    ) -> t::Authorization {
+        match self
+            .0
             .borrow()
             .authorize(&presented_key, &project, scope_in(action), now)
-            .map(|a| t::Authorized {
+        {
+            Ok(a) => t::Authorization::Allow(t::Authorized {
                 key_id: a.key_id,
                 record_version: a.record_version,
                 expires_at: a.expires_at,
-            })
-            .map_err(deny_out)
+            }),
+            Err(r) => t::Authorization::Deny(deny_out(r)),
+        }
     }
 
     fn load_snapshot(&self, file: Vec<u8>) -> Result<t::SnapshotInfo, t::SnapshotError> {

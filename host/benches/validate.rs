@@ -192,11 +192,11 @@ fn decisions(c: &mut Criterion) {
     let mut nsv = p::Validator::new(std::slice::from_ref(&nissuer_for_snapshot));
     nsv.load_snapshot(&f.snapshot).unwrap();
     let now = NOW + 60;
-    assert!(
+    assert!(matches!(
         m.validator_authorize(sv, &f.key, "prj_b", b::Scope::TriggerWorkflows, now)
-            .unwrap()
-            .is_ok()
-    );
+            .unwrap(),
+        b::Authorization::Allow(_)
+    ));
     assert!(
         nsv.authorize(&f.key, "prj_b", p::Scope::TriggerWorkflows, now)
             .is_ok()

@@ -419,7 +419,7 @@ impl Module {
         project: &str,
         action: Scope,
         now: u64,
-    ) -> Result<Result<bindings::Authorized, DenyReason>, RuntimeError> {
+    ) -> Result<bindings::Authorization, RuntimeError> {
         Ok(self
             .inner
             .keygate_policy_policy()

@@ -383,11 +383,11 @@ fn the_snapshot_vectors_load_and_decide_inside_the_component() {
             .validator_authorize(val, &req.presented_key, &req.project, req.action, req.now)
             .unwrap();
         match (&got, fast) {
-            (b::Decision::Allow(a), Ok(x)) => assert_eq!(
+            (b::Decision::Allow(a), b::Authorization::Allow(x)) => assert_eq!(
                 (&a.key_id, a.record_version, a.expires_at),
                 (&x.key_id, x.record_version, x.expires_at)
             ),
-            (b::Decision::Deny(r), Err(y)) => assert_eq!(*r, y),
+            (b::Decision::Deny(r), b::Authorization::Deny(y)) => assert_eq!(*r, y),
             other => panic!("{}: {other:?}", c["name"]),
         }
         compared += 1;
@@ -404,7 +404,7 @@ fn the_snapshot_vectors_load_and_decide_inside_the_component() {
             1_800_000_001
         )
         .unwrap(),
-        Err(b::DenyReason::Disabled)
+        b::Authorization::Deny(b::DenyReason::Disabled)
     );
     assert_eq!(m.validator_sequence(val).unwrap(), Some(9));
     assert_eq!(

@@ -70,8 +70,8 @@ fn a_cli_snapshot_decides_in_the_component_like_verify() {
                 .validator_authorize(v, key, project, b::Scope::TriggerWorkflows, now)
                 .unwrap();
             let component = match got {
-                Ok(_) => "allow".to_string(),
-                Err(r) => m.deny_reason_text(r).unwrap().message,
+                b::Authorization::Allow(_) => "allow".to_string(),
+                b::Authorization::Deny(r) => m.deny_reason_text(r).unwrap().message,
             };
             assert_eq!(component, cli, "{key} on {project}");
             compared += 1;
@@ -91,16 +91,16 @@ fn a_cli_snapshot_decides_in_the_component_like_verify() {
         m.validator_load_snapshot(v, &flipped).unwrap(),
         Err(b::SnapshotError::SignatureInvalid)
     );
-    assert!(
+    assert!(matches!(
         m.validator_authorize(v, &all, &p, b::Scope::TriggerWorkflows, now)
-            .unwrap()
-            .is_ok()
-    );
+            .unwrap(),
+        b::Authorization::Allow(_)
+    ));
     m.validator_load_snapshot(v, &bytes2).unwrap().unwrap();
     assert_eq!(
         m.validator_authorize(v, &all, &p, b::Scope::TriggerWorkflows, now)
             .unwrap(),
-        Err(b::DenyReason::Disabled)
+        b::Authorization::Deny(b::DenyReason::Disabled)
     );
     assert_eq!(
         m.validator_load_snapshot(v, &bytes).unwrap(),
@@ -228,8 +228,8 @@ fn a_cli_delta_carries_only_what_changed_and_applies_on_its_base() {
                 .validator_authorize(v, key, project, b::Scope::TriggerWorkflows, now)
                 .unwrap();
             let component = match got {
-                Ok(_) => "allow".to_string(),
-                Err(r) => m.deny_reason_text(r).unwrap().message,
+                b::Authorization::Allow(_) => "allow".to_string(),
+                b::Authorization::Deny(r) => m.deny_reason_text(r).unwrap().message,
             };
             assert_eq!(component, cli, "{key} on {project}");
         }

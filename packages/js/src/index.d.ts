@@ -1,0 +1,61 @@
+/** Base class of every error this package throws. */
+export class KeygateError extends Error {
+  readonly code: string;
+}
+/** A snapshot or delta was refused; the validator keeps what it held. */
+export class SnapshotRefusedError extends KeygateError {}
+/** An argument of the wrong type or range. */
+export class InvalidArgumentError extends KeygateError {}
+
+/** An issuer public key a validator trusts (from `keygate issuer show --json`). */
+export interface TrustedIssuer {
+  /** 16 lowercase hex characters. */
+  id: string;
+  /** The ed25519 public key: 64 hex characters or 32 bytes. */
+  publicKey: string | Uint8Array;
+}
+
+/** What a snapshot or delta held. */
+export interface SnapshotInfo {
+  sequence: number;
+  /** The base sequence of a delta; null for a full snapshot. */
+  base: number | null;
+  /** Seconds since 1970. */
+  madeAt: number;
+  keys: number;
+  projects: number;
+  tombstones: number;
+}
+
+export type DenyReason =
+  | 'malformed'
+  | 'bad-checksum'
+  | 'unknown-key'
+  | 'secret-mismatch'
+  | 'record-signature-invalid'
+  | 'unknown-project'
+  | 'project-registration-invalid'
+  | 'project-deleted'
+  | 'wrong-organization'
+  | 'disabled'
+  | 'not-yet-valid'
+  | 'expired'
+  | 'scope-not-granted'
+  | 'project-not-granted';
+
+export type Authorization =
+  | { allow: true; keyId: string; recordVersion: number; expiresAt: number | null }
+  | { allow: false; reason: DenyReason };
+
+export class Validator {
+  constructor(options: { trustedIssuers: TrustedIssuer[] });
+  static fromSnapshot(file: Uint8Array, options: { trustedIssuers: TrustedIssuer[] }): Validator;
+  apply(file: Uint8Array): SnapshotInfo;
+  authorize(
+    key: string,
+    project: string,
+    options?: { action?: 'trigger-workflows'; now?: Date | number | bigint },
+  ): Authorization;
+  readonly sequence: number | null;
+  readonly snapshotTime: number | null;
+}
