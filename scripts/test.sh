@@ -2,8 +2,9 @@
 # Runs every keygate test: native unit, property and vector tests; the
 # component and end-to-end tests through wasmtime; then the policy tests
 # compiled to wasm32-wasip2 and run inside wasmtime by keygate-wasm-runner;
-# then the Node.js package (the same component through jco) against the
-# vectors and against snapshots made by the CLI.
+# then the Node.js package (the same component through jco) and the Python
+# package (through wasmtime-py) against the vectors and against snapshots
+# made by the CLI.
 # Release profile throughout: wasmtime is built once and shared by all steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,8 +24,18 @@ cargo build --release --locked -p keygate-tests --bin keygate-wasm-runner
 cargo test --release --locked -p keygate-policy --lib --target wasm32-wasip2
 
 echo "== Node.js package: the component through jco, vectors and CLI-made snapshots"
-cd packages/js
-if [ ! -d node_modules ]; then
-    npm ci --no-audit --no-fund
+(
+    cd packages/js
+    if [ ! -d node_modules ]; then
+        npm ci --no-audit --no-fund
+    fi
+    npm test
+)
+
+echo "== Python package: the component through wasmtime-py, vectors and CLI-made snapshots"
+PYENV=target/python-venv
+if [ ! -x "$PYENV/bin/python" ]; then
+    python3 -m venv "$PYENV"
+    "$PYENV/bin/pip" install --quiet -r packages/python/requirements.txt
 fi
-npm test
+PYTHON="$PWD/$PYENV/bin/python" KEYGATE_BIN="$PWD/target/release/keygate" packages/python/run_tests.sh
