@@ -373,6 +373,14 @@ impl GuestValidator for Validator {
             .map_err(snapshot_error_out)
     }
 
+    fn load_snapshot_hex(&self, file: String) -> Result<t::SnapshotInfo, t::SnapshotError> {
+        self.0
+            .borrow_mut()
+            .load_snapshot_hex(&file)
+            .map(info_out)
+            .map_err(snapshot_error_out)
+    }
+
     fn sequence(&self) -> Option<u64> {
         self.0.borrow().sequence()
     }

@@ -4,6 +4,8 @@
 //!
 //! Run: `KEYGATE_SCALE_KEYS=100000 cargo bench -p keygate --bench snapshot_scale`
 //! (default 100,000). Prints one line per figure; the README quotes them.
+//! With `KEYGATE_SCALE_WRITE=FILE` it also writes the snapshot there and
+//! prints the issuer key to pin, for the Python and Node.js load benchmarks.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Instant;
@@ -87,6 +89,15 @@ fn main() {
     file.extend_from_slice(&sig);
     let encoded = t.elapsed();
     drop(snap);
+    // For other runtimes' load benchmarks: the file and the key to pin.
+    if let Some(path) = std::env::var_os("KEYGATE_SCALE_WRITE") {
+        std::fs::write(&path, &file).unwrap();
+        let hex: String = pk.iter().map(|b| format!("{b:02x}")).collect();
+        println!(
+            "wrote {} (issuer {issuer_id}, public key {hex})",
+            std::path::Path::new(&path).display()
+        );
+    }
     let before_load = peak_mib();
 
     let trusted = p::IssuerKey {

@@ -411,6 +411,19 @@ impl Module {
             .call_load_snapshot(&mut self.store, v.0, file)?)
     }
 
+    /// `validator.load-snapshot-hex`.
+    pub fn validator_load_snapshot_hex(
+        &mut self,
+        v: ValidatorHandle,
+        file_hex: &str,
+    ) -> Result<Result<SnapshotInfo, SnapshotError>, RuntimeError> {
+        Ok(self
+            .inner
+            .keygate_policy_policy()
+            .validator()
+            .call_load_snapshot_hex(&mut self.store, v.0, file_hex)?)
+    }
+
     /// `validator.authorize`: the hot path from a loaded snapshot.
     pub fn validator_authorize(
         &mut self,

@@ -1,5 +1,10 @@
 """Time Validator.authorize and a snapshot load on the vector snapshot.
-Run: python bench_authorize.py (after run_tests.sh has put the component in place)."""
+Run: python bench_authorize.py (after run_tests.sh has put the component in place).
+With KEYGATE_SNAPSHOT=FILE KEYGATE_ISSUER=ID:PUBLIC_KEY_HEX (as printed by
+`KEYGATE_SCALE_WRITE=FILE cargo bench -p keygate --bench snapshot_scale`), it
+also times loading that big snapshot."""
+
+import os
 
 import json
 import time
@@ -23,3 +28,11 @@ for label, project in (("allowed", "prj_alpha"), ("denied (unknown project)", "p
     for _ in range(n):
         v.authorize(KEY, project, now=1800000001)
     print(f"authorize, {label}: {(time.perf_counter() - t) / n * 1e6:.1f} µs per call")
+
+big = os.environ.get("KEYGATE_SNAPSHOT")
+if big:
+    issuer_id, pk = os.environ["KEYGATE_ISSUER"].split(":")
+    data = Path(big).read_bytes()
+    t = time.perf_counter()
+    w = Validator.from_snapshot(data, trusted_issuers=[{"id": issuer_id, "public_key": pk}])
+    print(f"load of {len(data)} bytes ({w.sequence} keys' snapshot): {time.perf_counter() - t:.2f} s")

@@ -658,6 +658,12 @@ impl Validator {
         Ok(info)
     }
 
+    /// [`Validator::load_snapshot`] for a file given as hex text.
+    pub fn load_snapshot_hex(&mut self, text: &str) -> Result<SnapshotInfo, SnapshotError> {
+        let file = crate::snapshot::decode_hex(text).ok_or(SnapshotError::NotCanonical)?;
+        self.load_snapshot(&file)
+    }
+
     /// The sequence of the last snapshot or delta loaded, if any.
     pub fn sequence(&self) -> Option<u64> {
         self.snapshot.map(|(seq, _)| seq)

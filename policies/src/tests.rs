@@ -1891,6 +1891,25 @@ fn bad_snapshots_are_refused_and_the_validator_keeps_what_it_held() {
 }
 
 #[test]
+fn a_snapshot_given_as_hex_loads_the_same() {
+    let f = fixture();
+    let (_, file) = fixture_snapshot(&f, 7, None);
+    let text: String = file.iter().map(|b| format!("{b:02x}")).collect();
+    let mut v = Validator::new(core::slice::from_ref(&f.issuer.1));
+    assert_eq!(
+        v.load_snapshot_hex(&text[..text.len() - 1]),
+        Err(SnapshotError::NotCanonical)
+    );
+    assert_eq!(
+        v.load_snapshot_hex(&format!("{}zz", &text[..text.len() - 2])),
+        Err(SnapshotError::NotCanonical)
+    );
+    let info = v.load_snapshot_hex(&text.to_uppercase()).unwrap();
+    assert_eq!((info.sequence, info.keys), (7, 5));
+    assert_eq!(snapshot::decode_hex("00fF10"), Some(vec![0, 255, 16]));
+}
+
+#[test]
 fn a_delta_applies_only_on_its_base() {
     let f = fixture();
     let (snap, file) = fixture_snapshot(&f, 7, None);

@@ -371,6 +371,18 @@ fn the_snapshot_vectors_load_and_decide_inside_the_component() {
         (7, 5, 5, 1)
     );
     assert_eq!(m.inspect_snapshot(&full, &trusted).unwrap(), Ok(info));
+    // The same file as hex text loads the same (for runtimes that pass
+    // strings faster than bytes); bad hex is not canonical.
+    let hexed = m.validator(&trusted).unwrap();
+    let text = snaps[0]["file"].as_str().unwrap();
+    assert_eq!(
+        m.validator_load_snapshot_hex(hexed, &text[1..]).unwrap(),
+        Err(b::SnapshotError::NotCanonical)
+    );
+    assert_eq!(
+        m.validator_load_snapshot_hex(hexed, text).unwrap(),
+        Ok(info)
+    );
     let mut compared = 0;
     for c in v["cases"].as_array().unwrap() {
         if c["validator"] != true {
