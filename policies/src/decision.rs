@@ -331,11 +331,31 @@ fn secret_matches(presented: &str, stored: &[u8; 32]) -> bool {
     hashes_equal(&hash_key(presented), stored)
 }
 
+/// A request seen through borrows: what every check reads, so that the hot
+/// path (`Validator::authorize`) copies no string.
+struct Ask<'a> {
+    presented_key: &'a str,
+    project: &'a str,
+    action: Scope,
+    now: u64,
+}
+
+impl<'a> From<&'a Request> for Ask<'a> {
+    fn from(r: &'a Request) -> Self {
+        Ask {
+            presented_key: &r.presented_key,
+            project: &r.project,
+            action: r.action,
+            now: r.now,
+        }
+    }
+}
+
 /// The project checks: a registration for the requested project that is
 /// not deleted. Returns its organization.
 fn project_step<'r>(
     reg: Option<&'r ProjectRegistration>,
-    req: &Request,
+    req: &Ask<'_>,
 ) -> Result<&'r str, DenyReason> {
     let reg = reg.ok_or(DenyReason::UnknownProject)?;
     if reg.id != req.project {
@@ -349,7 +369,7 @@ fn project_step<'r>(
 
 /// The checks after the secret, the signature and the project: organization,
 /// status, creation time, expiry, scope, project.
-fn rules(record: &KeyRecord, organization: &str, req: &Request) -> Result<(), DenyReason> {
+fn rules(record: &KeyRecord, organization: &str, req: &Ask<'_>) -> Result<(), DenyReason> {
     if record.organization != organization {
         return Err(DenyReason::WrongOrganization);
     }
@@ -365,7 +385,7 @@ fn rules(record: &KeyRecord, organization: &str, req: &Request) -> Result<(), De
     if !record.scopes.contains(&req.action) {
         return Err(DenyReason::ScopeNotGranted);
     }
-    if !record.grants_project(&req.project) {
+    if !record.grants_project(req.project) {
         return Err(DenyReason::ProjectNotGranted);
     }
     Ok(())
@@ -441,8 +461,9 @@ fn evaluate_inner(
             _ => return Err(DenyReason::ProjectRegistrationInvalid),
         },
     };
-    let organization = project_step(registration.as_ref(), req)?;
-    rules(&record, organization, req)?;
+    let ask = Ask::from(req);
+    let organization = project_step(registration.as_ref(), &ask)?;
+    rules(&record, organization, &ask)?;
     Ok(record)
 }
 
@@ -560,7 +581,7 @@ impl Validator {
 
     /// Decide one request against the held facts.
     pub fn check(&self, req: &Request) -> Decision {
-        match self.decide(req) {
+        match self.decide(&Ask::from(req)) {
             Ok(record) => allowed(record),
             Err(r) => Decision::Deny(r),
         }
@@ -576,31 +597,29 @@ impl Validator {
         action: Scope,
         now: u64,
     ) -> Result<Authorized, DenyReason> {
-        // The request borrows nothing it does not need: the strings are
-        // copied once here, as `check` receives them owned.
-        let req = Request {
-            presented_key: String::from(presented_key),
-            project: String::from(project),
+        let ask = Ask {
+            presented_key,
+            project,
             action,
             now,
         };
-        self.decide(&req).map(|r| Authorized {
+        self.decide(&ask).map(|r| Authorized {
             key_id: r.id.clone(),
             record_version: r.version,
             expires_at: r.expires_at,
         })
     }
 
-    fn decide(&self, req: &Request) -> Result<&KeyRecord, DenyReason> {
-        let id = parse_step(&req.presented_key)?;
+    fn decide(&self, req: &Ask<'_>) -> Result<&KeyRecord, DenyReason> {
+        let id = parse_step(req.presented_key)?;
         let Some(record) = self.records.get(id) else {
-            let _ = secret_matches(&req.presented_key, &DUMMY_HASH);
+            let _ = secret_matches(req.presented_key, &DUMMY_HASH);
             return Err(DenyReason::UnknownKey);
         };
-        if !secret_matches(&req.presented_key, &record.key_hash) {
+        if !secret_matches(req.presented_key, &record.key_hash) {
             return Err(DenyReason::SecretMismatch);
         }
-        let org = project_step(self.projects.get(&req.project), req)?;
+        let org = project_step(self.projects.get(req.project), req)?;
         rules(record, org, req)?;
         Ok(record)
     }

@@ -163,7 +163,6 @@ pub fn looks_like_key(text: &str, prefix: Option<&str>) -> bool {
     // Join alphanumeric runs separated by exactly one other character when
     // both sides are long enough to be pieces of a key.
     let mut joined = String::new();
-    let mut pending_sep = false;
     let mut last_piece_len = 0usize;
     let mut found = false;
     let mut flush = |joined: &mut String| {
@@ -175,22 +174,14 @@ pub fn looks_like_key(text: &str, prefix: Option<&str>) -> bool {
         joined.clear();
     };
     for run in text.split(|c: char| !c.is_ascii_alphanumeric()) {
-        if run.is_empty() {
-            // Two separators in a row (or at the ends): the chain breaks.
-            if pending_sep || !joined.is_empty() {
-                flush(&mut joined);
-            }
-            pending_sep = false;
-            last_piece_len = 0;
-            continue;
-        }
+        // An empty run is two separators in a row (or an end): the chain
+        // breaks. Otherwise the chain goes on only between two long pieces.
         let continues = last_piece_len >= MIN_PIECE && run.len() >= MIN_PIECE;
-        if !joined.is_empty() && !continues {
+        if !continues {
             flush(&mut joined);
         }
         joined.push_str(run);
         last_piece_len = run.len();
-        pending_sep = true;
     }
     flush(&mut joined);
     found

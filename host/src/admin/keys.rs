@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::runtime::IssuedKey;
 use crate::runtime::bindings::{
     CreateRequest, ExpiryPolicy, KeyLevel, KeyRecord, KeyStatus, ProjectAccess, SignedBody,
+    SignedRecord,
 };
 use crate::schema::AuditEvent;
 
@@ -57,20 +58,23 @@ impl Keygate {
         Ok(arg.to_string())
     }
 
-    /// A live key's record, its signature verified by the component.
-    fn verified(&mut self, id: &str) -> Result<KeyRecord> {
+    /// The stored, not yet verified record of a live key id given by a
+    /// caller. A tombstone ends a key whatever sits under its id in the keys
+    /// tree (a record put back there is not trusted to bring it back).
+    fn live_key(&mut self, id: &str) -> Result<(String, SignedRecord)> {
         let id = self.key_id_arg(id)?;
-        // A tombstone ends a key whatever sits under its id in the keys tree
-        // (a record put back there is not trusted to bring it back).
         if self.store.tombstone(&id)?.is_some() {
             return Err(Error::KeyDeleted(id));
         }
-        let Some(signed) = self.store.key(&id)? else {
-            return Err(match self.store.tombstone(&id)? {
-                Some(_) => Error::KeyDeleted(id),
-                None => Error::UnknownKey(id),
-            });
-        };
+        match self.store.key(&id)? {
+            Some(signed) => Ok((id, signed)),
+            None => Err(Error::UnknownKey(id)),
+        }
+    }
+
+    /// A live key's record, its signature verified by the component.
+    fn verified(&mut self, id: &str) -> Result<KeyRecord> {
+        let (id, signed) = self.live_key(id)?;
         match self.open_signed(KEY_RECORD, &id, &signed)? {
             SignedBody::Key(r) => Ok(r),
             _ => Err(Error::Tampered {
@@ -295,16 +299,7 @@ impl Keygate {
     /// is how an operator gets rid of them). Returns the tombstone's
     /// organization, when known.
     pub fn delete_key(&mut self, id: &str, at: u64) -> Result<Option<String>> {
-        let id = self.key_id_arg(id)?;
-        if self.store.tombstone(&id)?.is_some() {
-            return Err(Error::KeyDeleted(id));
-        }
-        let Some(signed) = self.store.key(&id)? else {
-            return Err(match self.store.tombstone(&id)? {
-                Some(_) => Error::KeyDeleted(id),
-                None => Error::UnknownKey(id),
-            });
-        };
+        let (id, signed) = self.live_key(id)?;
         let record = match self.open_signed(KEY_RECORD, &id, &signed) {
             Ok(SignedBody::Key(r)) => Some(r),
             Ok(_) | Err(Error::Tampered { .. }) => None,
