@@ -221,6 +221,13 @@ impl Guest for Component {
         }
     }
 
+    fn classify_deny(reason: t::DenyReason) -> t::DenyClass {
+        match deny_in(reason).class() {
+            p::DenyClass::Unauthenticated => t::DenyClass::Unauthenticated,
+            p::DenyClass::Forbidden => t::DenyClass::Forbidden,
+        }
+    }
+
     fn record_error_text(error: t::RecordError) -> t::Text {
         let e = record_error_in(error);
         t::Text {

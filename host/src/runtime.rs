@@ -29,7 +29,7 @@ pub mod bindings {
 }
 
 use bindings::{
-    CreateRequest, Decision, DenyReason, EffectiveStatus, Evidence, IssuerError, IssuerKey,
+    CreateRequest, Decision, DenyClass, DenyReason, EffectiveStatus, Evidence, IssuerError, IssuerKey,
     KeyError, KeyRecord, KeyStatus, Keygate, KeygatePre, LoadError, LoadOutcome, ParseError,
     ProjectRegistration, RecordError, Scope, SignedBody, SignedRecord, Snapshot, SnapshotError,
     SnapshotInfo, Text, Tombstone, ValidationRequest,
@@ -359,6 +359,11 @@ impl Module {
     /// `deny-reason-text`.
     pub fn deny_reason_text(&mut self, reason: DenyReason) -> Result<Text, RuntimeError> {
         call!(self, call_deny_reason_text, reason)
+    }
+
+    /// `classify-deny`: 401-like or 403-like.
+    pub fn classify_deny(&mut self, reason: DenyReason) -> Result<DenyClass, RuntimeError> {
+        call!(self, call_classify_deny, reason)
     }
 
     /// `record-error-text`.

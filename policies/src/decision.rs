@@ -142,6 +142,26 @@ impl DenyReason {
         DenyReason::ProjectNotGranted,
     ];
 
+    /// Whether the caller failed to authenticate or was refused.
+    pub fn class(self) -> DenyClass {
+        match self {
+            DenyReason::Malformed
+            | DenyReason::BadChecksum
+            | DenyReason::UnknownKey
+            | DenyReason::SecretMismatch
+            | DenyReason::RecordSignatureInvalid => DenyClass::Unauthenticated,
+            DenyReason::UnknownProject
+            | DenyReason::ProjectRegistrationInvalid
+            | DenyReason::ProjectDeleted
+            | DenyReason::WrongOrganization
+            | DenyReason::Disabled
+            | DenyReason::NotYetValid
+            | DenyReason::Expired
+            | DenyReason::ScopeNotGranted
+            | DenyReason::ProjectNotGranted => DenyClass::Forbidden,
+        }
+    }
+
     /// The reason's name as written in WIT and JSON (`unknown-key`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -159,6 +179,37 @@ impl DenyReason {
             DenyReason::Expired => "expired",
             DenyReason::ScopeNotGranted => "scope-not-granted",
             DenyReason::ProjectNotGranted => "project-not-granted",
+        }
+    }
+}
+
+/// How a gateway answers a deny: whether the caller failed to present a
+/// live key of this issuer, or presented one that may not do this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DenyClass {
+    /// No live, genuine key was presented (HTTP 401): malformed, bad
+    /// checksum, unknown or deleted key, wrong secret, forged record.
+    Unauthenticated,
+    /// A genuine key that may not do this, here, now (HTTP 403). An unknown
+    /// or deleted project is in this class too, so that a status never tells
+    /// a key of one organization which project ids exist in another.
+    Forbidden,
+}
+
+impl DenyClass {
+    /// The class's name as written in WIT and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyClass::Unauthenticated => "unauthenticated",
+            DenyClass::Forbidden => "forbidden",
+        }
+    }
+
+    /// The HTTP status a gateway answers with: 401 or 403.
+    pub fn http_status(self) -> u16 {
+        match self {
+            DenyClass::Unauthenticated => 401,
+            DenyClass::Forbidden => 403,
         }
     }
 }

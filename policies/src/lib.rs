@@ -36,7 +36,7 @@ pub mod registry;
 pub mod snapshot;
 
 pub use decision::{
-    Allowed, Authorized, Decision, DenyReason, Evidence, IssuerError, IssuerKey, LoadError,
+    Allowed, Authorized, Decision, DenyClass, DenyReason, Evidence, IssuerError, IssuerKey, LoadError,
     LoadOutcome, Request, SignedRecord, TrustedIssuers, Validator, check_issuer_key, evaluate,
     issuer_key_id,
 };

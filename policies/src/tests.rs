@@ -1682,6 +1682,37 @@ fn mutated_canonical_bytes_decode_only_when_canonical() {
 }
 
 #[test]
+fn only_a_key_that_is_not_live_and_genuine_is_unauthenticated() {
+    let unauthenticated: Vec<&str> = DenyReason::ALL
+        .iter()
+        .filter(|r| r.class() == DenyClass::Unauthenticated)
+        .map(|r| r.as_str())
+        .collect();
+    assert_eq!(
+        unauthenticated,
+        [
+            "malformed",
+            "bad-checksum",
+            "unknown-key",
+            "secret-mismatch",
+            "record-signature-invalid"
+        ]
+    );
+    // Every project reason is forbidden, never a "not found": a status must
+    // not tell a key of one organization which project ids exist elsewhere.
+    for r in [
+        DenyReason::UnknownProject,
+        DenyReason::ProjectDeleted,
+        DenyReason::WrongOrganization,
+    ] {
+        assert_eq!(r.class(), DenyClass::Forbidden);
+        assert_eq!(r.class().http_status(), 403);
+    }
+    assert_eq!(DenyClass::Unauthenticated.http_status(), 401);
+    assert_eq!(DenyClass::Forbidden.as_str(), "forbidden");
+}
+
+#[test]
 fn every_reason_and_error_has_a_code_and_a_message() {
     let mut codes = std::collections::BTreeSet::new();
     for r in DenyReason::ALL {

@@ -246,6 +246,26 @@ fn names_and_messages_come_from_the_component() {
         (t.code.as_str(), t.message.as_str()),
         ("not-yet-valid", "key not yet valid")
     );
+    let classes: Vec<_> = [
+        b::DenyReason::SecretMismatch,
+        b::DenyReason::RecordSignatureInvalid,
+        b::DenyReason::UnknownProject,
+        b::DenyReason::WrongOrganization,
+        b::DenyReason::Expired,
+    ]
+    .into_iter()
+    .map(|r| m.classify_deny(r).unwrap())
+    .collect();
+    assert_eq!(
+        classes,
+        [
+            b::DenyClass::Unauthenticated,
+            b::DenyClass::Unauthenticated,
+            b::DenyClass::Forbidden,
+            b::DenyClass::Forbidden,
+            b::DenyClass::Forbidden,
+        ]
+    );
     let t = m
         .record_error_text(&b::RecordError::ExpiryOutOfRange(91))
         .unwrap();

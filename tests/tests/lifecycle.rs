@@ -27,6 +27,17 @@ fn org_key_lifecycle_create_verify_list_disable_enable_delete() {
     assert_eq!(kg.decide(&key, &later, &[]), "allow");
     // Never another organization's project.
     assert_eq!(kg.decide(&key, &foreign, &[]), "wrong organization");
+    let (code, out, _) = kg.verify(key.as_bytes(), &foreign, &["--json"]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&v["decision"], &v["reason"], &v["class"]),
+        (
+            &serde_json::json!("deny"),
+            &serde_json::json!("wrong-organization"),
+            &serde_json::json!("forbidden")
+        )
+    );
 
     let list = kg.json(&["key", "list", "--org", "acme"]);
     let row = &list.as_array().unwrap()[0];
@@ -254,6 +265,7 @@ fn keygate_key_env_is_read_when_stdin_is_not_used() {
     .unwrap();
     assert_eq!(v["decision"], "deny");
     assert_eq!(v["reason"], "malformed");
+    assert_eq!(v["class"], "unauthenticated");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! evidence the store holds for the presented key and the requested project.
 
 use crate::error::Result;
-use crate::runtime::bindings::{Decision, Evidence, Text, ValidationRequest};
+use crate::runtime::bindings::{Decision, DenyClass, Evidence, Text, ValidationRequest};
 
 use super::Keygate;
 
@@ -13,6 +13,8 @@ pub struct Verdict {
     pub decision: Decision,
     /// For a deny: the reason's code and message, from the component.
     pub reason: Option<Text>,
+    /// For a deny: whether it means "not authenticated" or "forbidden".
+    pub class: Option<DenyClass>,
     /// The project asked about.
     pub project: String,
     /// The key id, when the presented key was well-formed.
@@ -50,13 +52,17 @@ impl Keygate {
             now: at,
         };
         let decision = self.module.evaluate(&req, &evidence, &self.trusted())?;
-        let reason = match &decision {
-            Decision::Allow(_) => None,
-            Decision::Deny(r) => Some(self.module.deny_reason_text(*r)?),
+        let (reason, class) = match &decision {
+            Decision::Allow(_) => (None, None),
+            Decision::Deny(r) => (
+                Some(self.module.deny_reason_text(*r)?),
+                Some(self.module.classify_deny(*r)?),
+            ),
         };
         Ok(Verdict {
             decision,
             reason,
+            class,
             project: project.to_string(),
             key_id,
         })

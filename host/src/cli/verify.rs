@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use keygate::Error;
-use keygate::runtime::bindings::{Decision, DenyReason};
+use keygate::runtime::bindings::{Decision, DenyClass, DenyReason};
 use serde_json::json;
 
 use super::{CliError, CmdResult, Ctx, now, out, out_json, parse_time, time, time_arg, usage};
@@ -77,6 +77,13 @@ fn decide(ctx: &Ctx, a: &VerifyArgs, v: &keygate::admin::Verdict, at: u64) -> Cm
     }
 }
 
+fn class_name(c: DenyClass) -> &'static str {
+    match c {
+        DenyClass::Unauthenticated => "unauthenticated",
+        DenyClass::Forbidden => "forbidden",
+    }
+}
+
 fn print_decision(
     ctx: &Ctx,
     a: &VerifyArgs,
@@ -119,7 +126,8 @@ fn print_decision(
                 .unwrap_or_default();
             if ctx.json {
                 out_json(&json!({
-                    "decision": "deny", "reason": code, "key_id": v.key_id,
+                    "decision": "deny", "reason": code, "class": v.class.map(class_name),
+                    "key_id": v.key_id,
                     "project": v.project, "action": a.action, "at": time(at),
                 }))?;
             } else {

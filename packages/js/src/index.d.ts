@@ -45,7 +45,14 @@ export type DenyReason =
 
 export type Authorization =
   | { allow: true; keyId: string; recordVersion: number; expiresAt: number | null }
-  | { allow: false; reason: DenyReason };
+  | {
+      allow: false;
+      reason: DenyReason;
+      /** `unauthenticated`: answer 401 (no live, genuine key); `forbidden`: answer 403. */
+      class: 'unauthenticated' | 'forbidden';
+      /** One lowercase line for people, e.g. "key expired". */
+      message: string;
+    };
 
 export class Validator {
   constructor(options: { trustedIssuers: TrustedIssuer[] });

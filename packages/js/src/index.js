@@ -79,6 +79,24 @@ function info(i) {
   };
 }
 
+// What the component says of each deny reason (its class and message),
+// asked once per reason: the rule lives in the component, not here.
+const denials = new Map();
+
+function denial(reason) {
+  let d = denials.get(reason);
+  if (d === undefined) {
+    d = Object.freeze({
+      allow: false,
+      reason,
+      class: policy.classifyDeny(reason),
+      message: policy.denyReasonText(reason).message,
+    });
+    denials.set(reason, d);
+  }
+  return d;
+}
+
 /**
  * A validator fed by signed snapshots. Create it with
  * `Validator.fromSnapshot(bytes, { trustedIssuers })`.
@@ -133,8 +151,10 @@ export class Validator {
   /**
    * May `key` perform `action` on `project` at `now`? The organization comes
    * from the project's signed registration.
+   * A deny carries its `class`: `unauthenticated` (answer 401: no live,
+   * genuine key) or `forbidden` (403), and a one-line `message`.
    * @returns {{ allow: true, keyId: string, recordVersion: number, expiresAt: number | null }
-   *   | { allow: false, reason: string }}
+   *   | { allow: false, reason: string, class: string, message: string }}
    */
   authorize(key, project, { action = 'trigger-workflows', now = new Date() } = {}) {
     if (typeof key !== 'string' || typeof project !== 'string') {
@@ -148,7 +168,7 @@ export class Validator {
       const a = answer.val;
       return { allow: true, keyId: a.keyId, recordVersion: Number(a.recordVersion), expiresAt: number(a.expiresAt) };
     }
-    return { allow: false, reason: answer.val };
+    return denial(answer.val);
   }
 
   /** The sequence of the last snapshot or delta applied, or null. */

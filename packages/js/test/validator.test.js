@@ -49,7 +49,7 @@ test('the vector snapshot decides every validator case, and the delta disables i
         c.name,
       );
     } else {
-      assert.deepEqual(got, { allow: false, reason: c.expect.deny }, c.name);
+      assert.deepEqual([got.allow, got.reason], [false, c.expect.deny], c.name);
     }
     compared += 1;
   }
@@ -57,7 +57,18 @@ test('the vector snapshot decides every validator case, and the delta disables i
   const info = v.apply(hex(vectors.snapshots[1].file));
   assert.deepEqual([info.sequence, info.base, info.keys], [9, 7, 1]);
   const key = vectors.keys[0].key;
-  assert.deepEqual(v.authorize(key, 'prj_alpha', { now: 1800000001 }), { allow: false, reason: 'disabled' });
+  assert.deepEqual(v.authorize(key, 'prj_alpha', { now: 1800000001 }), {
+    allow: false,
+    reason: 'disabled',
+    class: 'forbidden',
+    message: 'key disabled',
+  });
+  assert.deepEqual(v.authorize('kg_nope', 'prj_alpha', { now: 1800000001 }), {
+    allow: false,
+    reason: 'malformed',
+    class: 'unauthenticated',
+    message: 'malformed key',
+  });
 });
 
 test('bad snapshots are refused with a typed error and the validator keeps answering', () => {
@@ -116,20 +127,20 @@ test('snapshots and deltas made by the CLI decide like keygate verify', () => {
     const verify = (key, project) => {
       const r = cli(dir, ['--json', 'verify', '--project', project], key);
       const j = JSON.parse(r.stdout);
-      return j.decision === 'allow' ? true : j.reason;
+      return j.decision === 'allow' ? true : [j.reason, j.class];
     };
     const pairs = [[all, p], [all, g], [proj, p], [proj, g], ['kg_nope', p]];
     for (const [key, project] of pairs) {
       const got = v.authorize(key, project);
-      assert.deepEqual(got.allow ? true : got.reason, verify(key, project), `${key.slice(0, 14)} on ${project}`);
+      assert.deepEqual(got.allow ? true : [got.reason, got.class], verify(key, project), `${key.slice(0, 14)} on ${project}`);
     }
     const base = v.sequence;
     ok(['key', 'disable', all.slice(3, 14)]);
     ok(['snapshot', 'write', join(dir, 'delta.kgs'), '--since', String(base)]);
     const info = v.apply(readFileSync(join(dir, 'delta.kgs')));
     assert.equal(info.base, base);
-    assert.deepEqual(v.authorize(all, p), { allow: false, reason: 'disabled' });
-    assert.equal(verify(all, p), 'disabled');
+    assert.deepEqual([v.authorize(all, p).reason, v.authorize(all, p).class], ['disabled', 'forbidden']);
+    assert.deepEqual(verify(all, p), ['disabled', 'forbidden']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

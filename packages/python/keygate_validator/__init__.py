@@ -5,7 +5,7 @@ component; this module only converts arguments and answers.
     from keygate_validator import Validator
     v = Validator.from_snapshot(open("snapshot.kgs", "rb").read(),
                                 trusted_issuers=[{"id": "...", "public_key": "..."}])
-    v.authorize(key, "prj_...")   # Allow(key_id=..., ...) or Deny(reason="expired")
+    v.authorize(key, "prj_...")   # Allow(key_id=..., ...) or Deny(reason="expired", class_="forbidden", ...)
 """
 
 from __future__ import annotations
@@ -61,9 +61,13 @@ class Allow:
 
 @dataclass(frozen=True)
 class Deny:
-    """The key may not act, for `reason` (as in the WIT: `expired`, ...)."""
+    """The key may not act, for `reason` (as in the WIT: `expired`, ...).
+    `class_` is `unauthenticated` (answer 401: no live, genuine key was
+    presented) or `forbidden` (answer 403); `message` is one line for people."""
 
     reason: str
+    class_: str
+    message: str
     allow: bool = False
 
 
@@ -161,6 +165,10 @@ class Validator:
         self._load = func("[method]validator.load-snapshot-hex")
         self._sequence = func("[method]validator.sequence")
         self._snapshot_time = func("[method]validator.snapshot-time")
+        self._classify = func("classify-deny")
+        self._reason_text = func("deny-reason-text")
+        # Asked of the component once per reason: the rule lives there.
+        self._denials: dict = {}
         keys = []
         for i, t in enumerate(list(trusted_issuers)):
             key = Record()
@@ -211,9 +219,19 @@ class Validator:
                 record_version=getattr(out, "record-version"),
                 expires_at=getattr(out, "expires-at"),
             )
-        if isinstance(out, Variant):
-            return Deny(reason=out.payload) if out.tag == "deny" else Deny(reason=str(out.tag))
-        return Deny(reason=out)
+        reason = out.payload if isinstance(out, Variant) else out
+        deny = self._denials.get(reason)
+        if deny is None:
+            if not isinstance(reason, str):
+                raise KeygateError(f"unexpected answer from the component: {out!r}", "internal")
+            text = self._reason_text(self._store, reason)
+            deny = Deny(
+                reason=reason,
+                class_=self._classify(self._store, reason),
+                message=getattr(text, "message"),
+            )
+            self._denials[reason] = deny
+        return deny
 
     @property
     def sequence(self) -> Optional[int]:

@@ -44,12 +44,16 @@ class Vectors(unittest.TestCase):
                 a = c["expect"]["allow"]
                 self.assertEqual(got, Allow(a["key_id"], a["record_version"], a["expires_at"]), c["name"])
             else:
-                self.assertEqual(got, Deny(c["expect"]["deny"]), c["name"])
+                self.assertEqual((got.allow, got.reason), (False, c["expect"]["deny"]), c["name"])
             compared += 1
         self.assertEqual(compared, 22)
         info = v.apply(DELTA)
         self.assertEqual((info.sequence, info.base, info.keys), (9, 7, 1))
-        self.assertEqual(v.authorize(KEY, "prj_alpha", now=1800000001), Deny("disabled"))
+        self.assertEqual(v.authorize(KEY, "prj_alpha", now=1800000001), Deny("disabled", "forbidden", "key disabled"))
+        self.assertEqual(
+            v.authorize("kg_nope", "prj_alpha", now=1800000001),
+            Deny("malformed", "unauthenticated", "malformed key"),
+        )
 
     def test_bad_snapshots_are_refused_and_the_validator_keeps_answering(self):
         fresh = Validator(trusted_issuers=ISSUERS)
@@ -107,18 +111,18 @@ class CliSnapshots(unittest.TestCase):
 
             def verify(key, project):
                 j = json.loads(run(["--json", "verify", "--project", project], key).stdout)
-                return True if j["decision"] == "allow" else j["reason"]
+                return True if j["decision"] == "allow" else (j["reason"], j["class"])
 
             for key, project in [(all_key, p), (all_key, g), (proj_key, p), (proj_key, g), ("kg_nope", p)]:
                 got = v.authorize(key, project)
-                self.assertEqual(True if got.allow else got.reason, verify(key, project))
+                self.assertEqual(True if got.allow else (got.reason, got.class_), verify(key, project))
             base = v.sequence
             ok(["key", "disable", all_key[3:14]])
             ok(["snapshot", "write", f"{d}/delta.kgs", "--since", str(base)])
             info = v.apply(Path(f"{d}/delta.kgs").read_bytes())
             self.assertEqual(info.base, base)
-            self.assertEqual(v.authorize(all_key, p), Deny("disabled"))
-            self.assertEqual(verify(all_key, p), "disabled")
+            self.assertEqual(v.authorize(all_key, p), Deny("disabled", "forbidden", "key disabled"))
+            self.assertEqual(verify(all_key, p), ("disabled", "forbidden"))
 
 
 if __name__ == "__main__":
