@@ -4,10 +4,11 @@
 # compiled to wasm32-wasip2 and run inside wasmtime by keygate-wasm-runner;
 # then the Node.js package (the same component through jco) and the Python
 # package (through wasmtime-py) against the vectors and against snapshots
-# made by the CLI.
+# made by the CLI; then the example gateways (Node.js and Python) over HTTP.
 # Release profile throughout: wasmtime is built once and shared by all steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT="$PWD"
 
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     echo "== installing the wasm32-wasip2 target"
@@ -39,3 +40,16 @@ if [ ! -x "$PYENV/bin/python" ]; then
     "$PYENV/bin/pip" install --quiet -r packages/python/requirements.txt
 fi
 PYTHON="$PWD/$PYENV/bin/python" KEYGATE_BIN="$PWD/target/release/keygate" packages/python/run_tests.sh
+
+echo "== example gateways: HTTP triggers authorized from a snapshot file the CLI rewrites"
+(
+    cd examples/node-gateway
+    if [ ! -d node_modules ]; then
+        npm ci --no-audit --no-fund
+    fi
+    KEYGATE_BIN="$ROOT/target/release/keygate" npm test
+)
+(
+    cd examples/python-gateway
+    KEYGATE_BIN="$ROOT/target/release/keygate" "$ROOT/$PYENV/bin/python" -m unittest discover -s tests -v
+)
