@@ -226,6 +226,34 @@ fn decisions(c: &mut Criterion) {
     });
     g.finish();
 
+    // The same call refused at its first step (no hash, no lookup): what
+    // the boundary costs (two strings lowered, a resource borrowed, an enum
+    // lifted).
+    let mut g = c.benchmark_group("validator.authorize, malformed key (the call alone)");
+    g.bench_function("component", |bch| {
+        bch.iter(|| {
+            m.validator_authorize(
+                sv,
+                black_box("kg_short"),
+                black_box("prj_b"),
+                b::Scope::TriggerWorkflows,
+                now,
+            )
+            .unwrap()
+        })
+    });
+    g.bench_function("native", |bch| {
+        bch.iter(|| {
+            nsv.authorize(
+                black_box("kg_short"),
+                black_box("prj_b"),
+                p::Scope::TriggerWorkflows,
+                now,
+            )
+        })
+    });
+    g.finish();
+
     // What a call costs without hashing or signatures: a string in, a string out.
     let mut g = c.benchmark_group("parse-key (call overhead)");
     g.bench_function("component", |bch| {

@@ -29,10 +29,10 @@ pub mod bindings {
 }
 
 use bindings::{
-    CreateRequest, Decision, DenyClass, DenyReason, EffectiveStatus, Evidence, IssuerError, IssuerKey,
-    KeyError, KeyRecord, KeyStatus, Keygate, KeygatePre, LoadError, LoadOutcome, ParseError,
-    ProjectRegistration, RecordError, Scope, SignedBody, SignedRecord, Snapshot, SnapshotError,
-    SnapshotInfo, Text, Tombstone, ValidationRequest,
+    CreateRequest, Decision, DenyClass, DenyReason, EffectiveStatus, Evidence, IssuerError,
+    IssuerKey, KeyError, KeyRecord, KeyStatus, Keygate, KeygatePre, LoadError, LoadOutcome,
+    ParseError, ProjectRegistration, RecordError, Scope, SignedBody, SignedRecord, Snapshot,
+    SnapshotError, SnapshotInfo, Text, Tombstone, ValidationRequest,
 };
 
 use crate::cache::{CacheKey, CacheOutcome};
