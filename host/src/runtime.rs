@@ -73,7 +73,7 @@ impl From<wasmtime::Error> for RuntimeError {
 pub struct Runtime {
     engine: Engine,
     component: Component,
-    pre: KeygatePre<()>,
+    pre: KeygatePre<Usage>,
 }
 
 impl Runtime {
@@ -111,7 +111,7 @@ impl Runtime {
     }
 
     fn with(engine: Engine, component: Component) -> Result<Self, RuntimeError> {
-        let linker = Linker::<()>::new(&engine);
+        let linker = Linker::<Usage>::new(&engine);
         let pre = KeygatePre::new(linker.instantiate_pre(&component)?)?;
         Ok(Runtime {
             engine,
@@ -145,7 +145,8 @@ impl Runtime {
 
     /// A fresh instance of the component.
     pub fn instantiate(&self) -> Result<Module, RuntimeError> {
-        let mut store = Store::new(&self.engine, ());
+        let mut store = Store::new(&self.engine, Usage::default());
+        store.limiter(|usage| usage);
         let inner = self.pre.instantiate(&mut store)?;
         Ok(Module { store, inner })
     }
@@ -179,8 +180,37 @@ impl std::fmt::Debug for IssuedKey {
 
 /// One instance of the component. Every method is one call into it.
 pub struct Module {
-    store: Store<()>,
+    store: Store<Usage>,
     inner: Keygate,
+}
+
+/// What an instance's store keeps count of: the bytes of linear memory the
+/// guest grew to (it never shrinks), so a validator's footprint can be told
+/// apart from the host's.
+#[derive(Debug, Default)]
+struct Usage {
+    memory: usize,
+}
+
+impl wasmtime::ResourceLimiter for Usage {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.memory = self.memory.saturating_add(desired.saturating_sub(current));
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
 }
 
 /// A `validator` resource living inside a [`Module`].
@@ -195,6 +225,12 @@ macro_rules! call {
 }
 
 impl Module {
+    /// The bytes of linear memory this instance's guest holds: everything
+    /// its validators keep lives there.
+    pub fn linear_memory_bytes(&self) -> usize {
+        self.store.data().memory
+    }
+
     /// `parse-key`.
     pub fn parse_key(
         &mut self,
