@@ -85,7 +85,19 @@ test('bad snapshots are refused with a typed error and the validator keeps answe
     bad[pos] ^= 0x10;
     assert.throws(() => v.apply(bad), SnapshotRefusedError, `flip at ${pos}`);
   }
-  assert.throws(() => v.apply(full.slice(0, 100)), SnapshotRefusedError);
+  const code = (bytes) => {
+    try {
+      v.apply(bytes);
+      return 'applied';
+    } catch (e) {
+      assert.ok(e instanceof SnapshotRefusedError, String(e));
+      return e.code;
+    }
+  };
+  assert.deepEqual(
+    [code(full.slice(0, 100)), code(full.slice(0, -1)), code(Uint8Array.from([...full, 0])), code(new Uint8Array())],
+    ['signature-invalid', 'signature-invalid', 'signature-invalid', 'not-canonical'],
+  );
   assert.throws(() => v.apply(full), (e) => e.code === 'not-newer' && /not newer than the held sequence 7/.test(e.message));
   assert.deepEqual(v.authorize(key, 'prj_alpha', { now: 1800000001 }), before);
   const other = [{ id: 'ab'.repeat(8), publicKey: '00'.repeat(32) }];
@@ -124,6 +136,11 @@ test('snapshots and deltas made by the CLI decide like keygate verify', () => {
     const trusted = [{ id: issuer.issuer_key_id, publicKey: issuer.public_key }];
     ok(['snapshot', 'write', join(dir, 'full.kgs')]);
     const v = Validator.fromSnapshot(readFileSync(join(dir, 'full.kgs')), { trustedIssuers: trusted });
+    // The vectors' snapshot, signed by another issuer, is foreign here.
+    assert.throws(
+      () => Validator.fromSnapshot(hex(vectors.snapshots[0].file), { trustedIssuers: trusted }),
+      (e) => e instanceof SnapshotRefusedError && e.code === 'signature-invalid',
+    );
     const verify = (key, project) => {
       const r = cli(dir, ['--json', 'verify', '--project', project], key);
       const j = JSON.parse(r.stdout);

@@ -68,6 +68,17 @@ class Vectors(unittest.TestCase):
             bad[pos] ^= 0x10
             with self.assertRaises(SnapshotRefused, msg=f"flip at {pos}"):
                 v.apply(bytes(bad))
+        def code(data):
+            try:
+                v.apply(data)
+            except SnapshotRefused as e:
+                return e.code
+            return "applied"
+
+        self.assertEqual(
+            [code(FULL[:100]), code(FULL[:-1]), code(FULL + b"\0"), code(b"")],
+            ["signature-invalid", "signature-invalid", "signature-invalid", "not-canonical"],
+        )
         with self.assertRaises(SnapshotRefused) as e:
             v.apply(FULL)
         self.assertEqual(e.exception.code, "not-newer")
@@ -108,6 +119,10 @@ class CliSnapshots(unittest.TestCase):
             trusted = [{"id": issuer["issuer_key_id"], "public_key": issuer["public_key"]}]
             ok(["snapshot", "write", f"{d}/full.kgs"])
             v = Validator.from_snapshot(Path(f"{d}/full.kgs").read_bytes(), trusted_issuers=trusted)
+            # The vectors' snapshot, signed by another issuer, is foreign here.
+            with self.assertRaises(SnapshotRefused) as e:
+                Validator.from_snapshot(FULL, trusted_issuers=trusted)
+            self.assertEqual(e.exception.code, "signature-invalid")
 
             def verify(key, project):
                 j = json.loads(run(["--json", "verify", "--project", project], key).stdout)
