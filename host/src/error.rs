@@ -58,6 +58,15 @@ pub enum Error {
         /// The known scope names, comma-separated.
         known: String,
     },
+    /// An admin token name that is empty, too long or has control characters.
+    #[error("an admin token name must be 1 to 100 characters without control characters")]
+    BadTokenName,
+    /// An organization with no project and no key.
+    #[error("organization `{0}` has no project and no key here")]
+    UnknownOrganization(String),
+    /// No admin token with this id.
+    #[error("unknown admin token id `{0}`")]
+    UnknownAdminToken(String),
     /// A bad deployment key prefix.
     #[error("key prefix `{0}` must be 2 to 12 lowercase letters or digits, starting with a letter")]
     BadPrefix(String),

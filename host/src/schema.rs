@@ -9,6 +9,7 @@
 //! | `projects`     | project id (`prj_` + 11 base62) | [`VALUE_FORMAT`] then a signed project registration |
 //! | `audit`        | sequence number, u64 BE      | [`VALUE_FORMAT`] then JSON [`AuditEvent`] |
 //! | `changes`      | a [`change_key`]: kind byte then id | u64 BE, the sequence of the fact's last change (for deltas) |
+//! | `admin_tokens` | admin token id (11 base62)   | [`VALUE_FORMAT`] then a signed admin token record (see `admin::tokens`) |
 //!
 //! Everything a decision depends on (key records, tombstones, registrations)
 //! is signed by the issuer and checked by the component; the tree key is only
@@ -40,6 +41,9 @@ pub mod tree {
     pub const AUDIT: &str = "audit";
     /// The sequence of each fact's last change, for snapshot deltas.
     pub const CHANGES: &str = "changes";
+    /// Admin tokens of `keygate serve`: records signed by the issuer, each
+    /// holding a token's SHA-256, never the token.
+    pub const ADMIN_TOKENS: &str = "admin_tokens";
 }
 
 /// Keys of the `meta` tree.

@@ -30,6 +30,7 @@ pub struct Store {
     projects: sled::Tree,
     audit: sled::Tree,
     changes: sled::Tree,
+    tokens: sled::Tree,
 }
 
 /// One change to the trees, committed atomically. Values are signed already.
@@ -45,6 +46,8 @@ pub(crate) struct Batch {
     pub audit: Vec<AuditEvent>,
     /// A new schema version, written in the same transaction (migration).
     pub schema: Option<u32>,
+    /// Admin token records to write (id, record signed by the issuer).
+    pub put_tokens: Vec<(String, SignedRecord)>,
 }
 
 fn sled_error(dir: &Path, e: sled::Error) -> Error {
@@ -176,6 +179,7 @@ impl Store {
             projects: t(tree::PROJECTS)?,
             audit: t(tree::AUDIT)?,
             changes: t(tree::CHANGES)?,
+            tokens: t(tree::ADMIN_TOKENS)?,
             db,
             dir: dir.to_path_buf(),
             db_path: db_path.to_path_buf(),
@@ -319,6 +323,16 @@ impl Store {
         Ok(v.and_then(|v| schema::read_u64(&v)))
     }
 
+    /// An admin token's stored record (its signature not yet checked).
+    pub fn admin_token(&self, id: &str) -> Result<Option<SignedRecord>> {
+        self.signed(&self.tokens, id, "admin token")
+    }
+
+    /// Every admin token record, in id order.
+    pub fn admin_tokens(&self) -> Result<Vec<(String, SignedRecord)>> {
+        self.all_signed(&self.tokens, schema::is_key_id, "admin token")
+    }
+
     /// Every audit event, oldest first.
     pub fn audit(&self) -> Result<Vec<AuditEvent>> {
         let mut out = Vec::new();
@@ -349,6 +363,7 @@ impl Store {
         let put_keys = enc(&batch.put_keys)?;
         let delete_keys = enc(&batch.delete_keys)?;
         let put_projects = enc(&batch.put_projects)?;
+        let put_tokens = enc(&batch.put_tokens)?;
         let res: Result<u64, TransactionError<String>> = (
             &self.meta,
             &self.keys,
@@ -356,8 +371,9 @@ impl Store {
             &self.projects,
             &self.audit,
             &self.changes,
+            &self.tokens,
         )
-            .transaction(|(m, keys, deleted, projects, audit, changes)| {
+            .transaction(|(m, keys, deleted, projects, audit, changes, tokens)| {
                 let mut seq = m
                     .get(meta::SEQUENCE)?
                     .and_then(|v| schema::read_u64(&v))
@@ -373,6 +389,9 @@ impl Store {
                 }
                 for (id, value) in &put_projects {
                     projects.insert(id.as_bytes(), value.as_slice())?;
+                }
+                for (id, value) in &put_tokens {
+                    tokens.insert(id.as_bytes(), value.as_slice())?;
                 }
                 for ev in &batch.audit {
                     seq += 1;

@@ -25,6 +25,7 @@ pub mod keys;
 pub mod migrate;
 pub mod projects;
 pub mod snapshot;
+pub mod tokens;
 pub mod verify;
 pub mod views;
 mod write;
@@ -32,8 +33,9 @@ mod write;
 pub use keys::{Access, Created, KeySpec};
 pub use migrate::Migrated;
 pub use snapshot::SnapshotFile;
+pub use tokens::{AdminToken, IssuedToken};
 pub use verify::Verdict;
-pub use views::{AccessView, KeyView, ProjectList, ProjectView};
+pub use views::{AccessView, KeyView, ProjectList, ProjectView, audit_json, rfc3339};
 
 /// The deployment prefix used when `init` is not given one.
 pub const DEFAULT_PREFIX: &str = "kg";
@@ -92,6 +94,7 @@ impl Location {
 pub struct Keygate {
     store: Store,
     module: Module,
+    runtime: Runtime,
     issuer: Issuer,
     prefix: String,
     /// Set when this call initialised the store: where its issuer key came
@@ -188,6 +191,7 @@ impl Keygate {
         Ok(Keygate {
             store,
             module,
+            runtime,
             issuer,
             prefix,
             created: None,
@@ -306,6 +310,7 @@ impl Keygate {
         let mut kg = Keygate {
             store,
             module,
+            runtime,
             issuer,
             prefix: prefix.to_string(),
             created: Some(new_issuer),
@@ -327,6 +332,7 @@ impl Keygate {
         let Keygate {
             store,
             module,
+            runtime,
             issuer,
             prefix,
             created,
@@ -352,12 +358,19 @@ impl Keygate {
         Ok(Keygate {
             store,
             module,
+            runtime,
             issuer,
             prefix,
             created,
             cache,
             dir,
         })
+    }
+
+    /// Another instance of the component this store runs (compiled once):
+    /// for validators that serve requests beside the admin instance.
+    pub fn new_module(&self) -> Result<Module> {
+        Ok(self.runtime.instantiate()?)
     }
 
     /// Whether this call initialised the store.

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::schema::AuditEvent;
 use crate::runtime::bindings::{
     EffectiveStatus, ExpiryPolicy, KeyLevel, KeyRecord, ProjectAccess, ProjectRegistration,
 };
@@ -146,4 +147,35 @@ impl Keygate {
             version: r.version,
         })
     }
+}
+
+/// RFC 3339 UTC time, to the second, as every JSON output writes times.
+/// RFC 3339 ends at 9999-12-31T23:59:59Z; a later time (a far `--at`, a
+/// damaged record) is written `@SECONDS` rather than fail.
+pub fn rfc3339(secs: u64) -> String {
+    const LAST_RFC3339: u64 = 253_402_300_799;
+    if secs > LAST_RFC3339 {
+        return format!("@{secs}");
+    }
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+    )
+    .to_string()
+}
+
+impl KeyView {
+    /// The JSON the CLI's `--json` and the service answer with.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut j = serde_json::json!(self);
+        j["expires_at"] = serde_json::json!(self.expires_at.map(rfc3339));
+        j["created_at"] = serde_json::json!(rfc3339(self.created_at));
+        j
+    }
+}
+
+/// An audit event as JSON (its time in RFC 3339).
+pub fn audit_json(e: &AuditEvent) -> serde_json::Value {
+    let mut j = serde_json::json!(e);
+    j["at"] = serde_json::json!(rfc3339(e.at));
+    j
 }

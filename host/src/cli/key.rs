@@ -134,10 +134,7 @@ fn spec(a: CreateArgs) -> Result<KeySpec, CliError> {
 }
 
 fn view_json(v: &KeyView) -> serde_json::Value {
-    let mut j = json!(v);
-    j["expires_at"] = json!(v.expires_at.map(time));
-    j["created_at"] = json!(time(v.created_at));
-    j
+    v.to_json()
 }
 
 fn status(v: &KeyView) -> String {
@@ -150,7 +147,7 @@ fn status(v: &KeyView) -> String {
 /// A new key is shown once, on stdout: refuse to make one when stdout goes
 /// nowhere. A closed stdout (`>&-`) is reopened on `/dev/null` by Rust's
 /// runtime at start, so both look the same: a key written there is lost.
-fn stdout_is_open() -> Result<(), CliError> {
+pub(super) fn stdout_is_open() -> Result<(), CliError> {
     #[cfg(unix)]
     {
         use std::os::fd::AsFd;

@@ -114,14 +114,7 @@ pub fn cmd_module(ctx: &Ctx, cmd: ModuleCommand) -> CmdResult {
 pub fn cmd_audit(ctx: &Ctx, a: AuditArgs) -> CmdResult {
     let events = ctx.open()?.audit(a.org.as_deref())?;
     if ctx.json {
-        let v: Vec<_> = events
-            .iter()
-            .map(|e| {
-                let mut j = json!(e);
-                j["at"] = json!(time(e.at));
-                j
-            })
-            .collect();
+        let v: Vec<_> = events.iter().map(keygate::admin::audit_json).collect();
         out_json(&json!(v))?;
     } else {
         let rows: Vec<Vec<String>> = events

@@ -5,12 +5,13 @@ mod key;
 mod misc;
 mod project;
 mod snapshot;
+mod token;
 mod verify;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use clap::{Parser, Subcommand};
 use keygate::Error;
@@ -69,6 +70,9 @@ enum Command {
     /// Upgrade a store written by keygate 0.1: show its unsigned project
     /// registry and deletions, and sign them as they stand with --yes.
     Migrate(misc::MigrateArgs),
+    /// Make, list and revoke the admin tokens of `keygate serve`.
+    #[command(subcommand)]
+    AdminToken(token::TokenCommand),
 }
 
 /// Errors of the command line: a library error or a usage problem.
@@ -271,6 +275,7 @@ pub fn main() -> ExitCode {
         Command::Audit(a) => misc::cmd_audit(&ctx, a),
         Command::Snapshot(c) => snapshot::run(&ctx, c),
         Command::Migrate(a) => misc::cmd_migrate(&ctx, a),
+        Command::AdminToken(c) => token::run(&ctx, c),
     };
     match result {
         Ok(code) => code,
@@ -338,13 +343,7 @@ pub fn out_json(v: &serde_json::Value) -> Result<(), CliError> {
 
 /// RFC 3339 UTC time, to the second.
 pub fn time(secs: u64) -> String {
-    // RFC 3339 ends at 9999-12-31T23:59:59Z; later times (a far `--at`, or a
-    // damaged record) are shown as `@SECONDS` rather than crash.
-    const LAST_RFC3339: u64 = 253_402_300_799;
-    if secs > LAST_RFC3339 {
-        return format!("@{secs}");
-    }
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+    keygate::admin::rfc3339(secs)
 }
 
 /// Text from the store or the user, made safe for one terminal line:
