@@ -34,6 +34,7 @@ pub mod fsutil;
 pub mod issuer;
 pub mod runtime;
 pub mod schema;
+pub mod serve;
 pub mod store;
 
 pub use error::Error;

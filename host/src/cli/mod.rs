@@ -4,6 +4,7 @@
 mod key;
 mod misc;
 mod project;
+mod serve;
 mod snapshot;
 mod token;
 mod verify;
@@ -70,6 +71,8 @@ enum Command {
     /// Upgrade a store written by keygate 0.1: show its unsigned project
     /// registry and deletions, and sign them as they stand with --yes.
     Migrate(misc::MigrateArgs),
+    /// Run the HTTP service: verification, the admin API, snapshots.
+    Serve(serve::ServeArgs),
     /// Make, list and revoke the admin tokens of `keygate serve`.
     #[command(subcommand)]
     AdminToken(token::TokenCommand),
@@ -276,6 +279,7 @@ pub fn main() -> ExitCode {
         Command::Snapshot(c) => snapshot::run(&ctx, c),
         Command::Migrate(a) => misc::cmd_migrate(&ctx, a),
         Command::AdminToken(c) => token::run(&ctx, c),
+        Command::Serve(a) => serve::cmd_serve(&ctx, a),
     };
     match result {
         Ok(code) => code,

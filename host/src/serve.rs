@@ -1,0 +1,1037 @@
+//! `keygate serve`: the validation and admin service. It owns the store
+//! (keygate's lock is held for as long as it runs) and answers over HTTP:
+//!
+//! - `POST /v1/keys/verify`: the key in `Authorization: Bearer`, decided by
+//!   validators inside the component (one instance each, every verified
+//!   fact held in memory, fed by the store's own snapshots), kept current by
+//!   every admin change before that change is answered;
+//! - the admin API under `/v1/` (projects, keys, audit, issuer, snapshots),
+//!   behind admin tokens (`keygate admin-token`);
+//! - `/healthz`, `/readyz`, `/metrics` (Prometheus text format).
+//!
+//! Connections are served by hyper with a header-read timeout, behind a
+//! connection limit; requests have a body limit and a time limit; SIGTERM
+//! and SIGINT stop accepting, let in-flight requests finish, and release
+//! the store. Logs are JSON lines on stderr and never carry a key, a token
+//! or a request body.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+use crate::admin::tokens::TOKEN_PREFIX;
+use crate::admin::{self, Access, AdminToken, Keygate, KeySpec, audit_json, rfc3339};
+use crate::error::Error;
+use crate::runtime::bindings::{
+    Decision, DenyClass, ExpiryPolicy, KeyStatus, ValidationRequest,
+};
+use crate::runtime::{Module, ValidatorHandle};
+
+/// How the service runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Validator instances (each serves one request at a time).
+    pub validators: usize,
+    /// Open connections at most; more are closed at once.
+    pub max_connections: usize,
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+    /// Time a client has to send a request's headers.
+    pub header_timeout: Duration,
+    /// Time a request may take in all.
+    pub request_timeout: Duration,
+    /// Time in-flight requests get to finish at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            validators: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_connections: 1024,
+            body_limit: 64 * 1024,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One validator: its own component instance and the `validator` in it.
+struct Slot {
+    module: Module,
+    validator: ValidatorHandle,
+}
+
+/// The validators that answer `verify`, and the store sequence they hold.
+struct Pool {
+    slots: Vec<Mutex<Slot>>,
+    next: AtomicUsize,
+    sequence: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while a lock is held cannot leave a half-made change here: the
+    // store commits atomically and a validator loads a snapshot atomically.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Pool {
+    fn new(kg: &mut Keygate, n: usize) -> Result<Pool, Error> {
+        let full = kg.snapshot(admin::now()?, None)?;
+        let mut slots = Vec::with_capacity(n);
+        for _ in 0..n.max(1) {
+            slots.push(Mutex::new(Self::slot(kg, &full.bytes)?));
+        }
+        Ok(Pool {
+            slots,
+            next: AtomicUsize::new(0),
+            sequence: AtomicU64::new(full.info.sequence),
+        })
+    }
+
+    /// A fresh validator holding the full snapshot `file`.
+    fn slot(kg: &mut Keygate, file: &[u8]) -> Result<Slot, Error> {
+        let mut module = kg.new_module()?;
+        let validator = module.validator(&[kg.issuer().trusted()])?;
+        match module.validator_load_snapshot(validator, file)? {
+            Ok(_) => Ok(Slot { module, validator }),
+            Err(e) => Err(Error::System(format!(
+                "a validator refused the store's own snapshot: {e:?}"
+            ))),
+        }
+    }
+
+    /// Run `f` on a free validator (or wait for one).
+    fn with<R>(&self, f: impl FnOnce(&mut Slot) -> R) -> R {
+        let n = self.slots.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        for i in 0..n {
+            if let Ok(mut slot) = self.slots[(start + i) % n].try_lock() {
+                return f(&mut slot);
+            }
+        }
+        f(&mut lock(&self.slots[start]))
+    }
+
+    /// Bring every validator to the store's sequence: a delta since the
+    /// held sequence, or, if a validator refuses it, a full snapshot.
+    fn refresh(&self, kg: &mut Keygate) -> Result<(), Error> {
+        let sequence = kg.sequence()?;
+        let held = self.sequence.load(Ordering::Acquire);
+        if sequence <= held {
+            return Ok(());
+        }
+        let delta = kg.snapshot(admin::now()?, Some(held))?;
+        let mut full = None;
+        for slot in &self.slots {
+            let mut slot = lock(slot);
+            let v = slot.validator;
+            if slot.module.validator_load_snapshot(v, &delta.bytes)?.is_err() {
+                let file = match &full {
+                    Some(f) => f,
+                    None => full.insert(kg.snapshot(admin::now()?, None)?.bytes),
+                };
+                *slot = Self::slot(kg, file)?;
+            }
+        }
+        self.sequence.store(sequence, Ordering::Release);
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    result: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: String,
+}
+
+struct Metrics {
+    registry: Registry,
+    decisions: Family<DecisionLabels, Counter>,
+    verify_seconds: Histogram,
+    admin: Family<StatusLabels, Counter>,
+    snapshots: Family<StatusLabels, Counter>,
+    sequence: Gauge,
+    refused_connections: Counter,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("keygate");
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Verify decisions, by result and deny reason",
+            decisions.clone(),
+        );
+        // 20 µs to about 0.65 s.
+        let verify_seconds = Histogram::new(exponential_buckets(0.000_02, 2.0, 16));
+        registry.register(
+            "verify_duration_seconds",
+            "Time to answer a verify request, from its arrival to its answer",
+            verify_seconds.clone(),
+        );
+        let admin = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "admin_requests",
+            "Admin API requests, by HTTP status",
+            admin.clone(),
+        );
+        let snapshots = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "snapshot_requests",
+            "Snapshot requests, by HTTP status",
+            snapshots.clone(),
+        );
+        let sequence = Gauge::default();
+        registry.register(
+            "store_sequence",
+            "The store's admin-write sequence held by the validators",
+            sequence.clone(),
+        );
+        let refused_connections = Counter::default();
+        registry.register(
+            "refused_connections",
+            "Connections closed at once because the connection limit was reached",
+            refused_connections.clone(),
+        );
+        Metrics {
+            registry,
+            decisions,
+            verify_seconds,
+            admin,
+            snapshots,
+            sequence,
+            refused_connections,
+        }
+    }
+}
+
+struct App {
+    admin: Mutex<Keygate>,
+    pool: Pool,
+    metrics: Metrics,
+}
+
+/// An error answer: `{"error": {"code": …, "message": …}}`.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    code: String,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn unauthenticated(message: &str) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
+    fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        let (status, code) = match &e {
+            // The component's own rule name (`name-empty`, ...).
+            Error::Policy { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code.as_str()),
+            Error::KeyLooking => (StatusCode::BAD_REQUEST, "key-looking-input"),
+            Error::UnknownKey(_)
+            | Error::UnknownProject(_)
+            | Error::UnknownOrganization(_)
+            | Error::UnknownAdminToken(_) => (StatusCode::NOT_FOUND, "not-found"),
+            Error::KeyDeleted(_) | Error::ProjectDeleted(_) => (StatusCode::GONE, "deleted"),
+            Error::ProjectInOtherOrganization { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "wrong-organization")
+            }
+            Error::NeedsOrganization | Error::BadTokenName => {
+                (StatusCode::BAD_REQUEST, "bad-request")
+            }
+            Error::UnknownScope { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown-scope"),
+            Error::NothingSince { .. } => (StatusCode::BAD_REQUEST, "bad-request"),
+            Error::Tampered { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "tampered"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %e, "request failed");
+        }
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (
+            self.status,
+            axum::Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"keygate\""),
+            );
+        }
+        r
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn json_response(status: StatusCode, v: Value) -> Response {
+    (status, axum::Json(v)).into_response()
+}
+
+/// The bearer credential of a request (RFC 6750: the scheme is
+/// case-insensitive). Never logged, never echoed.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let text = value.to_str().ok()?;
+    let (scheme, rest) = text.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = rest.trim_matches(' ');
+    (!token.is_empty() && !token.contains(' ')).then(|| token.to_string())
+}
+
+/// A JSON body: `application/json`, known fields only.
+fn body<T: for<'de> Deserialize<'de>>(headers: &HeaderMap, bytes: &Bytes) -> Result<T, ApiError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "send the body as Content-Type: application/json",
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        let status = if e.is_data() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        // serde_json's messages name fields and types, never echo values.
+        ApiError::new(status, "bad-body", format!("the JSON body is not accepted: {e}"))
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyBody {
+    project: String,
+    #[serde(default = "default_action")]
+    action: String,
+}
+
+fn default_action() -> String {
+    "trigger-workflows".into()
+}
+
+/// `POST /v1/keys/verify`. 200 with the decision (the CLI's `--json`
+/// fields); 401 only when no bearer key was sent at all.
+async fn verify(State(app): State<Arc<App>>, headers: HeaderMap, bytes: Bytes) -> ApiResult {
+    let started = Instant::now();
+    let key = bearer(&headers).ok_or_else(|| {
+        ApiError::unauthenticated("send the API key as Authorization: Bearer <key>")
+    })?;
+    let req: VerifyBody = body(&headers, &bytes)?;
+    let at = admin::now()?;
+    let answer = app.pool.with(|slot| decide(slot, &key, &req, at))?;
+    let (result, reason) = match answer.get("reason").and_then(Value::as_str) {
+        Some(r) => ("deny", r.to_string()),
+        None => ("allow", String::new()),
+    };
+    app.metrics
+        .decisions
+        .get_or_create(&DecisionLabels {
+            result: result.into(),
+            reason: reason.clone(),
+        })
+        .inc();
+    app.metrics
+        .verify_seconds
+        .observe(started.elapsed().as_secs_f64());
+    tracing::info!(decision = result, reason = %reason, project = %req.project, "verify");
+    Ok(json_response(StatusCode::OK, answer))
+}
+
+fn decide(slot: &mut Slot, key: &str, req: &VerifyBody, at: u64) -> Result<Value, ApiError> {
+    let m = &mut slot.module;
+    let Some(action) = m.scope_named(&req.action).map_err(Error::from)? else {
+        let known = m
+            .scopes()
+            .map_err(Error::from)?
+            .into_iter()
+            .map(|s| m.scope_name(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Error::from)?;
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-scope",
+            format!("unknown action (known: {})", known.join(", ")),
+        ));
+    };
+    let request = ValidationRequest {
+        presented_key: key.to_string(),
+        project: req.project.clone(),
+        action,
+        now: at,
+    };
+    Ok(match m.validator_check(slot.validator, &request).map_err(Error::from)? {
+        Decision::Allow(ok) => json!({
+            "decision": "allow", "key_id": ok.key_id, "name": ok.name,
+            "organization": ok.organization, "project": req.project,
+            "action": req.action, "at": rfc3339(at), "record_version": ok.record_version,
+            "expires_at": ok.expires_at.map(rfc3339),
+        }),
+        Decision::Deny(r) => {
+            let text = m.deny_reason_text(r).map_err(Error::from)?;
+            let class = match m.classify_deny(r).map_err(Error::from)? {
+                DenyClass::Unauthenticated => "unauthenticated",
+                DenyClass::Forbidden => "forbidden",
+            };
+            let key_id = m.parse_key(key).map_err(Error::from)?.ok();
+            json!({
+                "decision": "deny", "reason": text.code, "class": class, "key_id": key_id,
+                "project": req.project, "action": req.action, "at": rfc3339(at),
+            })
+        }
+    })
+}
+
+/// Who may do what: read needs any live token, write a token that is not
+/// read-only.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Read,
+    Write,
+}
+
+/// Run an admin operation: authenticate, run `f` on the store (off the
+/// async workers: writes are flushed to disk), bring the validators up to
+/// date after a write, and answer.
+async fn admin_op(
+    app: Arc<App>,
+    headers: &HeaderMap,
+    need: Need,
+    f: impl FnOnce(&mut Keygate, &AdminToken, u64) -> ApiResult + Send + 'static,
+) -> ApiResult {
+    let token = bearer(headers);
+    let task = {
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut kg = lock(&app.admin);
+            let token = match token {
+                Some(t) if t.starts_with(TOKEN_PREFIX) => kg.authenticate_admin(&t)?,
+                _ => None,
+            };
+            let Some(token) = token else {
+                return Err(ApiError::unauthenticated(
+                    "send a live admin token as Authorization: Bearer kgadmin_…",
+                ));
+            };
+            if need == Need::Write && token.read_only {
+                return Err(ApiError::forbidden("this admin token is read-only"));
+            }
+            let at = admin::now()?;
+            let answer = f(&mut kg, &token, at);
+            if need == Need::Write {
+                app.pool.refresh(&mut kg)?;
+                app.metrics
+                    .sequence
+                    .set(i64::try_from(app.pool.sequence.load(Ordering::Acquire)).unwrap_or(i64::MAX));
+            }
+            tracing::info!(token = %token.id, "admin");
+            answer
+        })
+    };
+    let answer = match task.await {
+        Ok(answer) => answer,
+        Err(_) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the operation failed",
+        )),
+    };
+    let status = match &answer {
+        Ok(r) => r.status(),
+        Err(e) => e.status,
+    };
+    app.metrics
+        .admin
+        .get_or_create(&StatusLabels {
+            status: status.as_u16().to_string(),
+        })
+        .inc();
+    answer
+}
+
+fn reach(token: &AdminToken, organization: &str) -> Result<(), ApiError> {
+    if token.reaches(Some(organization)) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "this admin token reaches another organization",
+        ))
+    }
+}
+
+/// The organization a listing is about: the `org` parameter, or the
+/// token's own organization.
+fn organization_of(token: &AdminToken, asked: Option<String>) -> Result<String, ApiError> {
+    let org = match (asked, &token.organization) {
+        (Some(o), _) => o,
+        (None, Some(mine)) => mine.clone(),
+        (None, None) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "name the organization: ?org=ORG",
+            ));
+        }
+    };
+    reach(token, &org)?;
+    Ok(org)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrgQuery {
+    org: Option<String>,
+    project: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewProject {
+    org: String,
+    name: String,
+}
+
+async fn list_projects(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<OrgQuery>,
+) -> ApiResult {
+    admin_op(app, &headers, Need::Read, move |kg, token, _| {
+        let org = organization_of(token, q.org)?;
+        let list = kg.list_projects(&org)?;
+        Ok(json_response(StatusCode::OK, json!(list.projects)))
+    })
+    .await
+}
+
+async fn create_project(State(app): State<Arc<App>>, headers: HeaderMap, bytes: Bytes) -> ApiResult {
+    let req: NewProject = body(&headers, &bytes)?;
+    admin_op(app, &headers, Need::Write, move |kg, token, at| {
+        reach(token, &req.org)?;
+        let p = kg.create_project(&req.org, &req.name, at)?;
+        Ok(json_response(StatusCode::CREATED, json!(p)))
+    })
+    .await
+}
+
+async fn delete_project(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    admin_op(app, &headers, Need::Write, move |kg, token, at| {
+        let p = kg.live_project(&id)?;
+        reach(token, &p.organization)?;
+        let (p, keys) = kg.delete_project(&id, at)?;
+        Ok(json_response(
+            StatusCode::OK,
+            json!({"deleted_project": p, "deleted_keys": keys}),
+        ))
+    })
+    .await
+}
+
+/// A new key: org-level (`org`, `access`) or project-level (`project`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    name: String,
+    org: Option<String>,
+    project: Option<String>,
+    /// `"all-projects"` or a list of project ids (org-level keys).
+    access: Option<Value>,
+    /// 7 to 90, or null / absent for no expiry.
+    expiry_days: Option<u16>,
+    scopes: Option<Vec<String>>,
+}
+
+fn key_spec(req: NewKey) -> Result<KeySpec, ApiError> {
+    let bad = |m: &str| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad-body", m);
+    let access = match (req.project, req.access) {
+        (Some(p), None) => Access::OwnProject(p),
+        (Some(_), Some(_)) => {
+            return Err(bad("a project-level key has no `access`: it acts on its project"));
+        }
+        (None, Some(Value::String(s))) if s == "all-projects" => Access::AllProjects,
+        (None, Some(Value::Array(ids))) if !ids.is_empty() => Access::Selected(
+            ids.into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    _ => Err(bad("`access` lists project ids as strings")),
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        (None, _) => {
+            return Err(bad(
+                "choose the key's projects: \"access\": \"all-projects\" or a list of project ids, or \"project\" for a project-level key",
+            ));
+        }
+    };
+    Ok(KeySpec {
+        organization: req.org,
+        name: req.name,
+        access,
+        expiry: req.expiry_days.map_or(ExpiryPolicy::Never, ExpiryPolicy::Days),
+        scopes: req
+            .scopes
+            .unwrap_or_else(|| vec!["trigger-workflows".to_string()]),
+    })
+}
+
+async fn create_key(State(app): State<Arc<App>>, headers: HeaderMap, bytes: Bytes) -> ApiResult {
+    let spec = key_spec(body(&headers, &bytes)?)?;
+    admin_op(app, &headers, Need::Write, move |kg, token, at| {
+        let org = match (&spec.organization, &spec.access) {
+            (Some(o), _) => o.clone(),
+            (None, Access::OwnProject(p)) => kg.live_project(p)?.organization,
+            (None, _) => return Err(Error::NeedsOrganization.into()),
+        };
+        reach(token, &org)?;
+        let created = kg.create_key(spec, at)?;
+        let mut j = created.view.to_json();
+        j["key"] = json!(created.issued.expose_key());
+        Ok(json_response(StatusCode::CREATED, j))
+    })
+    .await
+}
+
+async fn list_keys(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<OrgQuery>,
+) -> ApiResult {
+    admin_op(app, &headers, Need::Read, move |kg, token, at| {
+        let org = organization_of(token, q.org)?;
+        let views = kg.list_keys(&org, q.project.as_deref(), at)?;
+        Ok(json_response(
+            StatusCode::OK,
+            json!(views.iter().map(admin::KeyView::to_json).collect::<Vec<_>>()),
+        ))
+    })
+    .await
+}
+
+async fn show_key(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+    admin_op(app, &headers, Need::Read, move |kg, token, at| {
+        let v = kg.show_key(&id, at)?;
+        reach(token, &v.organization)?;
+        Ok(json_response(StatusCode::OK, v.to_json()))
+    })
+    .await
+}
+
+async fn set_status(app: Arc<App>, headers: HeaderMap, id: String, status: KeyStatus) -> ApiResult {
+    admin_op(app, &headers, Need::Write, move |kg, token, at| {
+        let v = kg.show_key(&id, at)?;
+        reach(token, &v.organization)?;
+        let (v, changed) = kg.set_status(&id, status, at)?;
+        let mut j = v.to_json();
+        j["changed"] = json!(changed);
+        Ok(json_response(StatusCode::OK, j))
+    })
+    .await
+}
+
+async fn disable_key(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+    set_status(app, headers, id, KeyStatus::Disabled).await
+}
+
+async fn enable_key(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+    set_status(app, headers, id, KeyStatus::Active).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Rotate {
+    grace_seconds: Option<u64>,
+}
+
+async fn rotate_key(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
+    let req: Rotate = if bytes.is_empty() {
+        Rotate::default()
+    } else {
+        body(&headers, &bytes)?
+    };
+    admin_op(app, &headers, Need::Write, move |kg, token, at| {
+        let v = kg.show_key(&id, at)?;
+        reach(token, &v.organization)?;
+        let (created, old) = kg.rotate_key(&id, req.grace_seconds.unwrap_or(86_400), at)?;
+        let mut j = created.view.to_json();
+        j["key"] = json!(created.issued.expose_key());
+        j["rotated"] = old.to_json();
+        Ok(json_response(StatusCode::CREATED, j))
+    })
+    .await
+}
+
+async fn delete_key(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+    admin_op(app, &headers, Need::Write, move |kg, token, at| {
+        let v = kg.show_key(&id, at)?;
+        reach(token, &v.organization)?;
+        kg.delete_key(&id, at)?;
+        Ok(json_response(
+            StatusCode::OK,
+            json!({"deleted_key": id, "organization": v.organization}),
+        ))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    org: Option<String>,
+}
+
+async fn audit(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<AuditQuery>) -> ApiResult {
+    admin_op(app, &headers, Need::Read, move |kg, token, _| {
+        let org = match (&q.org, &token.organization) {
+            (None, None) => None,
+            _ => Some(organization_of(token, q.org)?),
+        };
+        let events = kg.audit(org.as_deref())?;
+        Ok(json_response(
+            StatusCode::OK,
+            json!(events.iter().map(audit_json).collect::<Vec<_>>()),
+        ))
+    })
+    .await
+}
+
+async fn issuer(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
+    admin_op(app, &headers, Need::Read, |kg, _, _| {
+        let i = kg.issuer();
+        Ok(json_response(
+            StatusCode::OK,
+            json!({"issuer_key_id": i.id(), "algorithm": "ed25519",
+                   "public_key": crate::issuer::hex(&i.public_key())}),
+        ))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapshotQuery {
+    since: Option<u64>,
+}
+
+/// `GET /v1/snapshot[?since=SEQ]`: the signed snapshot (or delta) as bytes,
+/// `ETag` from the sequence; `If-None-Match` with it answers 304. Needs a
+/// deployment-wide token (a snapshot holds every organization's keys).
+async fn snapshot(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<SnapshotQuery>) -> ApiResult {
+    let metrics_app = app.clone();
+    let if_none_match = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let answer = admin_op(app, &headers, Need::Read, move |kg, token, at| {
+        if !token.reaches(None) {
+            return Err(ApiError::forbidden(
+                "a snapshot holds every organization: it needs a deployment-wide token",
+            ));
+        }
+        let sequence = kg.sequence()?;
+        if q.since.is_some_and(|base| base > sequence) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                format!("since is past the store's sequence {sequence}"),
+            ));
+        }
+        let etag = match q.since {
+            Some(base) => format!("\"{sequence}-since-{base}\""),
+            None => format!("\"{sequence}\""),
+        };
+        let matched = if_none_match
+            .as_deref()
+            .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+        // 304 for a conditional request that matches; 204 for a delta asked
+        // from the current sequence (nothing changed since).
+        let empty = if matched {
+            Some(StatusCode::NOT_MODIFIED)
+        } else if q.since == Some(sequence) {
+            Some(StatusCode::NO_CONTENT)
+        } else {
+            None
+        };
+        if let Some(status) = empty {
+            return Ok(Response::builder()
+                .status(status)
+                .header(header::ETAG, &etag)
+                .header("keygate-sequence", sequence.to_string())
+                .body(Body::empty())
+                .unwrap_or_default());
+        }
+        let file = kg.snapshot(at, q.since)?;
+        Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(header::ETAG, &etag)
+            .header("keygate-sequence", file.info.sequence.to_string())
+            .body(Body::from(file.bytes))
+            .unwrap_or_default())
+    })
+    .await;
+    let status = match &answer {
+        Ok(r) => r.status(),
+        Err(e) => e.status,
+    };
+    metrics_app
+        .metrics
+        .snapshots
+        .get_or_create(&StatusLabels {
+            status: status.as_u16().to_string(),
+        })
+        .inc();
+    answer
+}
+
+async fn healthz() -> Response {
+    json_response(StatusCode::OK, json!({"status": "ok"}))
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    json_response(
+        StatusCode::OK,
+        json!({"status": "ready", "sequence": app.pool.sequence.load(Ordering::Acquire),
+               "validators": app.pool.slots.len()}),
+    )
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let mut text = String::new();
+    if prometheus_client::encoding::text::encode(&mut text, &app.metrics.registry).is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route")
+}
+
+/// One log line per request: method, route template (never the raw path
+/// or query), status, time. Headers and bodies are never logged.
+async fn access_log(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(req).await;
+    tracing::info!(
+        method = %method,
+        route = %route,
+        status = response.status().as_u16(),
+        micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "request"
+    );
+    response
+}
+
+fn router(app: Arc<App>, cfg: &Config) -> Router {
+    Router::new()
+        .route("/v1/keys/verify", post(verify))
+        .route("/v1/projects", get(list_projects).post(create_project))
+        .route("/v1/projects/{id}", axum::routing::delete(delete_project))
+        .route("/v1/keys", get(list_keys).post(create_key))
+        .route("/v1/keys/{id}", get(show_key).delete(delete_key))
+        .route("/v1/keys/{id}/disable", post(disable_key))
+        .route("/v1/keys/{id}/enable", post(enable_key))
+        .route("/v1/keys/{id}/rotate", post(rotate_key))
+        .route("/v1/audit", get(audit))
+        .route("/v1/issuer", get(issuer))
+        .route("/v1/snapshot", get(snapshot))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn(access_log))
+        .layer(DefaultBodyLimit::max(cfg.body_limit))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            cfg.request_timeout,
+        ))
+        .with_state(app)
+}
+
+/// Serve until SIGTERM or SIGINT. `ready` is called with the bound address
+/// once connections are accepted. The store (and its lock) is released when
+/// this returns.
+pub fn run(mut kg: Keygate, cfg: Config, ready: impl FnOnce(SocketAddr)) -> Result<(), Error> {
+    let pool = Pool::new(&mut kg, cfg.validators)?;
+    let metrics = Metrics::new();
+    metrics
+        .sequence
+        .set(i64::try_from(pool.sequence.load(Ordering::Acquire)).unwrap_or(i64::MAX));
+    let app = Arc::new(App {
+        admin: Mutex::new(kg),
+        pool,
+        metrics,
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::System(format!("cannot start the service's runtime: {e}")))?;
+    runtime.block_on(serve(app, cfg, ready))
+}
+
+async fn serve(app: Arc<App>, cfg: Config, ready: impl FnOnce(SocketAddr)) -> Result<(), Error> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| Error::System(format!("cannot listen on {}: {e}", cfg.listen)))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::System(format!("cannot read the listening address: {e}")))?;
+    let service = TowerToHyperService::new(router(app.clone(), &cfg));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(cfg.max_connections));
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    tracing::info!(address = %local, validators = app.pool.slots.len(), "listening");
+    ready(local);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait, go on.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    app.metrics.refused_connections.inc();
+                    drop(stream);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(cfg.header_timeout)
+                    .max_buf_size(64 * 1024);
+                let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
+                let watched = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = watched.await;
+                    drop(permit);
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: finishing in-flight requests");
+    if tokio::time::timeout(cfg.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish in time");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
