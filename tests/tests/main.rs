@@ -11,5 +11,6 @@ mod lifecycle;
 mod migrate;
 mod rotation;
 mod security;
+mod serve;
 mod snapshot;
 mod tamper;

@@ -1,0 +1,490 @@
+//! `keygate serve`, driven over HTTP: the real binary on an ephemeral port.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use ureq::Agent;
+
+use crate::support::Kg;
+
+/// A running `keygate serve`; killed on drop if still running.
+struct Server {
+    child: Child,
+    url: String,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Server {
+    fn start(kg: &Kg, extra: &[&str]) -> Server {
+        let mut child = kg
+            .std_cmd()
+            .args(["serve", "--listen", "127.0.0.1:0", "--validators", "2"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut err = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("no listening line: {line:?} {}", stderr.lock().unwrap()))
+            .to_string();
+        Server { child, url, stderr }
+    }
+
+    fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, then the exit code.
+    fn stop(mut self) -> (i32, String) {
+        let pid = self.child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let code = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "serve did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        (code, self.log())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> Agent {
+    Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// (status, JSON body or Null).
+fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
+    let mut r = r.unwrap();
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+struct Client {
+    agent: Agent,
+    url: String,
+}
+
+impl Client {
+    fn new(s: &Server) -> Client {
+        Client {
+            agent: agent(),
+            url: s.url.clone(),
+        }
+    }
+
+    fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        answer(
+            self.agent
+                .get(format!("{}{path}", self.url))
+                .header("Authorization", format!("Bearer {token}"))
+                .call(),
+        )
+    }
+
+    fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        answer(
+            self.agent
+                .post(format!("{}{path}", self.url))
+                .header("Authorization", format!("Bearer {token}"))
+                .send_json(body),
+        )
+    }
+
+    fn delete(&self, path: &str, token: &str) -> (u16, Value) {
+        answer(
+            self.agent
+                .delete(format!("{}{path}", self.url))
+                .header("Authorization", format!("Bearer {token}"))
+                .call(),
+        )
+    }
+
+    /// The decision for `key` on `project`: "allow" or the deny reason.
+    fn decide(&self, key: &str, project: &str) -> String {
+        let (status, v) = self.post("/v1/keys/verify", key, json!({"project": project}));
+        assert_eq!(status, 200, "{v}");
+        if v["decision"] == "allow" {
+            "allow".into()
+        } else {
+            v["reason"].as_str().unwrap().to_string()
+        }
+    }
+}
+
+fn token(kg: &Kg, args: &[&str]) -> String {
+    let mut a = vec!["admin-token", "create"];
+    a.extend_from_slice(args);
+    kg.ok(&a).trim().to_string()
+}
+
+fn id_of(key: &str) -> &str {
+    &key[3..14]
+}
+
+#[test]
+fn the_key_lifecycle_over_http_holds_for_the_next_request() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "billing");
+    let web = kg.project("acme", "web");
+    let g = kg.project("globex", "crm");
+    let cli_key = kg.key(&["--org", "acme", "--name", "cli", "--all-projects"]);
+    let ops = token(&kg, &["--name", "ops"]);
+    let s = Server::start(&kg, &[]);
+    let c = Client::new(&s);
+
+    // The decision has the CLI's --json fields.
+    let (status, v) = c.post("/v1/keys/verify", &cli_key, json!({"project": p}));
+    assert_eq!(status, 200);
+    assert_eq!(
+        (&v["decision"], &v["key_id"], &v["name"], &v["organization"], &v["project"], &v["action"]),
+        (&json!("allow"), &json!(id_of(&cli_key)), &json!("cli"), &json!("acme"), &json!(p), &json!("trigger-workflows"))
+    );
+    let (_, v) = c.post("/v1/keys/verify", &cli_key, json!({"project": g}));
+    assert_eq!(
+        (&v["decision"], &v["reason"], &v["class"]),
+        (&json!("deny"), &json!("wrong-organization"), &json!("forbidden"))
+    );
+
+    // Create over HTTP: the key is in the answer once.
+    let (status, created) = c.post(
+        "/v1/keys",
+        &ops,
+        json!({"org": "acme", "name": "crm-sync", "access": [p], "expiry_days": 30}),
+    );
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_string();
+    assert_eq!(created["access"], json!([p]));
+    assert_eq!(created["expiry_policy"], "30d");
+    assert_eq!(c.decide(&key, &p), "allow");
+    assert_eq!(c.decide(&key, &web), "project-not-granted");
+    let (_, shown) = c.get(&format!("/v1/keys/{}", id_of(&key)), &ops);
+    assert!(shown.get("key").is_none() && !shown.to_string().contains(&key[14..]));
+
+    // Disable, enable, rotate, delete: each holds for the next request.
+    let (status, v) = c.post(&format!("/v1/keys/{}/disable", id_of(&key)), &ops, json!({}));
+    assert_eq!((status, &v["changed"]), (200, &json!(true)));
+    assert_eq!(c.decide(&key, &p), "disabled");
+    c.post(&format!("/v1/keys/{}/enable", id_of(&key)), &ops, json!({}));
+    assert_eq!(c.decide(&key, &p), "allow");
+    let (status, rotated) = c.post(
+        &format!("/v1/keys/{}/rotate", id_of(&key)),
+        &ops,
+        json!({"grace_seconds": 0}),
+    );
+    assert_eq!(status, 201, "{rotated}");
+    let new_key = rotated["key"].as_str().unwrap().to_string();
+    assert_eq!(rotated["rotated_from"], json!(id_of(&key)));
+    assert_eq!(c.decide(&new_key, &p), "allow");
+    assert_eq!(c.decide(&key, &p), "expired");
+    let (status, _) = c.delete(&format!("/v1/keys/{}", id_of(&new_key)), &ops);
+    assert_eq!(status, 200);
+    assert_eq!(c.decide(&new_key, &p), "unknown-key");
+    let (status, v) = c.get(&format!("/v1/keys/{}", id_of(&new_key)), &ops);
+    assert_eq!((status, &v["error"]["code"]), (410, &json!("deleted")));
+
+    // Projects.
+    let (status, v) = c.post("/v1/projects", &ops, json!({"org": "acme", "name": "later"}));
+    assert_eq!(status, 201);
+    let later = v["id"].as_str().unwrap().to_string();
+    assert_eq!(c.decide(&cli_key, &later), "allow");
+    let (status, v) = c.delete(&format!("/v1/projects/{later}"), &ops);
+    assert_eq!((status, &v["deleted_project"]["id"]), (200, &json!(later)));
+    assert_eq!(c.decide(&cli_key, &later), "project-deleted");
+    let (_, list) = c.get("/v1/projects?org=acme", &ops);
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{list}");
+    assert!(names.contains(&"billing") && names.contains(&"web"));
+
+    // Every other deny reason a request can reach.
+    assert_eq!(c.decide("kg_nope", &p), "malformed");
+    assert_eq!(c.decide(&cli_key, "prj_nosuchproject"), "unknown-project");
+    let mut flipped = cli_key.clone().into_bytes();
+    flipped[20] = if flipped[20] == b'a' { b'b' } else { b'a' };
+    assert_eq!(c.decide(&String::from_utf8(flipped).unwrap(), &p), "bad-checksum");
+
+    // The audit log saw it all, with times in RFC 3339.
+    let (_, audit) = c.get("/v1/audit?org=acme", &ops);
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in ["key.create", "key.disable", "key.enable", "key.rotate", "key.delete", "project.delete"] {
+        assert!(actions.contains(&a), "{a} missing from {actions:?}");
+    }
+
+    // Metrics count the decisions by reason.
+    let (status, text) = {
+        let mut r = agent().get(format!("{}/metrics", s.url)).call().unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    };
+    assert_eq!(status, 200);
+    assert!(text.contains("keygate_decisions_total{result=\"deny\",reason=\"disabled\"} 1"), "{text}");
+    assert!(text.contains("keygate_verify_duration_seconds_count"));
+    assert!(text.contains("keygate_store_sequence"));
+
+    // SIGTERM: exit 0, the store is released, and the log never held a key
+    // or a token.
+    let (code, log) = s.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("\"message\":\"stopped\""), "{log}");
+    for secret in [&cli_key, &key, &new_key, &ops] {
+        assert!(!log.contains(&secret[14..]), "a secret reached the log");
+    }
+    let listed = kg.json(&["key", "list", "--org", "acme"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn admin_tokens_reach_only_what_they_were_made_for() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "billing");
+    let g = kg.project("globex", "crm");
+    let api_key = kg.key(&["--org", "acme", "--name", "k", "--all-projects"]);
+    let acme = token(&kg, &["--name", "acme-ci", "--org", "acme"]);
+    let reader = token(&kg, &["--name", "auditor", "--read-only"]);
+    let revoked = token(&kg, &["--name", "old"]);
+    kg.ok(&["admin-token", "revoke", &revoked[8..19]]);
+    let s = Server::start(&kg, &[]);
+    let c = Client::new(&s);
+
+    // An org token: its organization only.
+    assert_eq!(c.get("/v1/keys", &acme).0, 200);
+    assert_eq!(c.get("/v1/keys?org=acme", &acme).0, 200);
+    let (status, v) = c.get("/v1/keys?org=globex", &acme);
+    assert_eq!((status, &v["error"]["code"]), (403, &json!("forbidden")));
+    assert_eq!(c.delete(&format!("/v1/projects/{g}"), &acme).0, 403);
+    assert_eq!(
+        c.post("/v1/keys", &acme, json!({"org": "globex", "name": "x", "access": "all-projects"})).0,
+        403
+    );
+    assert_eq!(c.get("/v1/snapshot", &acme).0, 403);
+    let (status, created) =
+        c.post("/v1/keys", &acme, json!({"project": p, "name": "project-level"}));
+    assert_eq!((status, &created["level"]), (201, &json!("project")));
+
+    // A read-only token reads everything and writes nothing.
+    assert_eq!(c.get("/v1/keys?org=globex", &reader).0, 200);
+    let (status, v) = c.post(&format!("/v1/keys/{}/disable", id_of(&api_key)), &reader, json!({}));
+    assert_eq!((status, &v["error"]["code"]), (403, &json!("forbidden")));
+    assert_eq!(c.decide(&api_key, &p), "allow");
+
+    // Revoked, garbled, missing, an API key, a token in the wrong scheme: 401.
+    for bad in [revoked.as_str(), "kgadmin_nope", "", api_key.as_str()] {
+        let (status, v) = c.get("/v1/keys?org=acme", bad);
+        assert_eq!((status, &v["error"]["code"]), (401, &json!("unauthenticated")), "{bad:?}");
+    }
+    let r = agent()
+        .get(format!("{}/v1/keys?org=acme", s.url))
+        .header("Authorization", format!("Basic {acme}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(
+        r.headers().get("www-authenticate").unwrap(),
+        "Bearer realm=\"keygate\""
+    );
+    // Verification needs no admin token, and an admin token is no API key.
+    assert_eq!(c.decide(&acme, &p), "unknown-key");
+    let log = s.log();
+    for secret in [&acme, &reader, &revoked, &api_key] {
+        assert!(!log.contains(&secret[14..]), "a secret reached the log");
+    }
+}
+
+#[test]
+fn snapshots_over_http_have_etags_and_deltas_that_validators_take() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "billing");
+    let key = kg.key(&["--org", "acme", "--name", "k", "--all-projects"]);
+    let ops = token(&kg, &["--name", "ops"]);
+    let reader = token(&kg, &["--name", "gateway", "--read-only"]);
+    let issuer = kg.json(&["issuer", "show"]);
+    let s = Server::start(&kg, &[]);
+    let c = Client::new(&s);
+    let get = |path: &str, etag: Option<&str>| {
+        let mut req = agent()
+            .get(format!("{}{path}", s.url))
+            .header("Authorization", format!("Bearer {reader}"));
+        if let Some(e) = etag {
+            req = req.header("If-None-Match", e);
+        }
+        let mut r = req.call().unwrap();
+        let status = r.status().as_u16();
+        let etag = r
+            .headers()
+            .get("etag")
+            .map(|v| v.to_str().unwrap().to_string());
+        let bytes = r.body_mut().read_to_vec().unwrap();
+        (status, etag, bytes)
+    };
+    let (status, etag, full) = get("/v1/snapshot", None);
+    assert_eq!(status, 200);
+    let etag = etag.unwrap();
+    let seq: u64 = etag.trim_matches('"').parse().unwrap();
+    assert_eq!(get("/v1/snapshot", Some(&etag)).0, 304);
+    assert_eq!(get(&format!("/v1/snapshot?since={seq}"), None).0, 204);
+    assert_eq!(get(&format!("/v1/snapshot?since={}", seq + 1), None).0, 400);
+
+    // A disable through the API: the delta since `seq` carries it.
+    c.post(&format!("/v1/keys/{}/disable", id_of(&key)), &ops, json!({}));
+    let (status, etag2, delta) = get(&format!("/v1/snapshot?since={seq}"), None);
+    assert_eq!(status, 200);
+    assert_eq!(etag2.unwrap(), format!("\"{}-since-{seq}\"", seq + 1));
+
+    // The files verify against the pinned issuer, and decide like the service.
+    let m = &mut keygate::Runtime::new().unwrap().instantiate().unwrap();
+    let trusted = keygate::runtime::bindings::IssuerKey {
+        id: issuer["issuer_key_id"].as_str().unwrap().to_string(),
+        public_key: hex::decode(issuer["public_key"].as_str().unwrap()).unwrap(),
+    };
+    let v = m.validator(&[trusted]).unwrap();
+    m.validator_load_snapshot(v, &full).unwrap().unwrap();
+    let allowed = m
+        .validator_authorize(v, &key, &p, keygate::runtime::bindings::Scope::TriggerWorkflows, 4_000_000_000)
+        .unwrap();
+    assert!(matches!(allowed, keygate::runtime::bindings::Authorization::Allow(_)));
+    let info = m.validator_load_snapshot(v, &delta).unwrap().unwrap();
+    assert_eq!((info.sequence, info.base), (seq + 1, Some(seq)));
+    let denied = m
+        .validator_authorize(v, &key, &p, keygate::runtime::bindings::Scope::TriggerWorkflows, 4_000_000_000)
+        .unwrap();
+    assert_eq!(
+        denied,
+        keygate::runtime::bindings::Authorization::Deny(keygate::runtime::bindings::DenyReason::Disabled)
+    );
+    assert_eq!(c.decide(&key, &p), "disabled");
+}
+
+#[test]
+fn bad_requests_get_a_clear_status_and_the_service_keeps_serving() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "billing");
+    let key = kg.key(&["--org", "acme", "--name", "k", "--all-projects"]);
+    let ops = token(&kg, &["--name", "ops"]);
+    let s = Server::start(&kg, &[]);
+    let c = Client::new(&s);
+    let raw = |path: &str, content_type: &str, body: &[u8], auth: &str| {
+        answer(
+            agent()
+                .post(format!("{}{path}", s.url))
+                .header("Authorization", auth)
+                .header("Content-Type", content_type)
+                .send(body),
+        )
+    };
+    let bearer = format!("Bearer {key}");
+    let code = |v: &Value| v["error"]["code"].as_str().unwrap_or("").to_string();
+
+    let (st, v) = raw("/v1/keys/verify", "text/plain", br#"{"project":"x"}"#, &bearer);
+    assert_eq!((st, code(&v)), (415, "unsupported-media-type".into()));
+    let (st, v) = raw("/v1/keys/verify", "application/json", b"{not json", &bearer);
+    assert_eq!((st, code(&v)), (400, "bad-body".into()));
+    let (st, v) = raw("/v1/keys/verify", "application/json", br#"{"project":"x","org":"acme"}"#, &bearer);
+    assert_eq!((st, code(&v)), (422, "bad-body".into()));
+    let (st, v) = raw(
+        "/v1/keys/verify",
+        "application/json",
+        format!(r#"{{"project":"{p}","action":"delete-everything"}}"#).as_bytes(),
+        &bearer,
+    );
+    assert_eq!((st, code(&v)), (422, "unknown-scope".into()));
+    let big = vec![b' '; 70 * 1024];
+    let (st, _) = raw("/v1/keys/verify", "application/json", &big, &bearer);
+    assert_eq!(st, 413);
+    let (st, v) = raw("/v1/keys/verify", "application/json", br#"{"project":"x"}"#, "");
+    assert_eq!((st, code(&v)), (401, "unauthenticated".into()));
+    let (st, v) = c.get("/v1/nothing-here", &ops);
+    assert_eq!((st, code(&v)), (404, "not-found".into()));
+    // A policy rule broken through the API: the component's rule name.
+    let (st, v) = c.post("/v1/keys", &ops, json!({"org": "acme", "name": "", "access": "all-projects"}));
+    assert_eq!((st, code(&v)), (422, "name-empty".into()));
+    let (st, v) = c.post("/v1/keys", &ops, json!({"org": "acme", "name": "x", "access": "all-projects", "expiry_days": 200}));
+    assert_eq!((st, code(&v)), (422, "expiry-out-of-range".into()));
+    // A key in a path is refused without being echoed.
+    let (st, v) = c.get(&format!("/v1/keys/{key}"), &ops);
+    assert_eq!(st, 400);
+    assert!(!v.to_string().contains(&key[14..]));
+
+    // A client that sends half a request and waits holds one connection,
+    // not the service.
+    let mut slow = TcpStream::connect(s.url.trim_start_matches("http://")).unwrap();
+    slow.write_all(b"POST /v1/keys/verify HTTP/1.1\r\nHost: x\r\n").unwrap();
+    assert_eq!(c.decide(&key, &p), "allow");
+
+    // Nothing was written by any of it.
+    let (_, keys) = c.get("/v1/keys?org=acme", &ops);
+    assert_eq!(keys.as_array().unwrap().len(), 1);
+    drop(slow);
+    let (code, log) = s.stop();
+    assert_eq!(code, 0, "{log}");
+}
+
+#[test]
+fn a_second_service_or_a_local_command_on_a_served_store_is_refused() {
+    let kg = Kg::new();
+    kg.project("acme", "billing");
+    let s = Server::start(&kg, &[]);
+    let o = kg
+        .std_cmd()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.contains("is in use by another keygate process"), "{err}");
+    let err = kg.fail(&["key", "list", "--org", "acme"]);
+    assert!(err.contains("is in use by another keygate process"), "{err}");
+    let (code, _) = s.stop();
+    assert_eq!(code, 0);
+    kg.ok(&["key", "list", "--org", "acme"]);
+}
