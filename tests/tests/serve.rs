@@ -488,3 +488,102 @@ fn a_second_service_or_a_local_command_on_a_served_store_is_refused() {
     assert_eq!(code, 0);
     kg.ok(&["key", "list", "--org", "acme"]);
 }
+
+#[test]
+fn a_killed_service_loses_no_change_it_answered() {
+    let kg = Kg::new();
+    let seed_project = kg.project("acme", "seed");
+    let ops = token(&kg, &["--name", "ops"]);
+    let mut projects = Vec::new();
+    let mut keys = Vec::new();
+    let mut disabled = Vec::new();
+    let mut tried = Vec::new();
+    for round in 0..4u64 {
+        let mut s = Server::start(&kg, &[]);
+        let url = s.url.clone();
+        let token = ops.clone();
+        let writer = std::thread::spawn(move || {
+            let agent = agent();
+            // `None` once the service is gone.
+            let post = |path: &str, body: Value| -> Option<(u16, Value)> {
+                let mut r = agent
+                    .post(format!("{url}{path}"))
+                    .header("Authorization", format!("Bearer {token}"))
+                    .send_json(body)
+                    .ok()?;
+                let status = r.status().as_u16();
+                let v = serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()?;
+                Some((status, v))
+            };
+            let (mut projects, mut keys, mut disabled, mut tried) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for i in 0u32.. {
+                let name = format!("n{i}");
+                let answered = match i % 3 {
+                    0 => post("/v1/projects", json!({"org": "acme", "name": name})).map(|(st, v)| {
+                        assert_eq!(st, 201, "{v}");
+                        projects.push(v["id"].as_str().unwrap().to_string());
+                    }),
+                    1 => post("/v1/keys", json!({"org": "acme", "name": name, "access": "all-projects"}))
+                        .map(|(st, v)| {
+                            assert_eq!(st, 201, "{v}");
+                            keys.push(v["key"].as_str().unwrap().to_string());
+                        }),
+                    _ => {
+                        let Some(k) = keys.last().cloned() else { continue };
+                        tried.push(k.clone());
+                        post(&format!("/v1/keys/{}/disable", id_of(&k)), json!({})).map(|(st, v)| {
+                            assert_eq!(st, 200, "{v}");
+                            disabled.push(k);
+                        })
+                    }
+                };
+                if answered.is_none() {
+                    break;
+                }
+            }
+            (projects, keys, disabled, tried)
+        });
+        std::thread::sleep(Duration::from_millis(150 + 90 * round));
+        s.child.kill().unwrap();
+        s.child.wait().unwrap();
+        let (p, k, d, t) = match writer.join() {
+            Ok(got) => got,
+            Err(_) => panic!("the writer thread failed"),
+        };
+        projects.extend(p);
+        keys.extend(k);
+        disabled.extend(d);
+        tried.extend(t);
+    }
+    println!(
+        "answered before the kills: {} projects, {} keys, {} disables ({} sent)",
+        projects.len(),
+        keys.len(),
+        disabled.len(),
+        tried.len()
+    );
+    assert!(keys.len() >= 4, "too few writes answered to test anything");
+    // Every change answered 2xx is in the store; a disable that was sent but
+    // not answered may or may not have happened.
+    let listed = kg.json(&["project", "list", "--org", "acme"]);
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    for p in &projects {
+        assert!(ids.contains(&p.as_str()), "project {p} was answered 201 but is gone");
+    }
+    for k in &keys {
+        let got = kg.decide(k, &seed_project, &[]);
+        if disabled.contains(k) {
+            assert_eq!(got, "key disabled", "key {}", id_of(k));
+        } else if tried.contains(k) {
+            assert!(got == "allow" || got == "key disabled", "key {}: {got}", id_of(k));
+        } else {
+            assert_eq!(got, "allow", "key {}", id_of(k));
+        }
+    }
+}
