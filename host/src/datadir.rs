@@ -111,6 +111,21 @@ fn same_file(file: &File, path: &Path) -> bool {
     }
 }
 
+/// What `keygate serve` writes in the lock file, before its URL.
+const SERVE_ANNOUNCE: &str = "keygate serve ";
+
+/// The URL a running `keygate serve` announced in the lock file, if the
+/// file holds exactly that. The directory is untrusted: anything else
+/// (bigger, another shape, an address that does not parse) is ignored.
+fn served_by(path: &Path) -> Option<String> {
+    let bytes = crate::fsutil::read_bounded(&path.join(LOCK_FILE), 128, false).ok()?;
+    let text = std::str::from_utf8(&bytes).ok()?;
+    let addr = text.strip_prefix(SERVE_ANNOUNCE)?.strip_suffix('\n')?;
+    let addr = addr.strip_prefix("http://")?;
+    let sock: std::net::SocketAddr = addr.parse().ok()?;
+    Some(format!("http://{sock}"))
+}
+
 /// A data directory locked by this process (released on drop).
 #[derive(Debug)]
 pub struct DataDir {
@@ -179,7 +194,13 @@ impl DataDir {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(Error::Locked(path.to_path_buf()));
+                    return Err(match served_by(path) {
+                        Some(url) => Error::Served {
+                            path: path.to_path_buf(),
+                            url,
+                        },
+                        None => Error::Locked(path.to_path_buf()),
+                    });
                 }
                 Err(std::fs::TryLockError::Error(e)) => {
                     return Err(Error::System(format!(
@@ -189,11 +210,31 @@ impl DataDir {
                 }
             }
         };
+        // Whatever a former holder announced is over.
+        let _ = file.set_len(0);
         Ok(DataDir {
             path: path.to_path_buf(),
             lock: Some(file),
             created,
         })
+    }
+
+    /// Say, in the lock file, that a `keygate serve` at `url` holds the
+    /// store, so that a local command refused by the lock can point to it.
+    /// The next holder empties the file.
+    pub fn announce(&self, url: &str) -> Result<()> {
+        use std::io::Write;
+        let Some(mut file) = self.lock.as_ref() else {
+            return Ok(());
+        };
+        file.set_len(0)
+            .and_then(|()| file.write_all(format!("{SERVE_ANNOUNCE}{url}\n").as_bytes()))
+            .map_err(|e| {
+                Error::System(format!(
+                    "cannot write the lock file in `{}`: {e}",
+                    self.path.display()
+                ))
+            })
     }
 
     /// The directory.

@@ -112,6 +112,14 @@ pub enum Error {
         "the keygate store at `{0}` is in use by another keygate process; try again when it has finished"
     )]
     Locked(PathBuf),
+    /// A running `keygate serve` holds the store.
+    #[error("the keygate store at `{path}` is held by `keygate serve` at {url}")]
+    Served {
+        /// Data directory.
+        path: PathBuf,
+        /// Where the service said it listens.
+        url: String,
+    },
     /// A stored signed fact failed its signature check.
     #[error(
         "the stored {kind} `{id}` failed signature verification: it is not trusted, and the store may have been tampered with"

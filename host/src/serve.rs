@@ -967,6 +967,7 @@ async fn serve(app: Arc<App>, cfg: Config, ready: impl FnOnce(SocketAddr)) -> Re
     let connections = Arc::new(Semaphore::new(cfg.max_connections));
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
+    lock(&app.admin).announce_server(&format!("http://{local}"))?;
     tracing::info!(address = %local, validators = app.pool.slots.len(), "listening");
     ready(local);
     loop {

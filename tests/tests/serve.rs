@@ -480,8 +480,15 @@ fn a_second_service_or_a_local_command_on_a_served_store_is_refused() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
+    let held = format!("is held by `keygate serve` at {}", s.url);
     let err = String::from_utf8(o.stderr).unwrap();
-    assert!(err.contains("is in use by another keygate process"), "{err}");
+    assert!(err.contains(&held), "{err}");
+    let err = kg.fail(&["key", "list", "--org", "acme"]);
+    assert!(err.contains(&held), "{err}");
+    assert!(err.contains("--server URL"), "{err}");
+    // The lock file is untrusted: anything but the service's own line is
+    // ignored (here, written while the service holds the lock).
+    std::fs::write(kg.path().join("keygate.lock"), "keygate serve http://evil.example\n").unwrap();
     let err = kg.fail(&["key", "list", "--org", "acme"]);
     assert!(err.contains("is in use by another keygate process"), "{err}");
     let (code, _) = s.stop();

@@ -367,6 +367,12 @@ impl Keygate {
         })
     }
 
+    /// Tell local commands refused by the lock that a service at `url`
+    /// holds this store.
+    pub fn announce_server(&self, url: &str) -> Result<()> {
+        self.dir.announce(url)
+    }
+
     /// Another instance of the component this store runs (compiled once):
     /// for validators that serve requests beside the admin instance.
     pub fn new_module(&self) -> Result<Module> {

@@ -313,6 +313,9 @@ fn hint(e: &Error) -> &'static str {
             ": give a key id where an id is asked for; `verify` reads the key from stdin or KEYGATE_KEY"
         }
         Error::NoStore(_) => " (`keygate init`, or any command that creates something)",
+        Error::Served { .. } => {
+            ": run the command through it with --server URL (or KEYGATE_SERVER) and KEYGATE_ADMIN_TOKEN, or stop the service"
+        }
         Error::OldSchema { .. } => " (review with `keygate migrate`, then `keygate migrate --yes`)",
         Error::Issuer(m) if m.contains("outside the data directory") => {
             " (--issuer-key FILE or KEYGATE_ISSUER_KEY)"
