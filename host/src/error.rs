@@ -120,6 +120,17 @@ pub enum Error {
         /// Where the service said it listens.
         url: String,
     },
+    /// The service (`--server`) refused a request: its status, its error
+    /// code and message.
+    #[error("{message}")]
+    Remote {
+        /// HTTP status.
+        status: u16,
+        /// The service's error code.
+        code: String,
+        /// The service's message.
+        message: String,
+    },
     /// A stored signed fact failed its signature check.
     #[error(
         "the stored {kind} `{id}` failed signature verification: it is not trusted, and the store may have been tampered with"

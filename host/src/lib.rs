@@ -28,6 +28,7 @@
 
 pub mod admin;
 pub mod cache;
+pub mod client;
 pub mod datadir;
 pub mod error;
 pub mod fsutil;

@@ -163,6 +163,13 @@ pub struct IssuedKey {
 }
 
 impl IssuedKey {
+    /// A key received whole (from the service, which made it): its id and
+    /// SHA-256 alongside.
+    pub fn received(key: String, id: String) -> IssuedKey {
+        let key_hash = Sha256::digest(key.as_bytes()).to_vec();
+        IssuedKey { key, id, key_hash }
+    }
+
     /// The key string, for its one-time display.
     pub fn expose_key(&self) -> &str {
         &self.key

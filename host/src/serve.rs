@@ -38,11 +38,9 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::admin::tokens::TOKEN_PREFIX;
-use crate::admin::{self, Access, AdminToken, Keygate, KeySpec, audit_json, rfc3339};
+use crate::admin::{self, Access, AdminToken, Keygate, KeySpec, audit_json, decision_json};
 use crate::error::Error;
-use crate::runtime::bindings::{
-    Decision, DenyClass, ExpiryPolicy, KeyStatus, ValidationRequest,
-};
+use crate::runtime::bindings::{Decision, ExpiryPolicy, KeyStatus, ValidationRequest};
 use crate::runtime::{Module, ValidatorHandle};
 
 /// How the service runs.
@@ -366,6 +364,9 @@ struct VerifyBody {
     project: String,
     #[serde(default = "default_action")]
     action: String,
+    /// Decide as of this time (seconds since 1970) instead of now: "would
+    /// this key be allowed then?".
+    at: Option<u64>,
 }
 
 fn default_action() -> String {
@@ -380,7 +381,10 @@ async fn verify(State(app): State<Arc<App>>, headers: HeaderMap, bytes: Bytes) -
         ApiError::unauthenticated("send the API key as Authorization: Bearer <key>")
     })?;
     let req: VerifyBody = body(&headers, &bytes)?;
-    let at = admin::now()?;
+    let at = match req.at {
+        Some(at) => at,
+        None => admin::now()?,
+    };
     let answer = app.pool.with(|slot| decide(slot, &key, &req, at))?;
     let (result, reason) = match answer.get("reason").and_then(Value::as_str) {
         Some(r) => ("deny", r.to_string()),
@@ -422,26 +426,26 @@ fn decide(slot: &mut Slot, key: &str, req: &VerifyBody, at: u64) -> Result<Value
         action,
         now: at,
     };
-    Ok(match m.validator_check(slot.validator, &request).map_err(Error::from)? {
-        Decision::Allow(ok) => json!({
-            "decision": "allow", "key_id": ok.key_id, "name": ok.name,
-            "organization": ok.organization, "project": req.project,
-            "action": req.action, "at": rfc3339(at), "record_version": ok.record_version,
-            "expires_at": ok.expires_at.map(rfc3339),
-        }),
-        Decision::Deny(r) => {
-            let text = m.deny_reason_text(r).map_err(Error::from)?;
-            let class = match m.classify_deny(r).map_err(Error::from)? {
-                DenyClass::Unauthenticated => "unauthenticated",
-                DenyClass::Forbidden => "forbidden",
-            };
-            let key_id = m.parse_key(key).map_err(Error::from)?.ok();
-            json!({
-                "decision": "deny", "reason": text.code, "class": class, "key_id": key_id,
-                "project": req.project, "action": req.action, "at": rfc3339(at),
-            })
-        }
-    })
+    let decision = m
+        .validator_check(slot.validator, &request)
+        .map_err(Error::from)?;
+    let (text, class, key_id) = match &decision {
+        Decision::Allow(_) => (None, None, None),
+        Decision::Deny(r) => (
+            Some(m.deny_reason_text(*r).map_err(Error::from)?),
+            Some(m.classify_deny(*r).map_err(Error::from)?),
+            m.parse_key(key).map_err(Error::from)?.ok(),
+        ),
+    };
+    Ok(decision_json(
+        &decision,
+        text.as_ref(),
+        class,
+        key_id.as_deref(),
+        &req.project,
+        &req.action,
+        at,
+    ))
 }
 
 /// Who may do what: read needs any live token, write a token that is not

@@ -196,8 +196,8 @@ impl Keygate {
                     {
                         let mut v = self.view(&r, at)?;
                         v.id = id;
-                        v.status = "inactive";
-                        v.inactive_reason = Some("signature-invalid");
+                        v.status = "inactive".into();
+                        v.inactive_reason = Some("signature-invalid".into());
                         out.push(v);
                     }
                     continue;

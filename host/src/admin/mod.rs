@@ -21,6 +21,7 @@ use crate::runtime::{Module, Runtime};
 use crate::schema::AuditEvent;
 use crate::store::Store;
 
+pub mod api;
 pub mod keys;
 pub mod migrate;
 pub mod projects;
@@ -30,12 +31,16 @@ pub mod verify;
 pub mod views;
 mod write;
 
+pub use api::AdminApi;
 pub use keys::{Access, Created, KeySpec};
 pub use migrate::Migrated;
 pub use snapshot::SnapshotFile;
 pub use tokens::{AdminToken, IssuedToken};
-pub use verify::Verdict;
-pub use views::{AccessView, KeyView, ProjectList, ProjectView, audit_json, rfc3339};
+pub use verify::{Verdict, decision_json};
+pub use views::{
+    AccessView, KeyView, ProjectList, ProjectView, audit_from_json, audit_json, parse_rfc3339,
+    rfc3339,
+};
 
 /// The deployment prefix used when `init` is not given one.
 pub const DEFAULT_PREFIX: &str = "kg";

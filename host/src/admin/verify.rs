@@ -2,6 +2,8 @@
 //! evidence the store holds for the presented key and the requested project.
 
 use crate::error::Result;
+use serde_json::{Value, json};
+
 use crate::runtime::bindings::{Decision, DenyClass, Evidence, Text, ValidationRequest};
 
 use super::Keygate;
@@ -66,5 +68,56 @@ impl Keygate {
             project: project.to_string(),
             key_id,
         })
+    }
+}
+
+/// A decision as the CLI's `verify --json` and the service's
+/// `POST /v1/keys/verify` write it: `{"decision": "allow", "key_id",
+/// "name", "organization", "project", "action", "at", "record_version",
+/// "expires_at"}` or `{"decision": "deny", "reason", "class", "message",
+/// "key_id", "project", "action", "at"}`. Reason codes, classes and
+/// messages come from the component.
+pub fn decision_json(
+    decision: &Decision,
+    reason: Option<&Text>,
+    class: Option<DenyClass>,
+    key_id: Option<&str>,
+    project: &str,
+    action: &str,
+    at: u64,
+) -> Value {
+    let at = super::rfc3339(at);
+    match decision {
+        Decision::Allow(ok) => json!({
+            "decision": "allow", "key_id": ok.key_id, "name": ok.name,
+            "organization": ok.organization, "project": project, "action": action,
+            "at": at, "record_version": ok.record_version,
+            "expires_at": ok.expires_at.map(super::rfc3339),
+        }),
+        Decision::Deny(_) => json!({
+            "decision": "deny",
+            "reason": reason.map(|t| t.code.as_str()),
+            "class": class.map(|c| match c {
+                DenyClass::Unauthenticated => "unauthenticated",
+                DenyClass::Forbidden => "forbidden",
+            }),
+            "message": reason.map(|t| t.message.as_str()),
+            "key_id": key_id, "project": project, "action": action, "at": at,
+        }),
+    }
+}
+
+impl Verdict {
+    /// This verdict as [`decision_json`] writes it.
+    pub fn to_json(&self, action: &str, at: u64) -> Value {
+        decision_json(
+            &self.decision,
+            self.reason.as_ref(),
+            self.class,
+            self.key_id.as_deref(),
+            &self.project,
+            action,
+            at,
+        )
     }
 }

@@ -1,6 +1,6 @@
 //! What listings show: key and project metadata, never a secret or a hash.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::schema::AuditEvent;
@@ -11,7 +11,7 @@ use crate::runtime::bindings::{
 use super::Keygate;
 
 /// Everything a listing shows about a key. Never the secret or its hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyView {
     /// Key id.
     pub id: String,
@@ -20,7 +20,7 @@ pub struct KeyView {
     /// Owning organization.
     pub organization: String,
     /// `organization` or `project`.
-    pub level: &'static str,
+    pub level: String,
     /// Owning project of a project-level key.
     pub project: Option<String>,
     /// Scope names.
@@ -28,9 +28,9 @@ pub struct KeyView {
     /// `all-projects`, or the selected project ids.
     pub access: AccessView,
     /// `active` or `inactive`.
-    pub status: &'static str,
+    pub status: String,
     /// Why inactive: `disabled`, `not-yet-valid`, `expired`, or `signature-invalid`.
-    pub inactive_reason: Option<&'static str>,
+    pub inactive_reason: Option<String>,
     /// `never` or `<N>d`.
     pub expiry_policy: String,
     /// Expiry time (seconds since the epoch), if any.
@@ -46,11 +46,11 @@ pub struct KeyView {
 }
 
 /// Project access as listed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum AccessView {
     /// `"all-projects"`.
-    All(&'static str),
+    All(String),
     /// The selected project ids.
     Selected(Vec<String>),
 }
@@ -65,7 +65,7 @@ impl std::fmt::Display for AccessView {
 }
 
 /// A project as listed (from its verified, signed registration).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectView {
     /// Project id.
     pub id: String,
@@ -113,6 +113,7 @@ impl Keygate {
             EffectiveStatus::NotYetValid => ("inactive", Some("not-yet-valid")),
             EffectiveStatus::Expired => ("inactive", Some("expired")),
         };
+        let (status, reason) = (status.to_string(), reason.map(str::to_string));
         let mut scopes = Vec::with_capacity(r.scopes.len());
         for s in &r.scopes {
             scopes.push(self.scope_name(*s)?);
@@ -124,14 +125,15 @@ impl Keygate {
             level: match r.level {
                 KeyLevel::Organization => "organization",
                 KeyLevel::Project(_) => "project",
-            },
+            }
+            .to_string(),
             project: match &r.level {
                 KeyLevel::Organization => None,
                 KeyLevel::Project(p) => Some(p.clone()),
             },
             scopes,
             access: match &r.access {
-                ProjectAccess::AllProjects => AccessView::All("all-projects"),
+                ProjectAccess::AllProjects => AccessView::All("all-projects".into()),
                 ProjectAccess::Selected(ids) => AccessView::Selected(ids.clone()),
             },
             status,
@@ -163,6 +165,29 @@ pub fn rfc3339(secs: u64) -> String {
     .to_string()
 }
 
+/// The inverse of [`rfc3339`].
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    if let Some(secs) = text.strip_prefix('@') {
+        return secs.parse().ok();
+    }
+    humantime::parse_rfc3339(text)
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
+}
+
+/// Replace the RFC 3339 strings under `fields` of a JSON object by seconds.
+fn times_to_seconds(mut v: serde_json::Value, fields: &[&str]) -> Option<serde_json::Value> {
+    for f in fields {
+        let slot = v.get_mut(*f)?;
+        if let Some(text) = slot.as_str() {
+            *slot = serde_json::json!(parse_rfc3339(text)?);
+        }
+    }
+    Some(v)
+}
+
 impl KeyView {
     /// The JSON the CLI's `--json` and the service answer with.
     pub fn to_json(&self) -> serde_json::Value {
@@ -171,6 +196,11 @@ impl KeyView {
         j["created_at"] = serde_json::json!(rfc3339(self.created_at));
         j
     }
+
+    /// Read back what [`KeyView::to_json`] wrote (other fields are ignored).
+    pub fn from_json(v: serde_json::Value) -> Option<KeyView> {
+        serde_json::from_value(times_to_seconds(v, &["expires_at", "created_at"])?).ok()
+    }
 }
 
 /// An audit event as JSON (its time in RFC 3339).
@@ -178,4 +208,9 @@ pub fn audit_json(e: &AuditEvent) -> serde_json::Value {
     let mut j = serde_json::json!(e);
     j["at"] = serde_json::json!(rfc3339(e.at));
     j
+}
+
+/// Read back what [`audit_json`] wrote.
+pub fn audit_from_json(v: serde_json::Value) -> Option<AuditEvent> {
+    serde_json::from_value(times_to_seconds(v, &["at"])?).ok()
 }

@@ -138,7 +138,7 @@ fn view_json(v: &KeyView) -> serde_json::Value {
 }
 
 fn status(v: &KeyView) -> String {
-    match v.inactive_reason {
+    match &v.inactive_reason {
         Some(r) => format!("inactive ({r})"),
         None => v.status.to_string(),
     }
@@ -199,7 +199,7 @@ fn show_created(ctx: &Ctx, c: &Created, verb: &str) -> CmdResult {
 fn warn_untrusted(views: &[KeyView]) {
     for v in views
         .iter()
-        .filter(|v| v.inactive_reason == Some("signature-invalid"))
+        .filter(|v| v.inactive_reason.as_deref() == Some("signature-invalid"))
     {
         eprintln!(
             "warning: key `{}` has a stored record whose signature does not verify: it is denied; delete it and investigate who could write to the data directory",
@@ -215,11 +215,11 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
         KeyCommand::Create(a) => {
             stdout_is_open()?;
             let spec = spec(a)?;
-            let created = ctx.with_store(|kg| kg.create_key(spec, now))?;
+            let created = ctx.api(true, |a| a.create_key(spec, now))?;
             show_created(ctx, &created, "created")
         }
         KeyCommand::List(a) => {
-            let views = ctx.open()?.list_keys(&a.org, a.project.as_deref(), now)?;
+            let views = ctx.api(false, |api| api.list_keys(&a.org, a.project.as_deref(), now))?;
             warn_untrusted(&views);
             if ctx.json {
                 out_json(&json!(views.iter().map(view_json).collect::<Vec<_>>()))?;
@@ -260,7 +260,7 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
             Ok(ExitCode::SUCCESS)
         }
         KeyCommand::Show(a) => {
-            let v = ctx.open()?.show_key(&a.key_id, now)?;
+            let v = ctx.api(false, |api| api.show_key(&a.key_id, now))?;
             if ctx.json {
                 out_json(&view_json(&v))?;
             } else {
@@ -299,7 +299,7 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
         KeyCommand::Rotate(a) => {
             stdout_is_open()?;
             let grace = parse_duration(&a.grace)?;
-            let (created, old) = ctx.open()?.rotate_key(&a.key_id, grace, now)?;
+            let (created, old) = ctx.api(false, |api| api.rotate_key(&a.key_id, grace, now))?;
             let r = show_created(ctx, &created, "rotated in");
             if let Some(t) = old.expires_at {
                 eprintln!(
@@ -311,7 +311,7 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
             r
         }
         KeyCommand::Delete(a) => {
-            let organization = ctx.open()?.delete_key(&a.key_id, now)?;
+            let organization = ctx.api(false, |api| api.delete_key(&a.key_id, now))?;
             if ctx.json {
                 out_json(&json!({
                     "id": a.key_id, "organization": organization, "deleted_at": time(now),
@@ -325,7 +325,7 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
 }
 
 fn set_status(ctx: &Ctx, id: &str, status: KeyStatus, now: u64) -> CmdResult {
-    let (v, changed) = ctx.open()?.set_status(id, status, now)?;
+    let (v, changed) = ctx.api(false, |api| api.set_status(id, status, now))?;
     let id = v.id.as_str();
     let word = match status {
         KeyStatus::Active => "enabled",

@@ -47,6 +47,7 @@ pub struct AuditArgs {
 
 /// Run `init`.
 pub fn cmd_init(ctx: &Ctx, a: InitArgs) -> CmdResult {
+    ctx.local_only("init")?;
     let loc = ctx.location()?;
     let dir = loc.dir.clone();
     let kg = Keygate::init(&loc, &a.prefix)?;
@@ -75,9 +76,9 @@ pub fn cmd_init(ctx: &Ctx, a: InitArgs) -> CmdResult {
 
 /// Run `issuer show`.
 pub fn cmd_issuer(ctx: &Ctx, _: IssuerCommand) -> CmdResult {
-    let kg = ctx.open()?;
-    let id = kg.issuer().id().to_string();
-    let pk = hex(&kg.issuer().public_key());
+    let issuer = ctx.api(false, |api| api.issuer_key())?;
+    let id = issuer.id;
+    let pk = hex(&issuer.public_key);
     if ctx.json {
         out_json(&json!({"issuer_key_id": id, "algorithm": "ed25519", "public_key": pk}))?;
     } else {
@@ -112,7 +113,7 @@ pub fn cmd_module(ctx: &Ctx, cmd: ModuleCommand) -> CmdResult {
 
 /// Run `audit`.
 pub fn cmd_audit(ctx: &Ctx, a: AuditArgs) -> CmdResult {
-    let events = ctx.open()?.audit(a.org.as_deref())?;
+    let events = ctx.api(false, |api| api.audit(a.org.as_deref()))?;
     if ctx.json {
         let v: Vec<_> = events.iter().map(keygate::admin::audit_json).collect();
         out_json(&json!(v))?;
@@ -148,6 +149,7 @@ pub struct MigrateArgs {
 
 /// Run `migrate`.
 pub fn cmd_migrate(ctx: &Ctx, a: MigrateArgs) -> CmdResult {
+    ctx.local_only("migrate")?;
     let loc = ctx.location()?;
     let m = Keygate::migrate(&loc, a.yes)?;
     let current = keygate::schema::SCHEMA_VERSION;

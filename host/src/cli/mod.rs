@@ -16,7 +16,8 @@ use std::time::UNIX_EPOCH;
 
 use clap::{Parser, Subcommand};
 use keygate::Error;
-use keygate::admin::{Keygate, Location};
+use keygate::admin::{AdminApi, Keygate, Location};
+use keygate::client::Client;
 use keygate::cache::CacheOutcome;
 
 /// keygate: organization-level and project-level API keys, validated by one
@@ -41,6 +42,11 @@ pub struct Cli {
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
+    /// Run the command through a `keygate serve` at this URL instead of a
+    /// local store (the admin token comes from KEYGATE_ADMIN_TOKEN, never
+    /// from an argument).
+    #[arg(long, global = true, env = "KEYGATE_SERVER", value_name = "URL")]
+    server: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -112,6 +118,7 @@ pub type CmdResult = Result<ExitCode, CliError>;
 pub struct Ctx {
     data_dir: Option<PathBuf>,
     issuer_key: Option<PathBuf>,
+    server: Option<String>,
     /// JSON output.
     pub json: bool,
 }
@@ -138,6 +145,38 @@ impl Ctx {
             )),
             Some(k) => Ok(loc.with_issuer_key(k)),
             None => Ok(loc),
+        }
+    }
+
+    /// Run `f` on the admin API: through the service with `--server`, else
+    /// on the local store (initialising it first when `create`).
+    pub fn api<T>(
+        &self,
+        create: bool,
+        f: impl FnOnce(&mut dyn AdminApi) -> Result<T, Error>,
+    ) -> Result<T, CliError> {
+        if let Some(url) = &self.server {
+            let token = std::env::var("KEYGATE_ADMIN_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty());
+            let mut client = Client::new(url, token)?;
+            return Ok(f(&mut client)?);
+        }
+        if create {
+            self.with_store(|kg| f(kg))
+        } else {
+            let mut kg = self.open()?;
+            Ok(f(&mut kg)?)
+        }
+    }
+
+    /// Refuse `--server` for a command that only works on a local store.
+    pub fn local_only(&self, command: &str) -> Result<(), CliError> {
+        match &self.server {
+            Some(_) => Err(usage(format!(
+                "`keygate {command}` works on a local store; it does not go through --server (KEYGATE_SERVER)"
+            ))),
+            None => Ok(()),
         }
     }
 
@@ -266,6 +305,7 @@ pub fn main() -> ExitCode {
     let ctx = Ctx {
         data_dir: cli.data_dir,
         issuer_key: cli.issuer_key,
+        server: cli.server.filter(|s| !s.is_empty()),
         json: cli.json,
     };
     let result = match cli.command {

@@ -48,7 +48,7 @@ pub fn run(ctx: &Ctx, cmd: ProjectCommand) -> CmdResult {
     let now = now()?;
     match cmd {
         ProjectCommand::Create(a) => {
-            let p = ctx.with_store(|kg| kg.create_project(&a.org, &a.name, now))?;
+            let p = ctx.api(true, |api| api.create_project(&a.org, &a.name, now))?;
             if ctx.json {
                 out_json(&json!(p))?;
             } else {
@@ -60,7 +60,7 @@ pub fn run(ctx: &Ctx, cmd: ProjectCommand) -> CmdResult {
             }
         }
         ProjectCommand::List(a) => {
-            let list = ctx.open()?.list_projects(&a.org)?;
+            let list = ctx.api(false, |api| api.list_projects(&a.org))?;
             for id in &list.untrusted {
                 eprintln!(
                     "warning: the stored registration of project `{id}` does not verify: it is not listed and every key is denied on it; investigate who could write to the data directory"
@@ -78,7 +78,7 @@ pub fn run(ctx: &Ctx, cmd: ProjectCommand) -> CmdResult {
             }
         }
         ProjectCommand::Delete(a) => {
-            let (p, keys) = ctx.open()?.delete_project(&a.project_id, now)?;
+            let (p, keys) = ctx.api(false, |api| api.delete_project(&a.project_id, now))?;
             if ctx.json {
                 out_json(&json!({"deleted_project": p, "deleted_keys": keys}))?;
             } else {

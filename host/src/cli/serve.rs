@@ -24,6 +24,7 @@ pub struct ServeArgs {
 }
 
 pub fn cmd_serve(ctx: &Ctx, a: ServeArgs) -> CmdResult {
+    ctx.local_only("serve")?;
     let mut cfg = Config {
         listen: a.listen,
         max_connections: a.max_connections,

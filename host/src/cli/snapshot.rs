@@ -65,10 +65,12 @@ fn write(ctx: &Ctx, file: &Path, since: Option<u64>) -> CmdResult {
         ));
     }
     let at = now()?;
-    let mut kg = ctx.open()?;
-    let snap = kg.snapshot(at, since)?;
+    let (snap, issuer) = ctx.api(false, |api| {
+        let snap = api.snapshot_file(at, since)?;
+        Ok((snap, api.issuer_key()?.id))
+    })?;
     write_atomically(file, &snap.bytes)?;
-    report(ctx, file, &snap.bytes, &snap.info, kg.issuer().id())
+    report(ctx, file, &snap.bytes, &snap.info, &issuer)
 }
 
 /// Write to a new temporary file beside `path`, sync it, rename it over
@@ -127,15 +129,12 @@ fn inspect(ctx: &Ctx, a: &InspectArgs) -> CmdResult {
             )
         }
         None => {
-            let mut kg = ctx.open()?;
-            let trusted = kg.issuer().trusted();
-            let module = std::mem::replace(
-                kg.module(),
-                Runtime::new()
-                    .map_err(Error::from)?
-                    .instantiate()
-                    .map_err(Error::from)?,
-            );
+            // The issuer of the local store, or of the service (--server).
+            let trusted = ctx.api(false, |api| api.issuer_key())?;
+            let module = Runtime::new()
+                .map_err(Error::from)?
+                .instantiate()
+                .map_err(Error::from)?;
             (module, trusted)
         }
     };

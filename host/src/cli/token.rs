@@ -40,6 +40,9 @@ pub struct RevokeArgs {
 }
 
 pub fn run(ctx: &Ctx, c: TokenCommand) -> CmdResult {
+    // Tokens are the service's credentials: made and revoked with the store
+    // itself, never through the service they unlock.
+    ctx.local_only("admin-token")?;
     match c {
         TokenCommand::Create(a) => create(ctx, a),
         TokenCommand::List => list(ctx),

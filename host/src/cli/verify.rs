@@ -5,10 +5,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 use keygate::Error;
-use keygate::runtime::bindings::{Decision, DenyClass, DenyReason};
-use serde_json::json;
+use serde_json::Value;
 
-use super::{CliError, CmdResult, Ctx, now, out, out_json, parse_time, time, time_arg, usage};
+use super::{CliError, CmdResult, Ctx, now, out, out_json, parse_time, safe, time_arg, usage};
 
 /// Longest input read from stdin; anything longer is denied as malformed.
 const MAX_INPUT: u64 = 64 * 1024;
@@ -55,85 +54,57 @@ pub fn cmd_verify(ctx: &Ctx, a: VerifyArgs) -> CmdResult {
         Some(t) => parse_time(t, now)?,
         None => now,
     };
-    let mut kg = ctx.open()?;
     let key = presented_key()?;
-    let v = kg.verify(&key, &a.project, &a.action, at)?;
-    let code = decide(ctx, &a, &v, at)?;
-    Ok(code)
+    let v = ctx.api(false, |api| api.verify_json(&key, &a.project, &a.action, at))?;
+    decide(ctx, &v)
 }
 
 /// Print the decision and return its exit code. A closed stdout never
 /// changes the code: a deny stays 1 even if nobody reads the line.
-fn decide(ctx: &Ctx, a: &VerifyArgs, v: &keygate::admin::Verdict, at: u64) -> CmdResult {
-    let printed = print_decision(ctx, a, v, at);
-    let code = match v.decision {
-        Decision::Allow(_) => ExitCode::SUCCESS,
-        Decision::Deny(_) => ExitCode::from(1),
+fn decide(ctx: &Ctx, v: &Value) -> CmdResult {
+    let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+    let code = match text("decision") {
+        "allow" => ExitCode::SUCCESS,
+        "deny" => ExitCode::from(1),
+        _ => {
+            return Err(CliError::Keygate(Error::System(
+                "the decision could not be read".into(),
+            )));
+        }
     };
-    match printed {
+    match print_decision(ctx, v) {
         Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(code),
         Err(e) => Err(e),
         Ok(()) => Ok(code),
     }
 }
 
-fn class_name(c: DenyClass) -> &'static str {
-    match c {
-        DenyClass::Unauthenticated => "unauthenticated",
-        DenyClass::Forbidden => "forbidden",
+fn print_decision(ctx: &Ctx, v: &Value) -> Result<(), CliError> {
+    let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+    match text("reason") {
+        "record-signature-invalid" => eprintln!(
+            "warning: the stored record or tombstone of key `{}` failed signature verification: it is denied; the store may have been tampered with",
+            safe(v.get("key_id").and_then(Value::as_str).unwrap_or("?"))
+        ),
+        "project-registration-invalid" => eprintln!(
+            "warning: the stored registration of project `{}` failed verification: it is denied; the store may have been tampered with",
+            safe(text("project"))
+        ),
+        _ => {}
     }
-}
-
-fn print_decision(
-    ctx: &Ctx,
-    a: &VerifyArgs,
-    v: &keygate::admin::Verdict,
-    at: u64,
-) -> Result<(), CliError> {
-    match &v.decision {
-        Decision::Allow(ok) => {
-            if ctx.json {
-                out_json(&json!({
-                    "decision": "allow", "key_id": ok.key_id, "name": ok.name,
-                    "organization": ok.organization, "project": v.project,
-                    "action": a.action, "at": time(at), "record_version": ok.record_version,
-                    "expires_at": ok.expires_at.map(time),
-                }))?;
-            } else {
-                out(&format!(
-                    "allow: key {} ({}) may {} on project {} of {}",
-                    ok.key_id, ok.name, a.action, v.project, ok.organization
-                ))?;
-            }
-            Ok(())
-        }
-        Decision::Deny(reason) => {
-            match reason {
-                DenyReason::RecordSignatureInvalid => eprintln!(
-                    "warning: the stored record or tombstone of key `{}` failed signature verification: it is denied; the store may have been tampered with",
-                    v.key_id.as_deref().unwrap_or("?")
-                ),
-                DenyReason::ProjectRegistrationInvalid => eprintln!(
-                    "warning: the stored registration of project `{}` failed verification: it is denied; the store may have been tampered with",
-                    super::safe(&v.project)
-                ),
-                _ => {}
-            }
-            let (code, message) = v
-                .reason
-                .as_ref()
-                .map(|t| (t.code.as_str(), t.message.as_str()))
-                .unwrap_or_default();
-            if ctx.json {
-                out_json(&json!({
-                    "decision": "deny", "reason": code, "class": v.class.map(class_name),
-                    "key_id": v.key_id,
-                    "project": v.project, "action": a.action, "at": time(at),
-                }))?;
-            } else {
-                out(&format!("deny: {message}"))?;
-            }
-            Ok(())
-        }
+    if ctx.json {
+        return out_json(v);
+    }
+    if text("decision") == "allow" {
+        out(&format!(
+            "allow: key {} ({}) may {} on project {} of {}",
+            text("key_id"),
+            safe(text("name")),
+            safe(text("action")),
+            safe(text("project")),
+            text("organization")
+        ))
+    } else {
+        out(&format!("deny: {}", text("message")))
     }
 }

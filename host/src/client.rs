@@ -1,0 +1,324 @@
+//! A client of `keygate serve`'s API: the same [`AdminApi`] as a local
+//! store, over HTTP. The CLI uses it for `--server URL`; a Rust program can
+//! too. The admin token is never shown by `Debug`, never put in a URL.
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::{Value, json};
+use ureq::Agent;
+
+use crate::admin::{
+    Access, AdminApi, Created, KeySpec, KeyView, ProjectList, ProjectView, SnapshotFile,
+    audit_from_json,
+};
+use crate::error::{Error, Result};
+use crate::runtime::bindings::{ExpiryPolicy, IssuerKey, KeyStatus};
+use crate::runtime::{IssuedKey, Runtime};
+use crate::schema::AuditEvent;
+
+/// Everything but unreserved characters is escaped in a path segment or a
+/// query value.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+fn enc(text: &str) -> String {
+    utf8_percent_encode(text, COMPONENT).to_string()
+}
+
+/// A connection to a running `keygate serve`.
+pub struct Client {
+    agent: Agent,
+    base: String,
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+enum Method {
+    Get,
+    Post(Value),
+    Delete,
+}
+
+impl Client {
+    /// A client of the service at `url` (`http://host:port` or `https://…`),
+    /// authenticating admin calls with `token` (`kgadmin_…`).
+    pub fn new(url: &str, token: Option<String>) -> Result<Client> {
+        let base = url.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) || base.contains('?') {
+            return Err(Error::System(format!(
+                "`{url}` is not a service URL (http://HOST:PORT or https://HOST)"
+            )));
+        }
+        let agent = Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(60)))
+            .build()
+            .into();
+        Ok(Client { agent, base, token })
+    }
+
+    fn unreachable(&self, e: &ureq::Error) -> Error {
+        Error::System(format!("cannot reach the keygate service at {}: {e}", self.base))
+    }
+
+    /// One call; `bearer` is the credential sent (an admin token, or the
+    /// presented key for verify). Returns the status and the raw body.
+    fn call(&self, method: Method, path: &str, bearer: Option<&str>) -> Result<(u16, Vec<u8>)> {
+        let url = format!("{}{path}", self.base);
+        let auth = bearer.map(|b| format!("Bearer {b}"));
+        let sent = match method {
+            Method::Get => {
+                let mut r = self.agent.get(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            Method::Delete => {
+                let mut r = self.agent.delete(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            Method::Post(body) => {
+                let mut r = self.agent.post(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.send_json(body)
+            }
+        };
+        let mut response = sent.map_err(|e| self.unreachable(&e))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(8 << 30)
+            .read_to_vec()
+            .map_err(|e| self.unreachable(&e))?;
+        Ok((status, body))
+    }
+
+    fn token(&self) -> Result<&str> {
+        self.token.as_deref().ok_or_else(|| Error::Remote {
+            status: 401,
+            code: "unauthenticated".into(),
+            message: "no admin token: set KEYGATE_ADMIN_TOKEN (from `keygate admin-token create`)"
+                .into(),
+        })
+    }
+
+    /// An admin call answering JSON; a non-2xx answer is [`Error::Remote`].
+    fn admin(&self, method: Method, path: &str) -> Result<Value> {
+        let (status, body) = self.call(method, path, Some(self.token()?))?;
+        json_of(status, &body)
+    }
+
+    fn view(&self, v: Value) -> Result<KeyView> {
+        KeyView::from_json(v).ok_or_else(|| self.garbled())
+    }
+
+    fn garbled(&self) -> Error {
+        Error::System(format!(
+            "the keygate service at {} answered something this keygate cannot read (another version?)",
+            self.base
+        ))
+    }
+
+    fn created(&self, mut v: Value) -> Result<Created> {
+        let key = v
+            .get_mut("key")
+            .and_then(|k| k.as_str().map(str::to_string))
+            .ok_or_else(|| self.garbled())?;
+        if let Some(obj) = v.as_object_mut() {
+            obj.remove("key");
+        }
+        let view = self.view(v)?;
+        Ok(Created {
+            issued: IssuedKey::received(key, view.id.clone()),
+            view,
+        })
+    }
+}
+
+/// The JSON of a 2xx answer; the service's error otherwise.
+fn json_of(status: u16, body: &[u8]) -> Result<Value> {
+    let v: Option<Value> = serde_json::from_slice(body).ok();
+    if (200..300).contains(&status) {
+        return v.ok_or_else(|| Error::System("the keygate service answered with no JSON".into()));
+    }
+    let e = v.as_ref().and_then(|v| v.get("error"));
+    let text = |k: &str| e.and_then(|e| e.get(k)).and_then(Value::as_str).map(str::to_string);
+    Err(Error::Remote {
+        status,
+        code: text("code").unwrap_or_else(|| "http".into()),
+        message: text("message").unwrap_or_else(|| format!("the keygate service answered {status}")),
+    })
+}
+
+fn from<T: for<'de> serde::Deserialize<'de>>(v: Value) -> Result<T> {
+    serde_json::from_value(v).map_err(|e| {
+        Error::System(format!("the keygate service answered something this keygate cannot read: {e}"))
+    })
+}
+
+impl AdminApi for Client {
+    fn create_project(&mut self, organization: &str, name: &str, _at: u64) -> Result<ProjectView> {
+        from(self.admin(Method::Post(json!({"org": organization, "name": name})), "/v1/projects")?)
+    }
+
+    fn list_projects(&mut self, organization: &str) -> Result<ProjectList> {
+        Ok(ProjectList {
+            projects: from(self.admin(Method::Get, &format!("/v1/projects?org={}", enc(organization)))?)?,
+            untrusted: Vec::new(),
+        })
+    }
+
+    fn delete_project(&mut self, id: &str, _at: u64) -> Result<(ProjectView, Vec<String>)> {
+        let v = self.admin(Method::Delete, &format!("/v1/projects/{}", enc(id)))?;
+        Ok((from(v["deleted_project"].clone())?, from(v["deleted_keys"].clone())?))
+    }
+
+    fn create_key(&mut self, spec: KeySpec, _at: u64) -> Result<Created> {
+        let mut body = json!({
+            "name": spec.name,
+            "expiry_days": match spec.expiry { ExpiryPolicy::Never => None, ExpiryPolicy::Days(d) => Some(d) },
+            "scopes": spec.scopes,
+        });
+        if let Some(org) = spec.organization {
+            body["org"] = json!(org);
+        }
+        match spec.access {
+            Access::OwnProject(p) => body["project"] = json!(p),
+            Access::AllProjects => body["access"] = json!("all-projects"),
+            Access::Selected(ids) => body["access"] = json!(ids),
+        }
+        let v = self.admin(Method::Post(body), "/v1/keys")?;
+        self.created(v)
+    }
+
+    fn list_keys(
+        &mut self,
+        organization: &str,
+        project: Option<&str>,
+        _at: u64,
+    ) -> Result<Vec<KeyView>> {
+        let mut path = format!("/v1/keys?org={}", enc(organization));
+        if let Some(p) = project {
+            path.push_str(&format!("&project={}", enc(p)));
+        }
+        let list: Vec<Value> = from(self.admin(Method::Get, &path)?)?;
+        list.into_iter().map(|v| self.view(v)).collect()
+    }
+
+    fn show_key(&mut self, id: &str, _at: u64) -> Result<KeyView> {
+        let v = self.admin(Method::Get, &format!("/v1/keys/{}", enc(id)))?;
+        self.view(v)
+    }
+
+    fn set_status(&mut self, id: &str, status: KeyStatus, _at: u64) -> Result<(KeyView, bool)> {
+        let verb = match status {
+            KeyStatus::Active => "enable",
+            KeyStatus::Disabled => "disable",
+        };
+        let v = self.admin(Method::Post(json!({})), &format!("/v1/keys/{}/{verb}", enc(id)))?;
+        let changed = v["changed"].as_bool().ok_or_else(|| self.garbled())?;
+        Ok((self.view(v)?, changed))
+    }
+
+    fn rotate_key(&mut self, id: &str, grace_seconds: u64, _at: u64) -> Result<(Created, KeyView)> {
+        let mut v = self.admin(
+            Method::Post(json!({"grace_seconds": grace_seconds})),
+            &format!("/v1/keys/{}/rotate", enc(id)),
+        )?;
+        let old = v
+            .as_object_mut()
+            .and_then(|o| o.remove("rotated"))
+            .ok_or_else(|| self.garbled())?;
+        Ok((self.created(v)?, self.view(old)?))
+    }
+
+    fn delete_key(&mut self, id: &str, _at: u64) -> Result<Option<String>> {
+        let v = self.admin(Method::Delete, &format!("/v1/keys/{}", enc(id)))?;
+        Ok(v["organization"].as_str().map(str::to_string))
+    }
+
+    fn audit(&mut self, organization: Option<&str>) -> Result<Vec<AuditEvent>> {
+        let path = match organization {
+            Some(o) => format!("/v1/audit?org={}", enc(o)),
+            None => "/v1/audit".to_string(),
+        };
+        let list: Vec<Value> = from(self.admin(Method::Get, &path)?)?;
+        list.into_iter()
+            .map(|v| audit_from_json(v).ok_or_else(|| self.garbled()))
+            .collect()
+    }
+
+    fn issuer_key(&mut self) -> Result<IssuerKey> {
+        let v = self.admin(Method::Get, "/v1/issuer")?;
+        let id = v["issuer_key_id"].as_str().ok_or_else(|| self.garbled())?;
+        let pk = v["public_key"].as_str().ok_or_else(|| self.garbled())?;
+        let public_key = (0..pk.len() / 2)
+            .map(|i| pk.get(2 * i..2 * i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .collect::<Option<Vec<u8>>>()
+            .filter(|b| b.len() == 32)
+            .ok_or_else(|| self.garbled())?;
+        Ok(IssuerKey {
+            id: id.to_string(),
+            public_key,
+        })
+    }
+
+    fn verify_json(
+        &mut self,
+        presented: &str,
+        project: &str,
+        action: &str,
+        at: u64,
+    ) -> Result<Value> {
+        // The presented key is the credential of a verify call; it goes in
+        // the Authorization header, never in the URL or the body.
+        let (status, body) = self.call(
+            Method::Post(json!({"project": project, "action": action, "at": at})),
+            "/v1/keys/verify",
+            Some(presented),
+        )?;
+        json_of(status, &body)
+    }
+
+    fn snapshot_file(&mut self, _at: u64, since: Option<u64>) -> Result<SnapshotFile> {
+        let path = match since {
+            Some(s) => format!("/v1/snapshot?since={s}"),
+            None => "/v1/snapshot".to_string(),
+        };
+        let (status, bytes) = self.call(Method::Get, &path, Some(self.token()?))?;
+        if status == 204 {
+            let sequence = since.unwrap_or_default();
+            return Err(Error::NothingSince { since: sequence, sequence });
+        }
+        if status != 200 {
+            return Err(json_of(status, &bytes).err().unwrap_or_else(|| self.garbled()));
+        }
+        // Checked here against the issuer the service names: a snapshot
+        // that does not verify is never written.
+        let trusted = self.issuer_key()?;
+        let mut module = Runtime::new()?.instantiate()?;
+        match module.inspect_snapshot(&bytes, &[trusted])? {
+            Ok(info) => Ok(SnapshotFile { bytes, info }),
+            Err(e) => Err(Error::System(format!(
+                "the snapshot the service sent does not verify against its issuer key: {e:?}"
+            ))),
+        }
+    }
+}
