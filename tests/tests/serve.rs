@@ -594,3 +594,247 @@ fn a_killed_service_loses_no_change_it_answered() {
         }
     }
 }
+
+/// One side of the parity test: a local store, or a store behind a service.
+struct Side<'a> {
+    kg: &'a Kg,
+    server: Option<(&'a str, &'a str)>,
+    /// Values of this side (ids, keys) and the placeholder both sides share.
+    names: Vec<(String, String)>,
+}
+
+impl Side<'_> {
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+        let mut c = self.kg.cmd();
+        c.env_remove("KEYGATE_ADMIN_TOKEN").env_remove("KEYGATE_SERVER");
+        if let Some((url, token)) = self.server {
+            c.args(["--server", url]).env("KEYGATE_ADMIN_TOKEN", token);
+        }
+        c.args(args);
+        if let Some(s) = stdin {
+            c.write_stdin(s.to_string());
+        }
+        let o = c.output().unwrap();
+        (
+            o.status.code().unwrap(),
+            self.norm(&String::from_utf8(o.stdout).unwrap()),
+            self.norm(&String::from_utf8(o.stderr).unwrap()),
+        )
+    }
+
+    fn name(&mut self, value: &str, placeholder: &str) {
+        self.names.push((value.to_string(), placeholder.to_string()));
+    }
+
+    /// This side's ids, keys and times replaced by what both sides share.
+    fn norm(&self, text: &str) -> String {
+        let mut t = text.to_string();
+        // Longest first: a key contains its id.
+        let mut names = self.names.clone();
+        names.sort_by_key(|(v, _)| std::cmp::Reverse(v.len()));
+        for (v, p) in &names {
+            t = t.replace(v.as_str(), p);
+        }
+        let mut out = String::new();
+        let mut rest = t.as_str();
+        // RFC 3339 times: 2026-11-27T21:24:13Z.
+        while let Some(i) = rest.find("20") {
+            let cand = &rest[i..];
+            if cand.len() >= 20
+                && cand.as_bytes()[4] == b'-'
+                && cand.as_bytes()[10] == b'T'
+                && cand.as_bytes()[19] == b'Z'
+            {
+                out.push_str(&rest[..i]);
+                out.push_str("<time>");
+                rest = &cand[20..];
+            } else {
+                out.push_str(&rest[..i + 2]);
+                rest = &cand[2..];
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// Both sides, and the values of side a that side b calls otherwise.
+struct Pair<'a> {
+    a: Side<'a>,
+    b: Side<'a>,
+    subs: Vec<(String, String)>,
+}
+
+impl Pair<'_> {
+    /// Side b's arguments: side a's, with a's ids and keys swapped for b's.
+    fn args_b(&self, args: &[&str]) -> Vec<String> {
+        args.iter()
+            .map(|x| {
+                let mut x = x.to_string();
+                for (va, vb) in &self.subs {
+                    x = x.replace(va.as_str(), vb);
+                }
+                x
+            })
+            .collect()
+    }
+
+    /// Run on both sides; outputs (normalised) and exit codes must match.
+    fn step(&self, args: &[&str], key: Option<&str>) -> (i32, String, String) {
+        let key_b = key.map(|k| self.args_b(&[k]).remove(0));
+        let x = self.a.run(args, key);
+        let bargs = self.args_b(args);
+        let y = self.b.run(&bargs.iter().map(String::as_str).collect::<Vec<_>>(), key_b.as_deref());
+        if args.contains(&"list") {
+            // Listings go in id order, and ids are random: compare the lines.
+            let lines = |t: &str| {
+                let mut l: Vec<String> = t.lines().map(str::to_string).collect();
+                l.sort();
+                l
+            };
+            assert_eq!((x.0, lines(&x.1), &x.2), (y.0, lines(&y.1), &y.2), "keygate {args:?} differs");
+        } else {
+            assert_eq!(x, y, "keygate {args:?} differs through the service");
+        }
+        x
+    }
+
+    /// Run a command that prints a new id or key on both sides, and name it.
+    fn made(&mut self, args: &[&str], name: &str) -> String {
+        let bargs = self.args_b(args);
+        let x = self.a.run(args, None);
+        let y = self.b.run(&bargs.iter().map(String::as_str).collect::<Vec<_>>(), None);
+        assert_eq!((x.0, y.0), (0, 0), "keygate {args:?}: {} / {}", x.2, y.2);
+        let (va, vb) = (x.1.trim().to_string(), y.1.trim().to_string());
+        self.a.name(&va, name);
+        self.b.name(&vb, name);
+        if va.starts_with("kg_") {
+            self.a.name(&va[3..14], &format!("{name}-id"));
+            self.b.name(&vb[3..14], &format!("{name}-id"));
+            self.subs.push((va[3..14].to_string(), vb[3..14].to_string()));
+        }
+        self.subs.push((va.clone(), vb));
+        self.subs.sort_by_key(|(v, _)| std::cmp::Reverse(v.len()));
+        assert_eq!(self.a.norm(&x.2), self.b.norm(&y.2), "keygate {args:?}: stderr differs");
+        va
+    }
+}
+
+#[test]
+fn the_cli_through_the_service_answers_like_the_cli_on_a_store() {
+    let local = Kg::new();
+    local.project("setup", "x");
+    // The same admin writes on both sides, so audit sequences match.
+    token(&local, &["--name", "ops"]);
+    let served = Kg::new();
+    served.project("setup", "x");
+    let token = token(&served, &["--name", "ops"]);
+    let s = Server::start(&served, &[]);
+    let mut t = Pair {
+        a: Side { kg: &local, server: None, names: Vec::new() },
+        b: Side { kg: &served, server: Some((&s.url, &token)), names: Vec::new() },
+        subs: Vec::new(),
+    };
+    let p = t.made(&["project", "create", "--org", "acme", "billing"], "<P>");
+    let g = t.made(&["project", "create", "--org", "globex", "crm"], "<G>");
+    let k1 = t.made(
+        &["key", "create", "--org", "acme", "--name", "crm", "--all-projects", "--expires", "30d"],
+        "<K1>",
+    );
+    t.made(&["key", "create", "--project", &p, "--name", "pk"], "<K2>");
+    t.made(&["key", "create", "--org", "acme", "--name", "sel", "--projects", &p], "<K3>");
+    let id1 = k1[3..14].to_string();
+    for args in [
+        vec!["key", "list", "--org", "acme"],
+        vec!["--json", "key", "list", "--org", "acme"],
+        vec!["key", "list", "--org", "acme", "--project", &p],
+        vec!["key", "show", &id1],
+        vec!["--json", "key", "show", &id1],
+        vec!["project", "list", "--org", "acme"],
+        vec!["--json", "project", "list", "--org", "acme"],
+    ] {
+        assert_eq!(t.step(&args, None).0, 0);
+    }
+    assert_eq!(t.step(&["verify", "--project", &p], Some(&k1)).0, 0);
+    let (code, out, _) = t.step(&["verify", "--project", &g], Some(&k1));
+    assert_eq!((code, out.as_str()), (1, "deny: wrong organization\n"));
+    assert_eq!(t.step(&["--json", "verify", "--project", &g], Some(&k1)).0, 1);
+    assert_eq!(t.step(&["--json", "verify", "--project", &p], Some(&k1)).0, 0);
+    assert_eq!(t.step(&["verify", "--project", &p, "--at", "+31d"], Some(&k1)).1, "deny: key expired\n");
+    assert_eq!(t.step(&["verify", "--project", &p], Some("kg_nope")).0, 1);
+    assert_eq!(t.step(&["key", "disable", &id1], None).0, 0);
+    assert_eq!(t.step(&["--json", "key", "disable", &id1], None).0, 0);
+    assert_eq!(t.step(&["verify", "--project", &p], Some(&k1)).1, "deny: key disabled\n");
+    assert_eq!(t.step(&["key", "enable", &id1], None).0, 0);
+    t.made(&["key", "rotate", &id1, "--grace", "1h"], "<K4>");
+    // Errors: the same line and exit code.
+    for args in [
+        vec!["key", "show", "AAAAAAAAAAA"],
+        vec!["key", "create", "--org", "acme", "--name", "x", "--all-projects", "--expires", "200d"],
+        vec!["key", "create", "--org", "acme", "--name", "", "--all-projects"],
+        vec!["key", "create", "--org", "globex", "--name", "x", "--projects", &p],
+        vec!["project", "delete", "prj_AAAAAAAAAAA"],
+        vec!["key", "rotate", &id1],
+    ] {
+        let (code, out, err) = t.step(&args, None);
+        assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    }
+    assert_eq!(t.step(&["audit", "--org", "globex"], None).0, 0);
+    assert_eq!(t.step(&["--json", "project", "delete", &p], None).0, 0);
+    assert_eq!(t.step(&["verify", "--project", &p], Some(&k1)).1, "deny: project deleted\n");
+
+    // A snapshot written through the service verifies like a local one.
+    let file = local.path().parent().unwrap().join("through-the-service.kgs");
+    let (code, _, err) = t.b.run(&["snapshot", "write", file.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{err}");
+    let issuer = t.b.run(&["--json", "issuer", "show"], None);
+    let issuer: Value = serde_json::from_str(&issuer.1).unwrap();
+    drop(s);
+    assert_eq!(issuer, served.json(&["issuer", "show"]));
+    let o = local
+        .cmd()
+        .args(["snapshot", "inspect", file.to_str().unwrap(), "--trust", issuer["public_key"].as_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn local_only_commands_refuse_server_and_a_missing_token_is_one_error_line() {
+    let kg = Kg::new();
+    kg.project("acme", "billing");
+    let s = Server::start(&kg, &[]);
+    for args in [
+        vec!["init"],
+        vec!["admin-token", "list"],
+        vec!["migrate"],
+        vec!["serve"],
+    ] {
+        let mut c = kg.cmd();
+        let o = c.args(["--server", &s.url]).args(&args).output().unwrap();
+        let err = String::from_utf8(o.stderr).unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(err.contains("works on a local store; it does not go through --server"), "{err}");
+    }
+    let o = kg
+        .cmd()
+        .env_remove("KEYGATE_ADMIN_TOKEN")
+        .args(["--server", &s.url, "key", "list", "--org", "acme"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(o.stderr).unwrap(),
+        "error: no admin token: set KEYGATE_ADMIN_TOKEN (from `keygate admin-token create`)\n"
+    );
+    let o = kg
+        .cmd()
+        .args(["--server", "http://127.0.0.1:1", "key", "list", "--org", "acme"])
+        .env("KEYGATE_ADMIN_TOKEN", "kgadmin_x")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.starts_with("error: cannot reach the keygate service at http://127.0.0.1:1"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
