@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -133,6 +134,52 @@ test('the gateway answers 202/401/403 and follows its snapshot file', async () =
     const full = JSON.parse(ok(['--json', 'snapshot', 'write', snap]));
     await until('the newer snapshot', async () => (await health()).sequence === full.sequence);
     assert.deepEqual(await reason(all, p), [202, all.slice(3, 14)]);
+
+    // Hostile input: an unparseable URL target, a key in the path, a FIFO
+    // or a device under the snapshot's name. The gateway stays up.
+    const raw = (text) =>
+      new Promise((resolveRaw) => {
+        const u = new URL(base);
+        const sock = connect(Number(u.port), u.hostname, () => sock.end(text));
+        let got = '';
+        sock.on('data', (d) => (got += d));
+        sock.on('close', () => resolveRaw(got));
+        sock.on('error', () => resolveRaw(got));
+      });
+    const crash = await raw('GET //x:99999/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    assert.match(crash, /^HTTP\/1.1 404 /);
+    const inPath = await trigger(all, all);
+    assert.deepEqual([inPath.status, inPath.body.error.code], [400, 'key-in-path']);
+    spawnSync('mkfifo', [`${snap}.fifo`]);
+    renameSync(`${snap}.fifo`, snap);
+    await until('the FIFO refusal', () => /cannot read .*\(ENOTREG\)/.test(stderr));
+    symlinkSync('/dev/zero', `${snap}.zero`);
+    renameSync(`${snap}.zero`, snap);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(await reason(all, p), [202, all.slice(3, 14)]);
+    assert.equal((await health()).sequence, full.sequence);
+
+    // A key disabled while its request's body is arriving is refused.
+    const slow = await new Promise((resolveSlow) => {
+      const u = new URL(base);
+      const sock = connect(Number(u.port), u.hostname, () => {
+        sock.write(
+          `POST /projects/${p}/workflows/w/trigger HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${all}\r\n` +
+            'Content-Type: application/json\r\nContent-Length: 10\r\nConnection: close\r\n\r\n{"a":',
+        );
+        resolveSlow(sock);
+      });
+    });
+    let slowAnswer = '';
+    slow.on('data', (d) => (slowAnswer += d));
+    const closed = new Promise((r) => slow.on('close', r));
+    ok(['key', 'disable', all.slice(3, 14)]);
+    const last = JSON.parse(ok(['--json', 'snapshot', 'write', snap]));
+    await until('the disable', async () => (await health()).sequence === last.sequence);
+    slow.end('1}   ');
+    await closed;
+    assert.match(slowAnswer, /^HTTP\/1.1 403 /);
+    assert.match(slowAnswer, /"code":"disabled"/);
 
     // No key, nor its secret, is ever logged.
     for (const k of [all, pk, gone]) {

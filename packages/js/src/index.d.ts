@@ -63,6 +63,8 @@ export class Validator {
     project: string,
     options?: { action?: 'trigger-workflows'; now?: Date | number | bigint },
   ): Authorization;
+  /** Whether `text` looks like an API key: never log or echo it. */
+  looksLikeKey(text: string): boolean;
   readonly sequence: number | null;
   readonly snapshotTime: number | null;
 }

@@ -171,6 +171,18 @@ export class Validator {
     return denial(answer.val);
   }
 
+  /**
+   * Whether `text` looks like an API key (a whole key, a prefixed key id,
+   * or a long mixed-case run of letters and digits): text that must never
+   * be logged or echoed. The component's own rule.
+   */
+  looksLikeKey(text) {
+    if (typeof text !== 'string') {
+      throw new InvalidArgumentError('text must be a string', 'bad-argument');
+    }
+    return policy.looksLikeKey(text, undefined);
+  }
+
   /** The sequence of the last snapshot or delta applied, or null. */
   get sequence() {
     return number(this.#inner.sequence());

@@ -104,6 +104,16 @@ test('bad snapshots are refused with a typed error and the validator keeps answe
   assert.throws(() => new Validator({ trustedIssuers: other }), InvalidArgumentError);
 });
 
+test('looksLikeKey asks the component', () => {
+  const v = Validator.fromSnapshot(hex(vectors.snapshots[0].file), { trustedIssuers });
+  const key = vectors.keys[0].key;
+  assert.deepEqual(
+    [key, key.slice(0, 14), key.slice(3, 50), 'prj_alpha', 'nightly-sync', 'deadbeef'.repeat(8)].map((t) => v.looksLikeKey(t)),
+    [true, false, true, false, false, false], // a prefixed key id alone is no secret
+  );
+  assert.throws(() => v.looksLikeKey(42), InvalidArgumentError);
+});
+
 test('wrong types are errors, never a silently wrong decision', () => {
   const v = Validator.fromSnapshot(hex(vectors.snapshots[0].file), { trustedIssuers });
   const key = vectors.keys[0].key;

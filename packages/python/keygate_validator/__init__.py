@@ -165,6 +165,7 @@ class Validator:
         self._load = func("[method]validator.load-snapshot-hex")
         self._sequence = func("[method]validator.sequence")
         self._snapshot_time = func("[method]validator.snapshot-time")
+        self._looks_like_key = func("looks-like-key")
         self._classify = func("classify-deny")
         self._reason_text = func("deny-reason-text")
         # Asked of the component once per reason: the rule lives there.
@@ -232,6 +233,14 @@ class Validator:
             )
             self._denials[reason] = deny
         return deny
+
+    def looks_like_key(self, text: str) -> bool:
+        """Whether `text` looks like an API key (a whole key, a prefixed key
+        id, or a long mixed-case run of letters and digits): text that must
+        never be logged or echoed. The component's own rule."""
+        if not isinstance(text, str):
+            raise InvalidArgument("text must be a string", "bad-argument")
+        return bool(self._looks_like_key(self._store, text, None))
 
     @property
     def sequence(self) -> Optional[int]:

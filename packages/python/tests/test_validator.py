@@ -87,6 +87,14 @@ class Vectors(unittest.TestCase):
         with self.assertRaises(InvalidArgument):
             Validator(trusted_issuers=[{"id": "ab" * 8, "public_key": "00" * 32}])
 
+    def test_looks_like_key_asks_the_component(self):
+        v = Validator.from_snapshot(FULL, trusted_issuers=ISSUERS)
+        texts = [KEY, KEY[:14], KEY[3:50], "prj_alpha", "nightly-sync", "deadbeef" * 8]
+        # A prefixed key id alone is not a secret (and no prefix is given here).
+        self.assertEqual([v.looks_like_key(t) for t in texts], [True, False, True, False, False, False])
+        with self.assertRaises(InvalidArgument):
+            v.looks_like_key(42)
+
     def test_wrong_types_are_errors_never_a_silently_wrong_decision(self):
         v = Validator.from_snapshot(FULL, trusted_issuers=ISSUERS)
         for now in (-1, 1.5, "1800000001", True, dt.datetime(2027, 1, 1)):
