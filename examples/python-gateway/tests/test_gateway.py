@@ -5,6 +5,7 @@ disables a key, a rollback, garbage, and a newer full snapshot."""
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -168,6 +169,60 @@ class Gateway(unittest.TestCase):
         full = json.loads(self.kg("--json", "snapshot", "write", str(snap)))
         until("the newer snapshot", lambda: self.health()["sequence"] == full["sequence"])
         self.assertEqual(self.outcome(all_key, p), (202, all_id))
+
+        # Hostile input: an unparseable target, a key in the path, chunked
+        # or ambiguous bodies, a FIFO or a device under the snapshot's name.
+        port = int(self.base.rsplit(":", 1)[1])
+
+        def raw(data: bytes, wait: float = 5.0) -> bytes:
+            with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+                sock.sendall(data)
+                got = b""
+                while True:
+                    try:
+                        chunk = sock.recv(65536)
+                    except socket.timeout:
+                        break
+                    if not chunk:
+                        break
+                    got += chunk
+                return got
+
+        self.assertTrue(raw(b"GET //x:99999/ HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 404 "))
+        self.assertEqual(self.outcome(all_key, all_key), (400, "key-in-path"))
+        auth = f"Authorization: Bearer {all_key}\r\n".encode()
+        head = f"POST /projects/{p}/workflows/w/trigger HTTP/1.1\r\nHost: x\r\n".encode() + auth
+        chunked = raw(head + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        self.assertTrue(chunked.startswith(b"HTTP/1.1 501 "), chunked)
+        twice = raw(head + b"Content-Length: 0\r\nContent-Length: 5\r\n\r\nhello")
+        self.assertTrue(twice.startswith(b"HTTP/1.1 400 "), twice)
+        started = time.monotonic()
+        old = raw(f"POST /projects/{p}/workflows/w/trigger HTTP/1.0\r\n".encode() + auth + b"Content-Length: 2\r\n\r\n{}")
+        self.assertTrue(old.startswith(b"HTTP/1.1 202 ") and b"connection: close" in old, old)
+        self.assertLess(time.monotonic() - started, 2.0, "an HTTP/1.0 request's connection was kept open")
+        fifo = self.d / "fifo"
+        os.mkfifo(fifo)
+        os.replace(fifo, snap)
+        until("the FIFO refusal", lambda: "(not a regular file)" in self.log())
+        os.symlink("/dev/zero", self.d / "zero")
+        os.replace(self.d / "zero", snap)
+        time.sleep(0.2)
+        self.assertEqual(self.outcome(all_key, p), (202, all_id))
+        self.assertEqual(self.health()["sequence"], full["sequence"])
+
+        # A key disabled while its request's body is arriving is refused.
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(head + b"Content-Type: application/json\r\nContent-Length: 10\r\n\r\n{\"a\":")
+        self.kg("key", "disable", all_id)
+        last = json.loads(self.kg("--json", "snapshot", "write", str(snap)))
+        until("the disable", lambda: self.health()["sequence"] == last["sequence"])
+        sock.sendall(b"1}   ")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        sock.close()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 403 "), answer)
+        self.assertIn(b'"code": "disabled"', answer)
 
         self.child.send_signal(15)
         self.assertEqual(self.child.wait(timeout=10), 0)
