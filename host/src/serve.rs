@@ -97,6 +97,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Pool {
     fn new(kg: &mut Keygate, n: usize) -> Result<Pool, Error> {
+        kg.keep_written(true);
         let full = kg.snapshot(admin::now()?, None)?;
         let mut slots = Vec::with_capacity(n);
         for _ in 0..n.max(1) {
@@ -141,7 +142,12 @@ impl Pool {
         if sequence <= held {
             return Ok(());
         }
-        let delta = kg.snapshot(admin::now()?, Some(held))?;
+        // The facts the service itself just wrote, or (after a gap) a
+        // delta computed from the store.
+        let delta = match kg.written_delta(held, admin::now()?)? {
+            Some(d) => d,
+            None => kg.snapshot(admin::now()?, Some(held))?,
+        };
         let mut full = None;
         for slot in &self.slots {
             let mut slot = lock(slot);

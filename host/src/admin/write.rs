@@ -4,9 +4,11 @@
 //! synced. Nothing else in keygate writes the store; a replicated store
 //! would plug in here.
 
-use crate::error::Result;
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
 use crate::runtime::bindings::{
-    KeyRecord, ProjectRegistration, SignedBody, SignedRecord, Tombstone,
+    KeyRecord, ProjectRegistration, SignedBody, SignedRecord, Snapshot, Tombstone,
 };
 use crate::schema::AuditEvent;
 use crate::store::Batch;
@@ -29,10 +31,75 @@ pub(crate) struct Change {
     pub schema: Option<u32>,
 }
 
+/// The facts written by consecutive commits of this process, from sequence
+/// `base` to `sequence`: what a validator holding `base` needs, without
+/// scanning the store (see [`Keygate::keep_written`]).
+#[derive(Debug, Default)]
+pub(crate) struct Written {
+    base: u64,
+    sequence: u64,
+    keys: BTreeMap<String, KeyRecord>,
+    projects: BTreeMap<String, ProjectRegistration>,
+    tombstones: BTreeMap<String, Tombstone>,
+}
+
 impl Keygate {
+    /// Keep the facts this process writes, so that [`Keygate::written_delta`]
+    /// can make a delta of them (a long-running service keeping validators
+    /// current); off by default.
+    pub fn keep_written(&mut self, on: bool) {
+        self.written = on.then(Written::default);
+    }
+
+    /// A signed delta from sequence `held` to the store's sequence, made of
+    /// the facts this process wrote since then, when it wrote every change
+    /// in between (else `None`: make one with [`Keygate::snapshot`]).
+    /// Taking it starts a new record.
+    pub fn written_delta(&mut self, held: u64, at: u64) -> Result<Option<super::SnapshotFile>> {
+        let Some(w) = self.written.as_mut() else {
+            return Ok(None);
+        };
+        let w = std::mem::take(w);
+        if w.base != held || w.sequence != self.store.sequence()? || w.sequence <= held {
+            return Ok(None);
+        }
+        let snap = Snapshot {
+            issuer_key_id: self.issuer.id().to_string(),
+            sequence: w.sequence,
+            base: Some(held),
+            made_at: at,
+            keys: w.keys.into_values().collect(),
+            projects: w.projects.into_values().collect(),
+            tombstones: w.tombstones.into_values().collect(),
+        };
+        let mut bytes = match self.module.encode_snapshot(&snap)? {
+            Ok(b) => b,
+            Err(e) => return Err(self.policy(e)),
+        };
+        let signed = self.issuer.sign(bytes.clone());
+        bytes.extend_from_slice(&signed.signature);
+        match self.module.inspect_snapshot(&bytes, &self.trusted())? {
+            Ok(info) => Ok(Some(super::SnapshotFile { bytes, info })),
+            Err(e) => Err(Error::System(format!(
+                "the delta just made does not verify ({e:?})"
+            ))),
+        }
+    }
+
     /// Check, encode and sign every fact of `change`, then commit it
     /// atomically. Returns the store's new sequence number.
     pub(crate) fn apply(&mut self, change: Change) -> Result<u64> {
+        let before = match self.written {
+            Some(_) => Some(self.store.sequence()?),
+            None => None,
+        };
+        let kept = before.map(|_| {
+            (
+                change.keys.clone(),
+                change.projects.clone(),
+                change.tombstones.clone(),
+            )
+        });
         let mut batch = Batch {
             audit: change.audit,
             schema: change.schema,
@@ -54,7 +121,30 @@ impl Keygate {
                 .delete_keys
                 .push((id, self.sign(SignedBody::Tombstone(t))?));
         }
-        self.store.commit(batch)
+        let after = self.store.commit(batch)?;
+        if let (Some(before), Some((keys, projects, tombstones)), Some(w)) =
+            (before, kept, self.written.as_mut())
+        {
+            if w.sequence != before || w.sequence == 0 {
+                // A gap (or the first commit): start again from here.
+                *w = Written {
+                    base: before,
+                    ..Written::default()
+                };
+            }
+            w.sequence = after;
+            for r in keys {
+                w.keys.insert(r.id.clone(), r);
+            }
+            for p in projects {
+                w.projects.insert(p.id.clone(), p);
+            }
+            for t in tombstones {
+                w.keys.remove(&t.id);
+                w.tombstones.insert(t.id.clone(), t);
+            }
+        }
+        Ok(after)
     }
 
     fn sign(&mut self, body: SignedBody) -> Result<SignedRecord> {
