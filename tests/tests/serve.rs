@@ -245,6 +245,10 @@ fn the_key_lifecycle_over_http_holds_for_the_next_request() {
 
     // Every other deny reason a request can reach.
     assert_eq!(c.decide("kg_nope", &p), "malformed");
+    let forged = crate::support::same_id_other_secret(&cli_key);
+    assert_eq!(c.decide(&forged, &p), "secret-mismatch");
+    let (_, v) = c.post("/v1/keys/verify", &cli_key, json!({"project": p, "at": 1}));
+    assert_eq!((&v["reason"], &v["at"]), (&json!("not-yet-valid"), &json!("1970-01-01T00:00:01Z")));
     assert_eq!(c.decide(&cli_key, "prj_nosuchproject"), "unknown-project");
     let mut flipped = cli_key.clone().into_bytes();
     flipped[20] = if flipped[20] == b'a' { b'b' } else { b'a' };
@@ -460,6 +464,12 @@ fn bad_requests_get_a_clear_status_and_the_service_keeps_serving() {
     let mut slow = TcpStream::connect(s.url.trim_start_matches("http://")).unwrap();
     slow.write_all(b"POST /v1/keys/verify HTTP/1.1\r\nHost: x\r\n").unwrap();
     assert_eq!(c.decide(&key, &p), "allow");
+
+    // A thousand idle connections at once: the service keeps answering.
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let idle: Vec<TcpStream> = (0..1000).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    assert_eq!(c.decide(&key, &p), "allow");
+    drop(idle);
 
     // Nothing was written by any of it.
     let (_, keys) = c.get("/v1/keys?org=acme", &ops);
@@ -889,4 +899,34 @@ fn the_delta_of_what_a_process_wrote_decides_like_the_stores_own_delta() {
     kg.create_admin_token("t", None, false, now).unwrap();
     kg.set_status(&stays.view.id, KeyStatus::Active, now).unwrap();
     assert!(kg.written_delta(held, now).unwrap().is_none());
+}
+
+#[test]
+fn connections_over_the_limit_are_closed_and_counted() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "billing");
+    let key = kg.key(&["--org", "acme", "--name", "k", "--all-projects"]);
+    let s = Server::start(&kg, &["--max-connections", "20"]);
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let held: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // The 21st is closed at once, without an answer.
+    let mut extra = TcpStream::connect(&addr).unwrap();
+    extra.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut buf = [0u8; 64];
+    assert!(matches!(extra.read(&mut buf), Ok(0) | Err(_)), "a connection over the limit was served");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    let c = Client::new(&s);
+    assert_eq!(c.decide(&key, &p), "allow");
+    let text = agent().get(format!("{}/metrics", s.url)).call().unwrap().body_mut().read_to_string().unwrap();
+    let refused: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("keygate_refused_connections_total "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(refused >= 1, "{text}");
 }

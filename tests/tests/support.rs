@@ -247,3 +247,20 @@ pub fn key_id(key: &str) -> String {
     let sep = key.find('_').unwrap();
     key[sep + 1..sep + 12].to_string()
 }
+
+/// A key with the same id as `key` (prefix `kg`), another secret and a
+/// valid checksum: what a caller who knows only a key id could forge.
+pub fn same_id_other_secret(key: &str) -> String {
+    let id = &key[3..14];
+    let n = id.bytes().fold(0u64, |n, c| {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'A'..=b'Z' => c - b'A' + 10,
+            _ => c - b'a' + 36,
+        };
+        n * 62 + u64::from(d)
+    });
+    let mut random = [0x5a_u8; 40];
+    random[..8].copy_from_slice(&n.to_be_bytes());
+    keygate_policy::make_key("kg", &random).unwrap().key
+}
