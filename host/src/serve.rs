@@ -242,6 +242,71 @@ struct App {
     admin: Mutex<Keygate>,
     pool: Pool,
     metrics: Metrics,
+    failures: Failures,
+}
+
+/// The client address of a request (put there by the accept loop).
+#[derive(Clone, Copy, Debug)]
+struct Peer(std::net::IpAddr);
+
+/// Failed authentications (401 answers) per client address: past
+/// [`Failures::LIMIT`] in [`Failures::WINDOW`], the address gets 429 until
+/// the window ends. Tokens and keys are 256-bit secrets, so this is not
+/// about guessing them: it keeps a flood of bad credentials from queueing
+/// on the store's lock.
+struct Failures {
+    seen: Mutex<std::collections::HashMap<std::net::IpAddr, (Instant, u32)>>,
+}
+
+impl Failures {
+    const LIMIT: u32 = 30;
+    const WINDOW: Duration = Duration::from_secs(10);
+
+    /// Seconds until `ip` may try again, if it is blocked now.
+    fn blocked(&self, ip: std::net::IpAddr) -> Option<u64> {
+        let seen = lock(&self.seen);
+        let (start, count) = seen.get(&ip)?;
+        let left = Self::WINDOW.checked_sub(start.elapsed())?;
+        (*count >= Self::LIMIT).then(|| left.as_secs().max(1))
+    }
+
+    fn failed(&self, ip: std::net::IpAddr) {
+        let mut seen = lock(&self.seen);
+        if seen.len() > 100_000 {
+            seen.retain(|_, (start, _)| start.elapsed() < Self::WINDOW);
+        }
+        let entry = seen.entry(ip).or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= Self::WINDOW {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
+}
+
+/// 429 for an address past its failed-authentication budget; counts 401s.
+async fn limit_failures(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<Peer>().copied();
+    if let Some(Peer(ip)) = peer
+        && let Some(wait) = app.failures.blocked(ip)
+    {
+        let mut r = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-failures",
+            "too many failed authentications from this address; wait and try again",
+        )
+        .into_response();
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
+    let response = next.run(req).await;
+    if response.status() == StatusCode::UNAUTHORIZED
+        && let Some(Peer(ip)) = peer
+    {
+        app.failures.failed(ip);
+    }
+    response
 }
 
 /// An error answer: `{"error": {"code": …, "message": …}}`.
@@ -932,6 +997,7 @@ fn router(app: Arc<App>, cfg: &Config) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(app.clone(), limit_failures))
         .layer(middleware::from_fn(access_log))
         .layer(DefaultBodyLimit::max(cfg.body_limit))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -954,6 +1020,9 @@ pub fn run(mut kg: Keygate, cfg: Config, ready: impl FnOnce(SocketAddr)) -> Resu
         admin: Mutex::new(kg),
         pool,
         metrics,
+        failures: Failures {
+            seen: Mutex::new(std::collections::HashMap::new()),
+        },
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -964,7 +1033,7 @@ pub fn run(mut kg: Keygate, cfg: Config, ready: impl FnOnce(SocketAddr)) -> Resu
 
 async fn serve(app: Arc<App>, cfg: Config, ready: impl FnOnce(SocketAddr)) -> Result<(), Error> {
     use hyper_util::rt::{TokioIo, TokioTimer};
-    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -972,7 +1041,7 @@ async fn serve(app: Arc<App>, cfg: Config, ready: impl FnOnce(SocketAddr)) -> Re
     let local = listener
         .local_addr()
         .map_err(|e| Error::System(format!("cannot read the listening address: {e}")))?;
-    let service = TowerToHyperService::new(router(app.clone(), &cfg));
+    let router = router(app.clone(), &cfg);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(cfg.max_connections));
     let shutdown = shutdown_signal();
@@ -983,7 +1052,7 @@ async fn serve(app: Arc<App>, cfg: Config, ready: impl FnOnce(SocketAddr)) -> Re
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(c) => c,
                     Err(e) => {
                         // Out of file descriptors and the like: wait, go on.
@@ -1003,7 +1072,14 @@ async fn serve(app: Arc<App>, cfg: Config, ready: impl FnOnce(SocketAddr)) -> Re
                     .timer(TokioTimer::new())
                     .header_read_timeout(cfg.header_timeout)
                     .max_buf_size(64 * 1024);
-                let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
+                let router = router.clone();
+                // Every request knows its client's address (for the
+                // failed-authentication limit).
+                let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(Peer(peer.ip()));
+                    router.clone().oneshot(req.map(Body::new))
+                });
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
                 let watched = graceful.watch(connection);
                 tokio::spawn(async move {
                     let _ = watched.await;

@@ -930,3 +930,26 @@ fn connections_over_the_limit_are_closed_and_counted() {
         .unwrap();
     assert!(refused >= 1, "{text}");
 }
+
+#[test]
+fn a_flood_of_bad_credentials_gets_429_for_a_while() {
+    let kg = Kg::new();
+    kg.project("acme", "billing");
+    let ops = token(&kg, &["--name", "ops"]);
+    let s = Server::start(&kg, &[]);
+    let c = Client::new(&s);
+    for i in 0..30 {
+        let (status, _) = c.get("/v1/keys?org=acme", "kgadmin_wrong");
+        assert_eq!(status, 401, "attempt {i}");
+    }
+    let r = agent()
+        .get(format!("{}/v1/keys?org=acme", s.url))
+        .header("Authorization", format!("Bearer {ops}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    let wait: u64 = r.headers().get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
+    assert!((1..=10).contains(&wait), "{wait}");
+    let (status, v) = c.get("/v1/keys?org=acme", &ops);
+    assert_eq!((status, &v["error"]["code"]), (429, &json!("too-many-failures")));
+}
