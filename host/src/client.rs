@@ -54,6 +54,13 @@ impl Client {
     /// authenticating admin calls with `token` (`kgadmin_…`).
     pub fn new(url: &str, token: Option<String>) -> Result<Client> {
         let base = url.trim_end_matches('/').to_string();
+        let authority = base.split("://").nth(1).unwrap_or("").split('/').next().unwrap_or("");
+        if authority.contains('@') {
+            return Err(Error::System(
+                "a --server URL must not hold credentials; the admin token goes in KEYGATE_ADMIN_TOKEN"
+                    .into(),
+            ));
+        }
         if !(base.starts_with("http://") || base.starts_with("https://")) || base.contains('?') {
             return Err(Error::System(format!(
                 "`{url}` is not a service URL (http://HOST:PORT or https://HOST)"
@@ -74,27 +81,45 @@ impl Client {
     /// One call; `bearer` is the credential sent (an admin token, or the
     /// presented key for verify). Returns the status and the raw body.
     fn call(&self, method: Method, path: &str, bearer: Option<&str>) -> Result<(u16, Vec<u8>)> {
+        self.call_with(method, path, bearer, None)
+    }
+
+    fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        extra: Option<(&str, String)>,
+    ) -> Result<(u16, Vec<u8>)> {
         let url = format!("{}{path}", self.base);
-        let auth = bearer.map(|b| format!("Bearer {b}"));
+        let mut headers = Vec::new();
+        if let Some(b) = bearer {
+            headers.push(("Authorization", format!("Bearer {b}")));
+        }
+        if let Some((name, value)) = extra {
+            headers.push((name, value));
+        }
+        // Snapshots may be big; JSON answers are not.
+        let limit: u64 = if path.starts_with("/v1/snapshot") { 4 << 30 } else { 256 << 20 };
         let sent = match method {
             Method::Get => {
                 let mut r = self.agent.get(&url);
-                if let Some(a) = &auth {
-                    r = r.header("Authorization", a);
+                for (n, v) in &headers {
+                    r = r.header(*n, v);
                 }
                 r.call()
             }
             Method::Delete => {
                 let mut r = self.agent.delete(&url);
-                if let Some(a) = &auth {
-                    r = r.header("Authorization", a);
+                for (n, v) in &headers {
+                    r = r.header(*n, v);
                 }
                 r.call()
             }
             Method::Post(body) => {
                 let mut r = self.agent.post(&url);
-                if let Some(a) = &auth {
-                    r = r.header("Authorization", a);
+                for (n, v) in &headers {
+                    r = r.header(*n, v);
                 }
                 r.send_json(body)
             }
@@ -104,7 +129,7 @@ impl Client {
         let body = response
             .body_mut()
             .with_config()
-            .limit(8 << 30)
+            .limit(limit)
             .read_to_vec()
             .map_err(|e| self.unreachable(&e))?;
         Ok((status, body))
@@ -122,7 +147,14 @@ impl Client {
     /// An admin call answering JSON; a non-2xx answer is [`Error::Remote`].
     fn admin(&self, method: Method, path: &str) -> Result<Value> {
         let (status, body) = self.call(method, path, Some(self.token()?))?;
-        json_of(status, &body)
+        checked(json_of(status, &body)?, &self.base)
+    }
+
+    /// A view of the key `id` (a service answering about another key is
+    /// not believed).
+    fn view_of(&self, v: Value, id: &str) -> Result<KeyView> {
+        let view = self.view(v)?;
+        if view.id == id { Ok(view) } else { Err(self.garbled()) }
     }
 
     fn view(&self, v: Value) -> Result<KeyView> {
@@ -145,11 +177,67 @@ impl Client {
             obj.remove("key");
         }
         let view = self.view(v)?;
+        // The key must be a key, of the id the view names.
+        if keygate_policy::parse_key(&key).ok() != Some(view.id.as_str()) {
+            return Err(self.garbled());
+        }
         Ok(Created {
             issued: IssuedKey::received(key, view.id.clone()),
             view,
         })
     }
+}
+
+/// An answer whose every string is free of control and invisible
+/// formatting characters (the policy's `is_hidden`, the rule names are held
+/// to): a service, or whatever answers in its place, cannot put terminal
+/// escapes or fake lines into this process's output.
+fn checked(v: Value, base: &str) -> Result<Value> {
+    fn clean(v: &Value) -> bool {
+        match v {
+            Value::String(s) => !s.chars().any(|c| c.is_control() || keygate_policy::record::is_hidden(c)),
+            Value::Array(a) => a.iter().all(clean),
+            Value::Object(o) => o.iter().all(|(k, v)| clean(&Value::String(k.clone())) && clean(v)),
+            _ => true,
+        }
+    }
+    if clean(&v) {
+        Ok(v)
+    } else {
+        Err(Error::System(format!(
+            "the keygate service at {base} answered text with control or invisible characters; refused"
+        )))
+    }
+}
+
+/// The decision for a presented key that is not shaped like a key (it
+/// cannot even travel in a header), taken by the embedded component.
+fn local_malformed(presented: &str, project: &str, action: &str, at: Option<u64>) -> Result<Value> {
+    use crate::runtime::bindings::{Decision, Evidence, ValidationRequest};
+    let at = match at {
+        Some(at) => at,
+        None => crate::admin::now()?,
+    };
+    let mut m = Runtime::new()?.instantiate()?;
+    let Some(scope) = m.scope_named(action)? else {
+        return Err(Error::UnknownScope {
+            name: action.to_string(),
+            known: "trigger-workflows".into(),
+        });
+    };
+    let request = ValidationRequest {
+        presented_key: presented.to_string(),
+        project: project.to_string(),
+        action: scope,
+        now: at,
+    };
+    let empty = Evidence { key: None, tombstone: None, project: None };
+    let decision = m.evaluate(&request, &empty, &[])?;
+    let (text, class) = match &decision {
+        Decision::Deny(r) => (Some(m.deny_reason_text(*r)?), Some(m.classify_deny(*r)?)),
+        Decision::Allow(_) => (None, None),
+    };
+    Ok(crate::admin::decision_json(&decision, text.as_ref(), class, None, project, action, at))
 }
 
 /// The JSON of a 2xx answer; the service's error otherwise.
@@ -224,7 +312,7 @@ impl AdminApi for Client {
 
     fn show_key(&mut self, id: &str, _at: u64) -> Result<KeyView> {
         let v = self.admin(Method::Get, &format!("/v1/keys/{}", enc(id)))?;
-        self.view(v)
+        self.view_of(v, id)
     }
 
     fn set_status(&mut self, id: &str, status: KeyStatus, _at: u64) -> Result<(KeyView, bool)> {
@@ -234,7 +322,7 @@ impl AdminApi for Client {
         };
         let v = self.admin(Method::Post(json!({})), &format!("/v1/keys/{}/{verb}", enc(id)))?;
         let changed = v["changed"].as_bool().ok_or_else(|| self.garbled())?;
-        Ok((self.view(v)?, changed))
+        Ok((self.view_of(v, id)?, changed))
     }
 
     fn rotate_key(&mut self, id: &str, grace_seconds: u64, _at: u64) -> Result<(Created, KeyView)> {
@@ -246,11 +334,19 @@ impl AdminApi for Client {
             .as_object_mut()
             .and_then(|o| o.remove("rotated"))
             .ok_or_else(|| self.garbled())?;
-        Ok((self.created(v)?, self.view(old)?))
+        let created = self.created(v)?;
+        if created.view.rotated_from.as_deref() != Some(id) {
+            return Err(self.garbled());
+        }
+        Ok((created, self.view_of(old, id)?))
     }
 
     fn delete_key(&mut self, id: &str, _at: u64) -> Result<Option<String>> {
         let v = self.admin(Method::Delete, &format!("/v1/keys/{}", enc(id)))?;
+        // Only an answer naming the deleted key is a deletion.
+        if v["deleted_key"].as_str() != Some(id) {
+            return Err(self.garbled());
+        }
         Ok(v["organization"].as_str().map(str::to_string))
     }
 
@@ -285,16 +381,27 @@ impl AdminApi for Client {
         presented: &str,
         project: &str,
         action: &str,
-        at: u64,
+        at: Option<u64>,
     ) -> Result<Value> {
+        // A key that cannot travel in a header (controls, spaces, non-ASCII)
+        // is not shaped like a key: the embedded component decides it here,
+        // exactly as the service's would.
+        if presented.is_empty() || !presented.bytes().all(|b| b.is_ascii_graphic()) {
+            return local_malformed(presented, project, action, at);
+        }
         // The presented key is the credential of a verify call; it goes in
-        // the Authorization header, never in the URL or the body.
-        let (status, body) = self.call(
-            Method::Post(json!({"project": project, "action": action, "at": at})),
-            "/v1/keys/verify",
-            Some(presented),
-        )?;
-        json_of(status, &body)
+        // the Authorization header, never in the URL or the body. Asking
+        // about another time needs the admin token too.
+        let mut body = json!({"project": project, "action": action});
+        let mut extra = None;
+        if let Some(at) = at {
+            body["at"] = json!(at);
+            extra = Some((crate::serve::ADMIN_TOKEN_HEADER, self.token()?.to_string()));
+        }
+        let (status, bytes) =
+            self.call_with(Method::Post(body), "/v1/keys/verify", Some(presented), extra)?;
+        let v = json_of(status, &bytes)?;
+        checked(v, &self.base)
     }
 
     fn snapshot_file(&mut self, _at: u64, since: Option<u64>) -> Result<SnapshotFile> {
@@ -315,6 +422,10 @@ impl AdminApi for Client {
         let trusted = self.issuer_key()?;
         let mut module = Runtime::new()?.instantiate()?;
         match module.inspect_snapshot(&bytes, &[trusted])? {
+            Ok(info) if info.base != since => Err(Error::System(format!(
+                "the service sent a snapshot with base {:?} when {since:?} was asked for",
+                info.base
+            ))),
             Ok(info) => Ok(SnapshotFile { bytes, info }),
             Err(e) => Err(Error::System(format!(
                 "the snapshot the service sent does not verify against its issuer key: {e:?}"

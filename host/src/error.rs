@@ -70,6 +70,9 @@ pub enum Error {
     /// A bad deployment key prefix.
     #[error("key prefix `{0}` must be 2 to 12 lowercase letters or digits, starting with a letter")]
     BadPrefix(String),
+    /// A deployment prefix keygate keeps for itself.
+    #[error("key prefix `{0}` is reserved for keygate's admin tokens; choose another")]
+    ReservedPrefix(String),
     /// The data directory already holds a store.
     #[error("`{0}` already holds a keygate store")]
     AlreadyInitialised(PathBuf),

@@ -243,7 +243,20 @@ struct App {
     pool: Pool,
     metrics: Metrics,
     failures: Failures,
+    /// Set at shutdown: admin operations still queued are not started.
+    stopping: std::sync::atomic::AtomicBool,
 }
+
+tokio::task_local! {
+    /// When the request being served arrived.
+    static ARRIVED: Instant;
+}
+
+/// An admin operation that has not started this long after its request
+/// arrived is not started at all (503): the request's own time limit
+/// (30 s) would answer it 408 while it still ran, and a change must never
+/// be made after its caller was told it failed.
+const ADMIN_START_LIMIT: Duration = Duration::from_secs(20);
 
 /// The client address of a request (put there by the accept loop).
 #[derive(Clone, Copy, Debug)]
@@ -358,14 +371,21 @@ impl From<Error> for ApiError {
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
+            // The cause (a path, an OS error) is for the operator's log.
             tracing::error!(error = %e, "request failed");
+            return ApiError::new(status, code, "internal error; the service's log has the cause");
         }
         ApiError::new(status, code, e.to_string())
     }
 }
 
 impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
+        // Whatever a message quotes from the request, it never repeats
+        // something that looks like a key or a token.
+        if keygate_policy::looks_like_key(&self.message, None) {
+            self.message = "the request holds something that looks like an API key or a token (not repeated here); keys and tokens go only in the Authorization header".into();
+        }
         let mut r = (
             self.status,
             axum::Json(json!({"error": {"code": self.code, "message": self.message}})),
@@ -453,7 +473,13 @@ async fn verify(State(app): State<Arc<App>>, headers: HeaderMap, bytes: Bytes) -
     })?;
     let req: VerifyBody = body(&headers, &bytes)?;
     let at = match req.at {
-        Some(at) => at,
+        // Deciding as of another time is an operator's question ("would
+        // this key work then?"): a key holder could otherwise have an
+        // expired key allowed by asking about the past.
+        Some(at) => {
+            authenticate(&app, headers.get(ADMIN_TOKEN_HEADER)).await?;
+            at
+        }
         None => admin::now()?,
     };
     let answer = app.pool.with(|slot| decide(slot, &key, &req, at))?;
@@ -471,8 +497,32 @@ async fn verify(State(app): State<Arc<App>>, headers: HeaderMap, bytes: Bytes) -
     app.metrics
         .verify_seconds
         .observe(started.elapsed().as_secs_f64());
-    tracing::info!(decision = result, reason = %reason, project = %req.project, "verify");
+    // The project is the caller's text (it could hold anything): not logged.
+    tracing::info!(decision = result, reason = %reason, "verify");
     Ok(json_response(StatusCode::OK, answer))
+}
+
+/// The header that carries an admin token on a verify request asking about
+/// another time than now (`at`).
+pub const ADMIN_TOKEN_HEADER: &str = "keygate-admin-token";
+
+/// A live admin token (any scope) from a header value, or 401.
+async fn authenticate(app: &Arc<App>, value: Option<&HeaderValue>) -> Result<AdminToken, ApiError> {
+    let presented = value.and_then(|v| v.to_str().ok()).map(str::to_string);
+    let app = app.clone();
+    let found = tokio::task::spawn_blocking(move || -> Result<Option<AdminToken>, ApiError> {
+        match presented {
+            Some(t) if t.starts_with(TOKEN_PREFIX) => Ok(lock(&app.admin).authenticate_admin(&t)?),
+            _ => Ok(None),
+        }
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the operation failed"))??;
+    found.ok_or_else(|| {
+        ApiError::unauthenticated(
+            "deciding as of another time (`at`) needs a live admin token in the Keygate-Admin-Token header",
+        )
+    })
 }
 
 fn decide(slot: &mut Slot, key: &str, req: &VerifyBody, at: u64) -> Result<Value, ApiError> {
@@ -537,10 +587,18 @@ async fn admin_op(
     f: impl FnOnce(&mut Keygate, &AdminToken, u64) -> ApiResult + Send + 'static,
 ) -> ApiResult {
     let token = bearer(headers);
+    let arrived = ARRIVED.try_with(|t| *t).unwrap_or_else(|_| Instant::now());
     let task = {
         let app = app.clone();
         tokio::task::spawn_blocking(move || {
             let mut kg = lock(&app.admin);
+            if app.stopping.load(Ordering::Acquire) || arrived.elapsed() > ADMIN_START_LIMIT {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "the service is busy or stopping; the operation was not started, try again",
+                ));
+            }
             let token = match token {
                 Some(t) if t.starts_with(TOKEN_PREFIX) => kg.authenticate_admin(&t)?,
                 _ => None,
@@ -554,7 +612,7 @@ async fn admin_op(
                 return Err(ApiError::forbidden("this admin token is read-only"));
             }
             let at = admin::now()?;
-            let answer = f(&mut kg, &token, at);
+            let answer = f(&mut kg, &token, at).map_err(|e| hide_elsewhere(&token, e));
             if need == Need::Write {
                 app.pool.refresh(&mut kg)?;
                 app.metrics
@@ -586,7 +644,40 @@ async fn admin_op(
     answer
 }
 
+/// For a token of one organization, whatever is not found, deleted, or
+/// another organization's is one answer: 404. A key or project id of
+/// another organization is not confirmed to exist.
+fn hide_elsewhere(token: &AdminToken, e: ApiError) -> ApiError {
+    let elsewhere = matches!(
+        e.code.as_str(),
+        "not-found" | "deleted" | "wrong-organization" | "other-organization"
+    );
+    if token.organization.is_some() && elsewhere {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "no such key or project in this token's organization",
+        )
+    } else {
+        e
+    }
+}
+
+/// The resource (a key or project named by id) is this token's to act on.
 fn reach(token: &AdminToken, organization: &str) -> Result<(), ApiError> {
+    if token.reaches(Some(organization)) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "other-organization",
+            "this admin token reaches another organization",
+        ))
+    }
+}
+
+/// A listing's organization is this token's to read.
+fn reach_listing(token: &AdminToken, organization: &str) -> Result<(), ApiError> {
     if token.reaches(Some(organization)) {
         Ok(())
     } else {
@@ -610,7 +701,7 @@ fn organization_of(token: &AdminToken, asked: Option<String>) -> Result<String, 
             ));
         }
     };
-    reach(token, &org)?;
+    reach_listing(token, &org)?;
     Ok(org)
 }
 
@@ -644,7 +735,7 @@ async fn list_projects(
 async fn create_project(State(app): State<Arc<App>>, headers: HeaderMap, bytes: Bytes) -> ApiResult {
     let req: NewProject = body(&headers, &bytes)?;
     admin_op(app, &headers, Need::Write, move |kg, token, at| {
-        reach(token, &req.org)?;
+        reach_listing(token, &req.org)?;
         let p = kg.create_project(&req.org, &req.name, at)?;
         Ok(json_response(StatusCode::CREATED, json!(p)))
     })
@@ -723,7 +814,11 @@ async fn create_key(State(app): State<Arc<App>>, headers: HeaderMap, bytes: Byte
             (None, Access::OwnProject(p)) => kg.live_project(p)?.organization,
             (None, _) => return Err(Error::NeedsOrganization.into()),
         };
-        reach(token, &org)?;
+        if spec.organization.is_some() {
+            reach_listing(token, &org)?;
+        } else {
+            reach(token, &org)?;
+        }
         let created = kg.create_key(spec, at)?;
         let mut j = created.view.to_json();
         j["key"] = json!(created.issued.expose_key());
@@ -960,6 +1055,35 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route")
 }
 
+/// Every error answer in the documented shape: answers made by the HTTP
+/// stack itself (405, 408, 413, a query that does not parse) come as plain
+/// text or empty; they are replaced by `{"error": {"code", "message"}}`
+/// (never quoting the request).
+async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if status.as_u16() < 400 || is_json {
+        return response;
+    }
+    let code = format!("http-{}", status.as_u16());
+    let message = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_lowercase();
+    let mut r = ApiError::new(status, &code, message).into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(v) = response.headers().get(&name) {
+            r.headers_mut().insert(name, v.clone());
+        }
+    }
+    r
+}
+
 /// One log line per request: method, route template (never the raw path
 /// or query), status, time. Headers and bodies are never logged.
 async fn access_log(req: Request, next: Next) -> Response {
@@ -998,19 +1122,36 @@ fn router(app: Arc<App>, cfg: &Config) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), limit_failures))
-        .layer(middleware::from_fn(access_log))
         .layer(DefaultBodyLimit::max(cfg.body_limit))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             cfg.request_timeout,
         ))
+        // Outermost: every answer, 408s included, is JSON and logged.
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(access_log))
         .with_state(app)
 }
 
 /// Serve until SIGTERM or SIGINT. `ready` is called with the bound address
 /// once connections are accepted. The store (and its lock) is released when
 /// this returns.
-pub fn run(mut kg: Keygate, cfg: Config, ready: impl FnOnce(SocketAddr)) -> Result<(), Error> {
+pub fn run(mut kg: Keygate, mut cfg: Config, ready: impl FnOnce(SocketAddr)) -> Result<(), Error> {
+    // Every connection is a file descriptor: a limit below the connection
+    // limit would let idle clients starve the store of descriptors (a
+    // commit whose sync then fails). Raise the soft limit to the hard one,
+    // and keep connections 64 below it.
+    let files = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    let budget = usize::try_from(files.saturating_sub(64)).unwrap_or(usize::MAX).max(1);
+    if cfg.max_connections > budget {
+        tracing::warn!(
+            asked = cfg.max_connections,
+            allowed = budget,
+            open_files = files,
+            "the connection limit is lowered to fit the open-files limit"
+        );
+        cfg.max_connections = budget;
+    }
     let pool = Pool::new(&mut kg, cfg.validators)?;
     let metrics = Metrics::new();
     metrics
@@ -1023,6 +1164,7 @@ pub fn run(mut kg: Keygate, cfg: Config, ready: impl FnOnce(SocketAddr)) -> Resu
         failures: Failures {
             seen: Mutex::new(std::collections::HashMap::new()),
         },
+        stopping: std::sync::atomic::AtomicBool::new(false),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -1077,7 +1219,7 @@ async fn serve(app: Arc<App>, cfg: Config, ready: impl FnOnce(SocketAddr)) -> Re
                 // failed-authentication limit).
                 let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(Peer(peer.ip()));
-                    router.clone().oneshot(req.map(Body::new))
+                    ARRIVED.scope(Instant::now(), router.clone().oneshot(req.map(Body::new)))
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), service);
                 let watched = graceful.watch(connection);
@@ -1089,6 +1231,7 @@ async fn serve(app: Arc<App>, cfg: Config, ready: impl FnOnce(SocketAddr)) -> Re
             () = &mut shutdown => break,
         }
     }
+    app.stopping.store(true, Ordering::Release);
     drop(listener);
     tracing::info!("shutting down: finishing in-flight requests");
     if tokio::time::timeout(cfg.shutdown_grace, graceful.shutdown())

@@ -247,7 +247,19 @@ fn the_key_lifecycle_over_http_holds_for_the_next_request() {
     assert_eq!(c.decide("kg_nope", &p), "malformed");
     let forged = crate::support::same_id_other_secret(&cli_key);
     assert_eq!(c.decide(&forged, &p), "secret-mismatch");
-    let (_, v) = c.post("/v1/keys/verify", &cli_key, json!({"project": p, "at": 1}));
+    // Another time than now is an operator's question: it needs an admin
+    // token (a key holder must not have an expired key allowed by asking
+    // about the past).
+    let (status, v) = c.post("/v1/keys/verify", &cli_key, json!({"project": p, "at": 1}));
+    assert_eq!((status, &v["error"]["code"]), (401, &json!("unauthenticated")));
+    let v = answer(
+        agent()
+            .post(format!("{}/v1/keys/verify", s.url))
+            .header("Authorization", format!("Bearer {cli_key}"))
+            .header("Keygate-Admin-Token", &ops)
+            .send_json(json!({"project": p, "at": 1})),
+    )
+    .1;
     assert_eq!((&v["reason"], &v["at"]), (&json!("not-yet-valid"), &json!("1970-01-01T00:00:01Z")));
     assert_eq!(c.decide(&cli_key, "prj_nosuchproject"), "unknown-project");
     let mut flipped = cli_key.clone().into_bytes();
@@ -306,7 +318,14 @@ fn admin_tokens_reach_only_what_they_were_made_for() {
     assert_eq!(c.get("/v1/keys?org=acme", &acme).0, 200);
     let (status, v) = c.get("/v1/keys?org=globex", &acme);
     assert_eq!((status, &v["error"]["code"]), (403, &json!("forbidden")));
-    assert_eq!(c.delete(&format!("/v1/projects/{g}"), &acme).0, 403);
+    // Ids of another organization are not confirmed to exist.
+    let (status, v) = c.delete(&format!("/v1/projects/{g}"), &acme);
+    assert_eq!((status, &v["error"]["code"]), (404, &json!("not-found")));
+    assert_eq!(c.delete("/v1/projects/prj_AAAAAAAAAAA", &acme).0, 404);
+    let (_, other_org_key) = c.get("/v1/keys?org=globex", &reader);
+    assert_eq!(other_org_key.as_array().unwrap().len(), 0);
+    let (status, v) = c.post("/v1/keys", &acme, json!({"org": "acme", "name": "x", "access": [g]}));
+    assert_eq!((status, &v["error"]["code"]), (404, &json!("not-found")));
     assert_eq!(
         c.post("/v1/keys", &acme, json!({"org": "globex", "name": "x", "access": "all-projects"})).0,
         403
@@ -794,7 +813,8 @@ fn the_cli_through_the_service_answers_like_the_cli_on_a_store() {
     assert_eq!(t.step(&["verify", "--project", &p], Some(&k1)).1, "deny: project deleted\n");
 
     // A snapshot written through the service verifies like a local one.
-    let file = local.path().parent().unwrap().join("through-the-service.kgs");
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("through-the-service.kgs");
     let (code, _, err) = t.b.run(&["snapshot", "write", file.to_str().unwrap()], None);
     assert_eq!(code, 0, "{err}");
     let issuer = t.b.run(&["--json", "issuer", "show"], None);
@@ -952,4 +972,144 @@ fn a_flood_of_bad_credentials_gets_429_for_a_while() {
     assert!((1..=10).contains(&wait), "{wait}");
     let (status, v) = c.get("/v1/keys?org=acme", &ops);
     assert_eq!((status, &v["error"]["code"]), (429, &json!("too-many-failures")));
+}
+
+#[test]
+fn keys_and_tokens_in_names_ids_or_queries_are_refused_and_never_repeated() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "billing");
+    let key = kg.key(&["--org", "acme", "--name", "k", "--all-projects"]);
+    let ops = token(&kg, &["--name", "ops"]);
+    let s = Server::start(&kg, &[]);
+    let c = Client::new(&s);
+    let secret = &key[14..];
+    for (status, v) in [
+        c.post("/v1/projects", &ops, json!({"org": "acme", "name": key})),
+        c.post("/v1/keys", &ops, json!({"org": "acme", "name": key, "access": "all-projects"})),
+        c.post("/v1/keys", &ops, json!({"org": "acme", "name": "x", "access": "all-projects", "scopes": [key]})),
+        c.post("/v1/keys", &ops, json!({"org": "acme", "name": "x", "access": [key]})),
+        c.get(&format!("/v1/keys?org=acme&project={key}"), &ops),
+        c.get(&format!("/v1/keys?org=acme&{key}=1"), &ops),
+        c.delete(&format!("/v1/projects/{key}"), &ops),
+        c.post("/v1/projects", &ops, json!({"org": "acme", "name": "x", &key: 1})),
+    ] {
+        // 400, or 422 for an unknown body field.
+        assert!(status == 400 || status == 422, "{status} {v}");
+        assert!(!v.to_string().contains(secret), "echoed: {v}");
+    }
+    // A verify whose project is a key: decided (unknown project), not logged.
+    let (_, v) = c.post("/v1/keys/verify", &key, json!({"project": key}));
+    assert_eq!(v["reason"], "unknown-project");
+    // The error shapes the HTTP stack makes are JSON too.
+    let r = agent().get(format!("{}/v1/keys/verify", s.url)).call().unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(r.headers().get("content-type").unwrap(), "application/json");
+    let (code, log) = s.stop();
+    assert_eq!(code, 0);
+    assert!(!log.contains(secret), "a secret reached the log");
+    assert!(log.contains("\"decision\":\"deny\""), "{log}");
+    let listed = kg.json(&["key", "list", "--org", "acme"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert!(!listed.to_string().contains(secret));
+    let _ = p;
+}
+
+/// A stand-in for a service: answers every connection with the next canned
+/// response (status line, JSON body).
+fn fake_service(answers: Vec<(u16, String)>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for (status, body) in answers {
+            let Ok((mut conn, _)) = listener.accept() else { return };
+            let mut buf = [0u8; 65536];
+            let _ = conn.set_read_timeout(Some(Duration::from_millis(300)));
+            let _ = conn.read(&mut buf);
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn the_remote_cli_does_not_believe_a_lying_service() {
+    let kg = Kg::new();
+    let view = |id: &str, name: &str| {
+        json!({"id": id, "name": name, "organization": "acme", "level": "organization", "project": null,
+               "scopes": ["trigger-workflows"], "access": "all-projects", "status": "active",
+               "inactive_reason": null, "expiry_policy": "never", "expires_at": null,
+               "created_at": "2026-01-01T00:00:00Z", "rotated_from": null, "rotated_to": null, "version": 1})
+    };
+    let run = |url: &str, args: &[&str]| {
+        let o = kg
+            .cmd()
+            .env("KEYGATE_ADMIN_TOKEN", "kgadmin_x")
+            .args(["--server", url])
+            .args(args)
+            .output()
+            .unwrap();
+        (o.status.code().unwrap(), String::from_utf8(o.stdout).unwrap(), String::from_utf8(o.stderr).unwrap())
+    };
+    // Terminal escapes in a name.
+    let url = fake_service(vec![(200, view("AAAAAAAAAAA", "x\u{1b}]0;owned\u{7}").to_string())]);
+    let (code, out, err) = run(&url, &["key", "show", "AAAAAAAAAAA"]);
+    assert_eq!((code, out.as_str()), (2, ""));
+    assert!(err.contains("control or invisible characters"), "{err}");
+    // A "deletion" that names no deleted key.
+    let url = fake_service(vec![(200, r#"{"status":"ok"}"#.into())]);
+    let (code, out, _) = run(&url, &["key", "delete", "AAAAAAAAAAA"]);
+    assert_eq!((code, out.as_str()), (2, ""));
+    // An answer about another key.
+    let url = fake_service(vec![(200, view("BBBBBBBBBBB", "x").to_string())]);
+    assert_eq!(run(&url, &["key", "show", "AAAAAAAAAAA"]).0, 2);
+    // A "new key" that is not a key.
+    let mut created = view("AAAAAAAAAAA", "x");
+    created["key"] = json!("not-a-key");
+    let url = fake_service(vec![(201, created.to_string())]);
+    let (code, out, _) = run(&url, &["key", "create", "--org", "acme", "--name", "x", "--all-projects"]);
+    assert_eq!((code, out.as_str()), (2, ""));
+    // Credentials in the URL are refused before any connection.
+    let (code, _, err) = run("http://user:hunter2@127.0.0.1:1", &["key", "list", "--org", "acme"]);
+    assert_eq!(code, 2);
+    assert!(!err.contains("hunter2"), "{err}");
+    // A key that cannot travel in a header is decided by the embedded
+    // component, as locally: malformed.
+    let o = kg
+        .cmd()
+        .args(["--server", "http://127.0.0.1:1", "verify", "--project", "prj_x"])
+        .write_stdin("kg_with space")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), "deny: malformed key\n");
+}
+
+#[test]
+fn snapshot_write_can_pin_the_issuer_and_kgadmin_is_no_deployment_prefix() {
+    let kg = Kg::new();
+    kg.project("acme", "billing");
+    let other = Kg::new();
+    other.project("x", "y");
+    let foreign = other.json(&["issuer", "show"]);
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("pinned.kgs");
+    let err = kg.fail(&[
+        "snapshot",
+        "write",
+        file.to_str().unwrap(),
+        "--trust",
+        foreign["public_key"].as_str().unwrap(),
+    ]);
+    assert!(err.contains("the snapshot was not written"), "{err}");
+    assert!(!file.exists());
+    let own = kg.json(&["issuer", "show"]);
+    kg.ok(&["snapshot", "write", file.to_str().unwrap(), "--trust", own["public_key"].as_str().unwrap()]);
+    assert!(file.exists());
+    let fresh = Kg::new();
+    let err = fresh.fail(&["init", "--prefix", "kgadmin"]);
+    assert!(err.contains("reserved for keygate's admin tokens"), "{err}");
 }

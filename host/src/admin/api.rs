@@ -40,9 +40,15 @@ pub trait AdminApi {
     fn audit(&mut self, organization: Option<&str>) -> Result<Vec<AuditEvent>>;
     /// The issuer public key validators pin.
     fn issuer_key(&mut self) -> Result<IssuerKey>;
-    /// One decision, as [`super::decision_json`] writes it.
-    fn verify_json(&mut self, presented: &str, project: &str, action: &str, at: u64)
-    -> Result<Value>;
+    /// One decision, as [`super::decision_json`] writes it: now, or as of
+    /// `at` (an operator's question; the service asks for an admin token).
+    fn verify_json(
+        &mut self,
+        presented: &str,
+        project: &str,
+        action: &str,
+        at: Option<u64>,
+    ) -> Result<Value>;
     /// A signed snapshot, or a delta since a sequence.
     fn snapshot_file(&mut self, at: u64, since: Option<u64>) -> Result<SnapshotFile>;
 }
@@ -91,8 +97,12 @@ impl AdminApi for Keygate {
         presented: &str,
         project: &str,
         action: &str,
-        at: u64,
+        at: Option<u64>,
     ) -> Result<Value> {
+        let at = match at {
+            Some(at) => at,
+            None => super::now()?,
+        };
         Ok(self.verify(presented, project, action, at)?.to_json(action, at))
     }
     fn snapshot_file(&mut self, at: u64, since: Option<u64>) -> Result<SnapshotFile> {

@@ -110,6 +110,7 @@ impl Keygate {
     /// Create a key. The record is committed and flushed before this returns;
     /// the caller shows `issued` once and forgets it.
     pub fn create_key(&mut self, spec: KeySpec, at: u64) -> Result<Created> {
+        self.refuse_key_like(&[&spec.name])?;
         let mut scopes = Vec::with_capacity(spec.scopes.len());
         for s in &spec.scopes {
             scopes.push(self.scope(s)?);
@@ -185,6 +186,14 @@ impl Keygate {
         let mut out = Vec::new();
         for (id, signed) in self.store.keys()? {
             if self.store.tombstone(&id)?.is_some() {
+                continue;
+            }
+            // Records that say they belong elsewhere are skipped before any
+            // signature work (a listing of one organization must not cost
+            // a check of every key in the store); what is listed is verified.
+            if let Ok(SignedBody::Key(claimed)) = self.module.decode(&signed.canonical)?
+                && claimed.organization != organization
+            {
                 continue;
             }
             let record = match self.open_signed(KEY_RECORD, &id, &signed) {

@@ -293,6 +293,10 @@ impl Keygate {
         if or_return!(dir, module.make_key(prefix, &[0; 40])).is_err() {
             return Err((Some(dir), Error::BadPrefix(prefix.to_string())));
         }
+        if prefix == tokens::TOKEN_PREFIX {
+            // API keys must never look like the service's admin tokens.
+            return Err((Some(dir), Error::ReservedPrefix(prefix.to_string())));
+        }
         match &new_issuer {
             NewIssuer::GeneratedAt(path) => {
                 or_return!(dir, secret.write_new(path));
@@ -498,6 +502,7 @@ impl Keygate {
 
     /// The scope with this name, asked of the component.
     pub fn scope(&mut self, name: &str) -> Result<Scope> {
+        self.refuse_key_like(&[name])?;
         if let Some(s) = self.module.scope_named(name)? {
             return Ok(s);
         }
@@ -509,6 +514,21 @@ impl Keygate {
             name: name.to_string(),
             known: known.join(", "),
         })
+    }
+
+    /// Refuse, without echoing it, any text that looks like an API key or
+    /// an admin token (the component's `looks-like-key`): names, ids and
+    /// organizations end up in signed records, listings, the audit log and
+    /// error messages, where no secret may go.
+    pub(crate) fn refuse_key_like(&mut self, texts: &[&str]) -> Result<()> {
+        for t in texts {
+            if self.module.looks_like_key(t, Some(&self.prefix))?
+                || self.module.looks_like_key(t, Some(tokens::TOKEN_PREFIX))?
+            {
+                return Err(Error::KeyLooking);
+            }
+        }
+        Ok(())
     }
 
     /// The name of a scope, from the component.

@@ -28,6 +28,7 @@ impl Keygate {
         name: &str,
         at: u64,
     ) -> Result<ProjectView> {
+        self.refuse_key_like(&[organization, name])?;
         let mut id = new_project_id()?;
         while self.store.project(&id)?.is_some() {
             id = new_project_id()?;
@@ -53,6 +54,7 @@ impl Keygate {
     /// Refuse an organization that is not a valid slug (the component's
     /// registration rules, with an id and name that always pass).
     pub(crate) fn check_organization(&mut self, organization: &str) -> Result<()> {
+        self.refuse_key_like(&[organization])?;
         match self
             .module
             .register_project("prj_check", organization, "-", 0)?
@@ -64,6 +66,7 @@ impl Keygate {
 
     /// A project's registration, its signature verified (deleted ones too).
     pub(crate) fn registration(&mut self, id: &str) -> Result<ProjectRegistration> {
+        self.refuse_key_like(&[id])?;
         let Some(signed) = self.store.project(id)? else {
             return Err(Error::UnknownProject(id.to_string()));
         };

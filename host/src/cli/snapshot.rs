@@ -34,6 +34,11 @@ pub struct WriteArgs {
     /// that holds exactly it.
     #[arg(long, value_name = "SEQ")]
     since: Option<u64>,
+    /// Write it only if it verifies against this ed25519 public key (64 hex
+    /// characters): with --server, do not take the service's word for its
+    /// issuer.
+    #[arg(long, value_name = "PUBLIC_KEY")]
+    trust: Option<String>,
 }
 
 /// `snapshot inspect`.
@@ -53,22 +58,31 @@ const MAX_FILE: u64 = 4 << 30;
 /// Run a snapshot command.
 pub fn run(ctx: &Ctx, cmd: SnapshotCommand) -> CmdResult {
     match cmd {
-        SnapshotCommand::Write(a) => write(ctx, &a.file, a.since),
+        SnapshotCommand::Write(a) => write(ctx, &a.file, a.since, a.trust.as_deref()),
         SnapshotCommand::Inspect(a) => inspect(ctx, &a),
     }
 }
 
-fn write(ctx: &Ctx, file: &Path, since: Option<u64>) -> CmdResult {
+fn write(ctx: &Ctx, file: &Path, since: Option<u64>, trust: Option<&str>) -> CmdResult {
     if file.as_os_str() == "-" {
         return Err(usage(
             "`snapshot write` needs a file path (a snapshot is binary; it is not written to stdout)",
         ));
     }
     let at = now()?;
+    let pin = trust.map(pinned).transpose()?;
     let (snap, issuer) = ctx.api(false, |api| {
         let snap = api.snapshot_file(at, since)?;
         Ok((snap, api.issuer_key()?.id))
     })?;
+    if let Some((mut module, key)) = pin {
+        if let Err(e) = module.inspect_snapshot(&snap.bytes, &[key]).map_err(Error::from)? {
+            return Err(usage(format!(
+                "the snapshot was not written: {}",
+                refusal(&e).replace("the trusted issuer key", "the --trust key")
+            )));
+        }
+    }
     write_atomically(file, &snap.bytes)?;
     report(ctx, file, &snap.bytes, &snap.info, &issuer)
 }
@@ -108,26 +122,7 @@ fn inspect(ctx: &Ctx, a: &InspectArgs) -> CmdResult {
     let bytes = keygate::fsutil::read_bounded(&a.file, MAX_FILE, true)
         .map_err(|e| Error::System(format!("cannot read `{}`: {e}", a.file.display())))?;
     let (mut module, trusted) = match &a.trust {
-        Some(hex_key) => {
-            let public = unhex(hex_key).ok_or_else(|| {
-                usage("--trust needs an ed25519 public key: 64 hex characters (`keygate issuer show`)")
-            })?;
-            let mut module = Runtime::new()
-                .map_err(Error::from)?
-                .instantiate()
-                .map_err(Error::from)?;
-            let id = module
-                .issuer_key_id(&public)
-                .map_err(Error::from)?
-                .map_err(|_| usage("--trust is not a valid ed25519 public key"))?;
-            (
-                module,
-                IssuerKey {
-                    id,
-                    public_key: public.to_vec(),
-                },
-            )
-        }
+        Some(hex_key) => pinned(hex_key)?,
         None => {
             // The issuer of the local store, or of the service (--server).
             let trusted = ctx.api(false, |api| api.issuer_key())?;
@@ -150,6 +145,28 @@ fn inspect(ctx: &Ctx, a: &InspectArgs) -> CmdResult {
             refusal(&e)
         ))),
     }
+}
+
+/// A component instance and the issuer key `--trust` pins.
+fn pinned(hex_key: &str) -> Result<(keygate::runtime::Module, IssuerKey), CliError> {
+    let public = unhex(hex_key).ok_or_else(|| {
+        usage("--trust needs an ed25519 public key: 64 hex characters (`keygate issuer show`)")
+    })?;
+    let mut module = Runtime::new()
+        .map_err(Error::from)?
+        .instantiate()
+        .map_err(Error::from)?;
+    let id = module
+        .issuer_key_id(&public)
+        .map_err(Error::from)?
+        .map_err(|_| usage("--trust is not a valid ed25519 public key"))?;
+    Ok((
+        module,
+        IssuerKey {
+            id,
+            public_key: public.to_vec(),
+        },
+    ))
 }
 
 fn refusal(e: &SnapshotError) -> String {

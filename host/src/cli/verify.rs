@@ -51,8 +51,8 @@ fn presented_key() -> Result<String, CliError> {
 pub fn cmd_verify(ctx: &Ctx, a: VerifyArgs) -> CmdResult {
     let now = now()?;
     let at = match &a.at {
-        Some(t) => parse_time(t, now)?,
-        None => now,
+        Some(t) => Some(parse_time(t, now)?),
+        None => None,
     };
     let key = presented_key()?;
     let v = ctx.api(false, |api| api.verify_json(&key, &a.project, &a.action, at))?;
