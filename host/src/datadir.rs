@@ -115,15 +115,19 @@ fn same_file(file: &File, path: &Path) -> bool {
 const SERVE_ANNOUNCE: &str = "keygate serve ";
 
 /// The URL a running `keygate serve` announced in the lock file, if the
-/// file holds exactly that. The directory is untrusted: anything else
-/// (bigger, another shape, an address that does not parse) is ignored.
+/// file holds exactly that, on a loopback address. The directory is
+/// untrusted: anything else (bigger, another shape, an address that does
+/// not parse or is not loopback) is ignored.
 fn served_by(path: &Path) -> Option<String> {
     let bytes = crate::fsutil::read_bounded(&path.join(LOCK_FILE), 128, false).ok()?;
     let text = std::str::from_utf8(&bytes).ok()?;
     let addr = text.strip_prefix(SERVE_ANNOUNCE)?.strip_suffix('\n')?;
     let addr = addr.strip_prefix("http://")?;
     let sock: std::net::SocketAddr = addr.parse().ok()?;
-    Some(format!("http://{sock}"))
+    // Only a loopback address is repeated: a writer of the data directory
+    // holding the lock must not steer an operator (and their admin token)
+    // to an address of its choosing.
+    sock.ip().is_loopback().then(|| format!("http://{sock}"))
 }
 
 /// A data directory locked by this process (released on drop).

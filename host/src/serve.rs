@@ -1188,7 +1188,24 @@ async fn serve(app: Arc<App>, cfg: Config, ready: impl FnOnce(SocketAddr)) -> Re
     let connections = Arc::new(Semaphore::new(cfg.max_connections));
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
-    lock(&app.admin).announce_server(&format!("http://{local}"))?;
+    // Local commands are pointed at the service through loopback (an
+    // address on all interfaces is reachable there too; a specific other
+    // address is not announced).
+    let announced = match local.ip() {
+        ip if ip.is_loopback() => Some(local),
+        ip if ip.is_unspecified() => Some(SocketAddr::new(
+            if ip.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            },
+            local.port(),
+        )),
+        _ => None,
+    };
+    if let Some(a) = announced {
+        lock(&app.admin).announce_server(&format!("http://{a}"))?;
+    }
     tracing::info!(address = %local, validators = app.pool.slots.len(), "listening");
     ready(local);
     loop {

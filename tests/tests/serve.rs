@@ -517,9 +517,11 @@ fn a_second_service_or_a_local_command_on_a_served_store_is_refused() {
     assert!(err.contains("--server URL"), "{err}");
     // The lock file is untrusted: anything but the service's own line is
     // ignored (here, written while the service holds the lock).
-    std::fs::write(kg.path().join("keygate.lock"), "keygate serve http://evil.example\n").unwrap();
-    let err = kg.fail(&["key", "list", "--org", "acme"]);
-    assert!(err.contains("is in use by another keygate process"), "{err}");
+    for planted in ["keygate serve http://evil.example\n", "keygate serve http://203.0.113.66:80\n"] {
+        std::fs::write(kg.path().join("keygate.lock"), planted).unwrap();
+        let err = kg.fail(&["key", "list", "--org", "acme"]);
+        assert!(err.contains("is in use by another keygate process"), "{err}");
+    }
     let (code, _) = s.stop();
     assert_eq!(code, 0);
     kg.ok(&["key", "list", "--org", "acme"]);
