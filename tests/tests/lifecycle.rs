@@ -305,3 +305,29 @@ fn a_corrupt_compile_cache_is_ignored_and_rebuilt() {
     std::fs::remove_dir_all(&cache).unwrap();
     assert_eq!(kg.decide(&key, &p, &[]), "allow");
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_parser() {
+    let kg = Kg::new();
+    let bash = kg.ok(&["completions", "bash"]);
+    // Every subcommand is completed, and the script is valid bash.
+    for sub in ["project", "key", "verify", "snapshot", "serve", "admin-token", "completions", "man"] {
+        assert!(bash.contains(sub), "{sub} missing from the bash completion");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("keygate.bash");
+    std::fs::write(&script, &bash).unwrap();
+    let checked = std::process::Command::new("bash").arg("-n").arg(&script).status().unwrap();
+    assert!(checked.success());
+    for shell in ["zsh", "fish", "powershell", "elvish"] {
+        assert!(kg.ok(&["completions", shell]).contains("admin-token"), "{shell}");
+    }
+    let man = kg.ok(&["man"]);
+    assert!(man.starts_with(".ie"), "{}", &man[..40]);
+    assert!(man.contains(".TH keygate 1"));
+    assert!(man.contains("keygate\\-serve") || man.contains("serve"));
+    let err = kg.fail(&["completions", "nosh"]);
+    assert!(err.contains("possible values"), "{err}");
+    // Nothing of it needs or touches a store.
+    assert!(!kg.path().exists() || std::fs::read_dir(kg.path()).unwrap().next().is_none());
+}

@@ -5,6 +5,7 @@ mod key;
 mod misc;
 mod project;
 mod serve;
+mod shell;
 mod snapshot;
 mod token;
 mod verify;
@@ -79,6 +80,10 @@ enum Command {
     Migrate(misc::MigrateArgs),
     /// Run the HTTP service: verification, the admin API, snapshots.
     Serve(serve::ServeArgs),
+    /// Print a shell completion script: `keygate completions bash > /etc/bash_completion.d/keygate`.
+    Completions(shell::CompletionsArgs),
+    /// Print the man page (roff): `keygate man > keygate.1`.
+    Man,
     /// Make, list and revoke the admin tokens of `keygate serve`.
     #[command(subcommand)]
     AdminToken(token::TokenCommand),
@@ -320,6 +325,8 @@ pub fn main() -> ExitCode {
         Command::Migrate(a) => misc::cmd_migrate(&ctx, a),
         Command::AdminToken(c) => token::run(&ctx, c),
         Command::Serve(a) => serve::cmd_serve(&ctx, a),
+        Command::Completions(a) => shell::cmd_completions(&ctx, a),
+        Command::Man => shell::cmd_man(&ctx),
     };
     match result {
         Ok(code) => code,
