@@ -331,3 +331,50 @@ fn completions_and_the_man_page_come_from_the_parser() {
     // Nothing of it needs or touches a store.
     assert!(!kg.path().exists() || std::fs::read_dir(kg.path()).unwrap().next().is_none());
 }
+
+#[test]
+fn key_list_fits_the_screen_by_display_width_and_says_what_people_need() {
+    use unicode_width::UnicodeWidthStr;
+    let kg = Kg::new();
+    let p = kg.project("acme", "billing");
+    let web = kg.project("acme", "web shop");
+    kg.key(&["--org", "acme", "--name", "crm-sync for the sales team 🚀🚀 production systems", "--all-projects", "--expires", "30d"]);
+    let etl = kg.key(&["--org", "acme", "--name", "etl", "--projects", &format!("{p},{web}")]);
+    kg.ok(&["key", "rotate", &etl[3..14], "--grace", "2h"]);
+    kg.ok(&["project", "delete", &web]);
+    for columns in ["60", "80"] {
+        let o = kg
+            .cmd()
+            .env("COLUMNS", columns)
+            .env_remove("NO_COLOR")
+            .args(["key", "list", "--org", "acme"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(o.stdout).unwrap();
+        assert!(!text.contains('\u{1b}'), "colour on a pipe: {text:?}");
+        let lines: Vec<&str> = text.lines().collect();
+        let limit: usize = columns.parse().unwrap();
+        assert!(lines.iter().all(|l| l.width() <= limit), "wider than {limit}:\n{text}");
+        // Every row's STATUS starts under the header's, by display width.
+        let at = |l: &str, word: &str| l.find(word).map(|i| l[..i].width());
+        let column = at(lines[0], "STATUS").unwrap();
+        let mut seen = Vec::new();
+        for l in &lines[1..] {
+            let word = ["rotated", "active"].into_iter().find(|w| l.contains(w)).unwrap();
+            assert_eq!(at(l, word), Some(column), "misaligned:\n{text}");
+            seen.push(word);
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, ["active", "active", "rotated"], "{text}");
+        assert!(text.contains("in 29 days") || text.contains("in 30 days"), "{text}");
+        assert!(text.contains("never"), "{text}");
+        assert!(text.contains("in 1 hour") || text.contains("in 2 hours"), "{text}");
+    }
+    let wide = kg.ok(&["key", "list", "--org", "acme", "--wide"]);
+    assert!(wide.contains("ROTATED TO") && wide.contains("crm-sync for the sales team 🚀🚀 production systems"));
+    // Projects by name; a deleted project in a selection is marked.
+    let o = kg.cmd().env("COLUMNS", "200").args(["key", "list", "--org", "acme"]).output().unwrap();
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains(&format!("billing, {web} (deleted)")), "{text}");
+    assert_eq!(kg.ok(&["key", "list", "--org", "nobody"]), "no keys in organization nobody\n");
+}

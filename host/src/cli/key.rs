@@ -3,11 +3,14 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use keygate::admin::{Access, Created, KeySpec, KeyView};
+use keygate::admin::{Access, AccessView, Created, KeySpec, KeyView};
 use keygate::runtime::bindings::{ExpiryPolicy, KeyStatus};
 use serde_json::json;
 
-use super::{CliError, CmdResult, Ctx, now, out, out_json, parse_duration, table, time, usage};
+use super::{
+    CliError, CmdResult, Ctx, Fit, now, out, out_json, parse_duration, relative, screen_width, table,
+    table_fit, time, usage,
+};
 
 /// Key commands.
 #[derive(Debug, Subcommand)]
@@ -64,6 +67,9 @@ pub struct ListArgs {
     /// Only keys that can act on this project.
     #[arg(long, value_name = "PROJECT_ID")]
     project: Option<String>,
+    /// Every column, never cut (the default fits the screen: $COLUMNS or 80).
+    #[arg(long)]
+    wide: bool,
 }
 
 /// A key id argument.
@@ -135,6 +141,28 @@ fn spec(a: CreateArgs) -> Result<KeySpec, CliError> {
 
 fn view_json(v: &KeyView) -> serde_json::Value {
     v.to_json()
+}
+
+/// A key's status in one word for people; a rotated-away key that still
+/// works says so.
+fn short_status(v: &KeyView) -> &'static str {
+    match v.inactive_reason.as_deref() {
+        None if v.rotated_to.is_some() => "rotated",
+        None => "active",
+        Some("expired") => "expired",
+        Some("disabled") => "disabled",
+        Some("not-yet-valid") => "not yet valid",
+        Some(_) => "bad signature",
+    }
+}
+
+/// Green for active, yellow for a rotated key still working, red otherwise.
+fn paint_status(status: &str) -> Option<&'static str> {
+    Some(match status {
+        "active" => "32",
+        "rotated" => "33",
+        _ => "31",
+    })
 }
 
 fn status(v: &KeyView) -> String {
@@ -223,7 +251,7 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
             warn_untrusted(&views);
             if ctx.json {
                 out_json(&json!(views.iter().map(view_json).collect::<Vec<_>>()))?;
-            } else {
+            } else if a.wide {
                 let rows: Vec<Vec<String>> = views
                     .iter()
                     .map(|v| {
@@ -238,6 +266,7 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
                             v.expires_at.map_or_else(|| "-".into(), time),
                             time(v.created_at),
                             v.rotated_from.clone().unwrap_or_else(|| "-".into()),
+                            v.rotated_to.clone().unwrap_or_else(|| "-".into()),
                         ]
                     })
                     .collect();
@@ -253,8 +282,62 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
                         "EXPIRES AT",
                         "CREATED AT",
                         "ROTATED FROM",
+                        "ROTATED TO",
                     ],
                     &rows,
+                )?;
+            } else if views.is_empty() {
+                out(&format!(
+                    "no keys in organization {}{}",
+                    super::safe(&a.org),
+                    a.project
+                        .as_deref()
+                        .map(|p| format!(" that can act on project {}", super::safe(p)))
+                        .unwrap_or_default()
+                ))?;
+            } else {
+                // For people: what fits the screen, projects by name, times
+                // relative to now.
+                let names: std::collections::HashMap<String, String> = ctx
+                    .api(false, |api| api.list_projects(&a.org))?
+                    .projects
+                    .into_iter()
+                    .map(|p| (p.id, p.name))
+                    .collect();
+                let project = |id: &String| match names.get(id) {
+                    Some(name) => name.clone(),
+                    None => format!("{id} (deleted)"),
+                };
+                let rows: Vec<Vec<String>> = views
+                    .iter()
+                    .map(|v| {
+                        vec![
+                            v.id.clone(),
+                            v.name.clone(),
+                            match &v.project {
+                                Some(_) => "project".into(),
+                                None => "org".into(),
+                            },
+                            match (&v.project, &v.access) {
+                                (Some(p), _) => project(p),
+                                (None, AccessView::All(_)) => "all".into(),
+                                (None, AccessView::Selected(ids)) => {
+                                    ids.iter().map(project).collect::<Vec<_>>().join(", ")
+                                }
+                            },
+                            short_status(v).into(),
+                            v.expires_at.map_or_else(|| "never".into(), |t| relative(t, now)),
+                        ]
+                    })
+                    .collect();
+                table_fit(
+                    &["ID", "NAME", "LEVEL", "PROJECTS", "STATUS", "EXPIRES"],
+                    &rows,
+                    &Fit {
+                        limit: Some(screen_width()),
+                        flex: vec![1, 3],
+                        paint: Some((4, paint_status)),
+                    },
                 )?;
             }
             Ok(ExitCode::SUCCESS)

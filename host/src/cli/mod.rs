@@ -422,34 +422,125 @@ pub fn safe(text: &str) -> String {
 
 /// Print rows as aligned columns under a header.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> Result<(), CliError> {
+    table_fit(header, rows, &Fit::default())
+}
+
+/// How a table is fitted and painted.
+#[derive(Default)]
+pub struct Fit {
+    /// The widest the table may be, in terminal columns (`None`: no limit).
+    pub limit: Option<usize>,
+    /// The columns that give up width first (truncated with `…`).
+    pub flex: Vec<usize>,
+    /// A column whose cells are coloured by their text (when colour is on).
+    pub paint: Option<(usize, fn(&str) -> Option<&'static str>)>,
+}
+
+/// The width a table for people may take: `COLUMNS` when set, else 80.
+pub fn screen_width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .filter(|&c: &usize| c >= 40)
+        .unwrap_or(80)
+}
+
+/// Colour only for a terminal, and never with `NO_COLOR` set.
+fn colour_on() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// `text` cut to `width` terminal columns, with `…` when cut.
+fn cut(text: &str, width: usize) -> String {
+    use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+    if text.width() <= width {
+        return text.to_string();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w + 1 > width {
+            break;
+        }
+        out.push(c);
+        used += w;
+    }
+    out.push('…');
+    out
+}
+
+/// Print a table: columns padded by display width (unicode-width), text
+/// made safe for one line, fitted to `fit.limit` by cutting flexible
+/// columns, one column optionally coloured.
+pub fn table_fit(header: &[&str], rows: &[Vec<String>], fit: &Fit) -> Result<(), CliError> {
+    use unicode_width::UnicodeWidthStr;
+    const GAP: usize = 2;
+    const FLEX_MIN: usize = 8;
     let rows: Vec<Vec<String>> = rows
         .iter()
         .map(|r| r.iter().map(|c| safe(c)).collect())
         .collect();
-    let rows = &rows;
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.width()).collect();
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(cell.width());
         }
     }
-    let line = |cells: Vec<String>| {
+    if let Some(limit) = fit.limit {
+        let total = |w: &[usize]| w.iter().sum::<usize>() + GAP * w.len().saturating_sub(1);
+        while total(&widths) > limit {
+            let widest = fit
+                .flex
+                .iter()
+                .copied()
+                .filter(|&i| widths.get(i).is_some_and(|&w| w > FLEX_MIN))
+                .max_by_key(|&i| widths[i]);
+            match widest {
+                Some(i) => widths[i] -= 1,
+                None => break,
+            }
+        }
+    }
+    let colour = fit.paint.filter(|_| colour_on());
+    let line = |cells: &[String], painted: bool| {
         let mut s = String::new();
-        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(cell);
-            } else {
-                s.push_str(cell);
-                s.push_str(&" ".repeat(w - cell.chars().count() + 2));
+        for (i, (cell, &w)) in cells.iter().zip(&widths).enumerate() {
+            let text = cut(cell, w);
+            let pad = w.saturating_sub(text.width());
+            match colour {
+                Some((col, paint)) if painted && col == i => match paint(cell) {
+                    Some(code) => s.push_str(&format!("\x1b[{code}m{text}\x1b[0m")),
+                    None => s.push_str(&text),
+                },
+                _ => s.push_str(&text),
+            }
+            if i + 1 < cells.len() {
+                s.push_str(&" ".repeat(pad + GAP));
             }
         }
         s.trim_end().to_string()
     };
-    out(&line(header.iter().map(|h| h.to_string()).collect()))?;
-    for row in rows {
-        out(&line(row.clone()))?;
+    let head: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    out(&line(&head, false))?;
+    for row in &rows {
+        out(&line(row, true))?;
     }
     Ok(())
+}
+
+/// A time relative to now, for people: `in 29 days`, `3 hours ago`, `now`.
+pub fn relative(t: u64, now: u64) -> String {
+    let (d, future) = if t >= now { (t - now, true) } else { (now - t, false) };
+    let (n, unit) = match d {
+        0..60 => return "now".into(),
+        60..3_600 => (d / 60, "minute"),
+        3_600..86_400 => (d / 3_600, "hour"),
+        _ => (d / 86_400, "day"),
+    };
+    let unit = if n == 1 { unit.to_string() } else { format!("{unit}s") };
+    if future { format!("in {n} {unit}") } else { format!("{n} {unit} ago") }
 }
 
 /// Parse a duration: a whole number and a unit `s`, `m`, `h` or `d` (`0` alone
