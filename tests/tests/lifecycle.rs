@@ -60,7 +60,17 @@ fn org_key_lifecycle_create_verify_list_disable_enable_delete() {
 
     let human = kg.ok(&["key", "list", "--org", "acme"]);
     assert!(human.starts_with("ID "), "{human}");
-    assert!(human.contains(&id) && human.contains("crm-sync") && human.contains("all-projects"));
+    assert!(human.contains(&id) && human.contains("crm-sync"), "{human}");
+    let row = human.lines().find(|l| l.contains(&id)).unwrap();
+    let fields: Vec<&str> = row.split_whitespace().skip(2).collect();
+    // Expiry relative to now: 30 days, or 29 once a second has passed.
+    assert!(
+        fields == ["org", "all", "active", "in", "30", "days"]
+            || fields == ["org", "all", "active", "in", "29", "days"],
+        "{human}"
+    );
+    let wide = kg.ok(&["key", "list", "--org", "acme", "--wide"]);
+    assert!(wide.contains("all-projects") && wide.contains("trigger-workflows"), "{wide}");
 
     // Disable stops validation at once; enable restores it.
     assert!(kg.ok(&["key", "disable", &id]).contains("disabled"));
