@@ -164,7 +164,10 @@ impl Keygate {
             "project.delete",
             Some(&org),
             id,
-            Some(format!("{} keys deleted", ids.len())),
+            Some(match ids.len() {
+                1 => "1 key deleted".to_string(),
+                n => format!("{n} keys deleted"),
+            }),
         )];
         audit.extend(ids.iter().map(|k| {
             event(

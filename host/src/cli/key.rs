@@ -347,15 +347,14 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
             if ctx.json {
                 out_json(&view_json(&v))?;
             } else {
-                let project = v
-                    .project
-                    .clone()
-                    .map(|p| format!(" of project {p}"))
-                    .unwrap_or_default();
+                let level = match &v.project {
+                    Some(p) => format!("project-level, owned by project {p}"),
+                    None => "organization-level".into(),
+                };
                 out(&format!("id:            {}", v.id))?;
                 out(&format!("name:          {}", v.name))?;
                 out(&format!("organization:  {}", v.organization))?;
-                out(&format!("level:         {}{project}", v.level))?;
+                out(&format!("level:         {level}"))?;
                 out(&format!("scopes:        {}", v.scopes.join(", ")))?;
                 out(&format!("projects:      {}", v.access))?;
                 out(&format!("status:        {}", status(&v)))?;
@@ -384,12 +383,15 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
             let grace = parse_duration(&a.grace)?;
             let (created, old) = ctx.api(false, |api| api.rotate_key(&a.key_id, grace, now))?;
             let r = show_created(ctx, &created, "rotated in");
-            if let Some(t) = old.expires_at {
-                eprintln!(
-                    "the old key {} keeps working until {} (exclusive)",
+            match old.expires_at {
+                Some(t) if t > now => eprintln!(
+                    "the old key {} keeps working until {} ({})",
                     old.id,
-                    time(t)
-                );
+                    time(t),
+                    relative(t, now)
+                ),
+                Some(_) => eprintln!("the old key {} stopped working now", old.id),
+                None => {}
             }
             r
         }
@@ -422,6 +424,17 @@ fn set_status(ctx: &Ctx, id: &str, status: KeyStatus, now: u64) -> CmdResult {
         out(&format!("{word} key {id}"))?;
     } else {
         out(&format!("key {id} was already {word}; nothing changed"))?;
+    }
+    // Whether the key can work is not only its switch: say when it cannot.
+    if !ctx.json {
+        match v.expires_at {
+            Some(t) if t <= now => eprintln!(
+                "note: key {id} is expired (since {}): it does not validate whatever its switch says",
+                time(t)
+            ),
+            _ if v.created_at > now => eprintln!("note: key {id} is not valid yet"),
+            _ => {}
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
