@@ -157,6 +157,10 @@ impl Client {
         if view.id == id { Ok(view) } else { Err(self.garbled()) }
     }
 
+    fn project(&self, v: Value) -> Result<ProjectView> {
+        ProjectView::from_json(v).ok_or_else(|| self.garbled())
+    }
+
     fn view(&self, v: Value) -> Result<KeyView> {
         KeyView::from_json(v).ok_or_else(|| self.garbled())
     }
@@ -263,19 +267,31 @@ fn from<T: for<'de> serde::Deserialize<'de>>(v: Value) -> Result<T> {
 
 impl AdminApi for Client {
     fn create_project(&mut self, organization: &str, name: &str, _at: u64) -> Result<ProjectView> {
-        from(self.admin(Method::Post(json!({"org": organization, "name": name})), "/v1/projects")?)
+        let v = self.admin(Method::Post(json!({"org": organization, "name": name})), "/v1/projects")?;
+        self.project(v)
     }
 
     fn list_projects(&mut self, organization: &str) -> Result<ProjectList> {
+        let list: Vec<Value> =
+            from(self.admin(Method::Get, &format!("/v1/projects?org={}", enc(organization)))?)?;
         Ok(ProjectList {
-            projects: from(self.admin(Method::Get, &format!("/v1/projects?org={}", enc(organization)))?)?,
+            projects: list.into_iter().map(|v| self.project(v)).collect::<Result<_>>()?,
             untrusted: Vec::new(),
         })
     }
 
+    fn show_project(&mut self, id: &str) -> Result<ProjectView> {
+        let p = self.project(self.admin(Method::Get, &format!("/v1/projects/{}", enc(id)))?)?;
+        if p.id == id { Ok(p) } else { Err(self.garbled()) }
+    }
+
     fn delete_project(&mut self, id: &str, _at: u64) -> Result<(ProjectView, Vec<String>)> {
         let v = self.admin(Method::Delete, &format!("/v1/projects/{}", enc(id)))?;
-        Ok((from(v["deleted_project"].clone())?, from(v["deleted_keys"].clone())?))
+        let p = self.project(v["deleted_project"].clone())?;
+        if p.id != id {
+            return Err(self.garbled());
+        }
+        Ok((p, from(v["deleted_keys"].clone())?))
     }
 
     fn create_key(&mut self, spec: KeySpec, _at: u64) -> Result<Created> {

@@ -727,7 +727,10 @@ async fn list_projects(
     admin_op(app, &headers, Need::Read, move |kg, token, _| {
         let org = organization_of(token, q.org)?;
         let list = kg.list_projects(&org)?;
-        Ok(json_response(StatusCode::OK, json!(list.projects)))
+        Ok(json_response(
+            StatusCode::OK,
+            json!(list.projects.iter().map(admin::ProjectView::to_json).collect::<Vec<_>>()),
+        ))
     })
     .await
 }
@@ -737,7 +740,20 @@ async fn create_project(State(app): State<Arc<App>>, headers: HeaderMap, bytes: 
     admin_op(app, &headers, Need::Write, move |kg, token, at| {
         reach_listing(token, &req.org)?;
         let p = kg.create_project(&req.org, &req.name, at)?;
-        Ok(json_response(StatusCode::CREATED, json!(p)))
+        Ok(json_response(StatusCode::CREATED, p.to_json()))
+    })
+    .await
+}
+
+async fn show_project(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    admin_op(app, &headers, Need::Read, move |kg, token, _| {
+        let p = kg.live_project(&id)?;
+        reach(token, &p.organization)?;
+        Ok(json_response(StatusCode::OK, p.to_json()))
     })
     .await
 }
@@ -753,7 +769,7 @@ async fn delete_project(
         let (p, keys) = kg.delete_project(&id, at)?;
         Ok(json_response(
             StatusCode::OK,
-            json!({"deleted_project": p, "deleted_keys": keys}),
+            json!({"deleted_project": p.to_json(), "deleted_keys": keys}),
         ))
     })
     .await
@@ -1108,7 +1124,7 @@ fn router(app: Arc<App>, cfg: &Config) -> Router {
     Router::new()
         .route("/v1/keys/verify", post(verify))
         .route("/v1/projects", get(list_projects).post(create_project))
-        .route("/v1/projects/{id}", axum::routing::delete(delete_project))
+        .route("/v1/projects/{id}", get(show_project).delete(delete_project))
         .route("/v1/keys", get(list_keys).post(create_key))
         .route("/v1/keys/{id}", get(show_key).delete(delete_key))
         .route("/v1/keys/{id}/disable", post(disable_key))

@@ -18,7 +18,7 @@ fn fixture() -> Fixture {
     kg.project("acme", "Q");
     let globex = kg.project("globex", "G");
     let deleted = kg.project("acme", "Gone");
-    kg.ok(&["project", "delete", &deleted]);
+    kg.ok(&["project", "delete", &deleted, "--yes"]);
     let key = kg.key(&["--org", "acme", "--name", "k", "--all-projects"]);
     Fixture {
         kg,

@@ -1,6 +1,6 @@
 //! The whole lifecycle through the real binary.
 
-use crate::support::{Kg, key_id};
+use crate::support::{Kg, StdinPiped, key_id};
 
 #[test]
 fn org_key_lifecycle_create_verify_list_disable_enable_delete() {
@@ -84,7 +84,7 @@ fn org_key_lifecycle_create_verify_list_disable_enable_delete() {
     assert_eq!(kg.decide(&key, &billing, &[]), "allow");
 
     // Delete stops it at once and for good.
-    kg.ok(&["key", "delete", &id]);
+    kg.ok(&["key", "delete", &id, "--yes"]);
     assert_eq!(kg.decide(&key, &billing, &[]), "unknown key");
     assert!(kg.fail(&["key", "show", &id]).contains("was deleted"));
     assert_eq!(
@@ -204,7 +204,7 @@ fn deleting_a_project_deletes_its_project_level_keys() {
     let k2 = kg.key(&["--project", &alpha, "--name", "two"]);
     let kb = kg.key(&["--project", &beta, "--name", "beta"]);
     let org = kg.key(&["--org", "acme", "--name", "org", "--all-projects"]);
-    let out = kg.json(&["project", "delete", &alpha]);
+    let out = kg.json(&["project", "delete", &alpha, "--yes"]);
     let mut deleted: Vec<String> = out["deleted_keys"]
         .as_array()
         .unwrap()
@@ -223,7 +223,7 @@ fn deleting_a_project_deletes_its_project_level_keys() {
     let projects = kg.json(&["project", "list", "--org", "acme"]);
     assert_eq!(projects.as_array().unwrap().len(), 1);
     assert!(
-        kg.fail(&["project", "delete", &alpha])
+        kg.fail(&["project", "delete", &alpha, "--yes"])
             .contains("was deleted")
     );
     assert!(
@@ -351,7 +351,7 @@ fn key_list_fits_the_screen_by_display_width_and_says_what_people_need() {
     kg.key(&["--org", "acme", "--name", "crm-sync for the sales team 🚀🚀 production systems", "--all-projects", "--expires", "30d"]);
     let etl = kg.key(&["--org", "acme", "--name", "etl", "--projects", &format!("{p},{web}")]);
     kg.ok(&["key", "rotate", &etl[3..14], "--grace", "2h"]);
-    kg.ok(&["project", "delete", &web]);
+    kg.ok(&["project", "delete", &web, "--yes"]);
     for columns in ["60", "80"] {
         let o = kg
             .cmd()
@@ -390,4 +390,47 @@ fn key_list_fits_the_screen_by_display_width_and_says_what_people_need() {
         "{text}"
     );
     assert_eq!(kg.ok(&["key", "list", "--org", "nobody"]), "no keys in organization nobody\n");
+}
+
+#[test]
+fn deletes_name_what_goes_and_need_a_yes() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "billing");
+    let key = kg.key(&["--project", &p, "--name", "billing-ci"]);
+    let id = key_id(&key);
+    let before = kg.store_dump();
+    // No terminal, no --yes: refused, naming what would go; nothing changes.
+    let err = kg.fail(&["key", "delete", &id]);
+    assert_eq!(
+        err,
+        format!("error: this would delete key {id} (billing-ci) of organization acme, which cannot be undone: add --yes to confirm (there is no terminal to ask on)\n")
+    );
+    let err = kg.fail(&["project", "delete", &p]);
+    assert!(
+        err.contains(&format!("delete project {p} (billing) of organization acme and its project-level key {id} (billing-ci)")),
+        "{err}"
+    );
+    assert_eq!(kg.store_dump(), before);
+    // On a terminal: asked; anything but "yes" deletes nothing.
+    let on_a_terminal = |args: &str, answer: &str| {
+        let cmd = format!(
+            "{} --data-dir {} {args}",
+            crate::support::keygate_bin().display(),
+            kg.path().display()
+        );
+        let o = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin_piped_with(answer)
+            .output()
+            .unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).to_string())
+    };
+    let (code, shown) = on_a_terminal(&format!("key delete {id}"), "no\n");
+    assert_eq!(code, Some(2), "{shown}");
+    assert!(shown.contains("It cannot be undone. Type yes to go on:"), "{shown}");
+    assert!(shown.contains("not confirmed; nothing was deleted"), "{shown}");
+    assert_eq!(kg.store_dump(), before);
+    let (code, shown) = on_a_terminal(&format!("key delete {id}"), "yes\n");
+    assert_eq!(code, Some(0), "{shown}");
+    assert_eq!(kg.decide(&key, &p, &[]), "unknown key");
 }

@@ -52,8 +52,8 @@ fn a_schema_1_store_is_refused_until_migrated_then_decides_the_same() {
     let sel = kg.key(&["--org", "acme", "--name", "sel", "--projects", &q]);
     let dead_key = kg.key(&["--org", "acme", "--name", "dead", "--all-projects"]);
     let proj = kg.key(&["--project", &gone, "--name", "proj"]);
-    kg.ok(&["key", "delete", &key_id(&dead_key)]);
-    kg.ok(&["project", "delete", &gone]);
+    kg.ok(&["key", "delete", &key_id(&dead_key), "--yes"]);
+    kg.ok(&["project", "delete", &gone, "--yes"]);
     let keys = [&all, &sel, &dead_key, &proj];
     let projects = [&p, &q, &g, &gone];
     let decide_all = || {

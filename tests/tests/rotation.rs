@@ -139,7 +139,7 @@ fn messages_say_what_a_key_can_still_do() {
     let pk = kg.key(&["--project", &p, "--name", "ci"]);
     let shown = kg.ok(&["key", "show", &key_id(&pk)]);
     assert!(shown.contains(&format!("level:         project-level, owned by project {p}\n")), "{shown}");
-    kg.ok(&["project", "delete", &p]);
+    kg.ok(&["project", "delete", &p, "--yes"]);
     let audit = kg.json(&["audit"]);
     let deleted = audit.as_array().unwrap().iter().find(|e| e["action"] == "project.delete").unwrap();
     assert_eq!(deleted["detail"], "1 key deleted");

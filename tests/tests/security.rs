@@ -148,7 +148,7 @@ fn a_tampered_record_is_denied_and_reported() {
         );
     }
     // Deleting is how the operator gets rid of it.
-    kg.ok(&["key", "delete", &id]);
+    kg.ok(&["key", "delete", &id, "--yes"]);
     assert_eq!(kg.decide(&key, &p, &[]), "unknown key");
 }
 

@@ -811,7 +811,7 @@ fn the_cli_through_the_service_answers_like_the_cli_on_a_store() {
         assert_eq!((code, out.as_str()), (2, ""), "{err}");
     }
     assert_eq!(t.step(&["audit", "--org", "globex"], None).0, 0);
-    assert_eq!(t.step(&["--json", "project", "delete", &p], None).0, 0);
+    assert_eq!(t.step(&["--json", "project", "delete", &p, "--yes"], None).0, 0);
     assert_eq!(t.step(&["verify", "--project", &p], Some(&k1)).1, "deny: project deleted\n");
 
     // A snapshot written through the service verifies like a local one.
@@ -1062,9 +1062,13 @@ fn the_remote_cli_does_not_believe_a_lying_service() {
     assert_eq!((code, out.as_str()), (2, ""));
     assert!(err.contains("control or invisible characters"), "{err}");
     // A "deletion" that names no deleted key.
-    let url = fake_service(vec![(200, r#"{"status":"ok"}"#.into())]);
-    let (code, out, _) = run(&url, &["key", "delete", "AAAAAAAAAAA"]);
-    assert_eq!((code, out.as_str()), (2, ""));
+    let url = fake_service(vec![
+        (200, view("AAAAAAAAAAA", "x").to_string()),
+        (200, r#"{"status":"ok"}"#.into()),
+    ]);
+    let (code, out, err) = run(&url, &["key", "delete", "AAAAAAAAAAA", "--yes"]);
+    assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    assert!(err.contains("cannot read"), "{err}");
     // An answer about another key.
     let url = fake_service(vec![(200, view("BBBBBBBBBBB", "x").to_string())]);
     assert_eq!(run(&url, &["key", "show", "AAAAAAAAAAA"]).0, 2);

@@ -39,8 +39,8 @@ fn a_cli_snapshot_decides_in_the_component_like_verify() {
     let sel = kg.key(&["--org", "acme", "--name", "sel", "--projects", &q]);
     let dead = kg.key(&["--org", "acme", "--name", "dead", "--all-projects"]);
     let glob = kg.key(&["--project", &g, "--name", "g"]);
-    kg.ok(&["key", "delete", &key_id(&dead)]);
-    kg.ok(&["project", "delete", &gone]);
+    kg.ok(&["key", "delete", &key_id(&dead), "--yes"]);
+    kg.ok(&["project", "delete", &gone, "--yes"]);
     let (path, info) = write_snapshot(&kg, "s1.kgs");
     assert_eq!(
         (
@@ -186,7 +186,7 @@ fn a_cli_delta_carries_only_what_changed_and_applies_on_its_base() {
     let base = info["sequence"].as_u64().unwrap();
     // Three changes: a disable, a delete, a new project.
     kg.ok(&["key", "disable", &key_id(&keys[0])]);
-    kg.ok(&["key", "delete", &key_id(&keys[1])]);
+    kg.ok(&["key", "delete", &key_id(&keys[1]), "--yes"]);
     let q = kg.project("acme", "Q");
     let delta_path = kg.path().join("delta.kgs");
     let d = kg.json(&[

@@ -264,3 +264,41 @@ pub fn same_id_other_secret(key: &str) -> String {
     random[..8].copy_from_slice(&n.to_be_bytes());
     keygate_policy::make_key("kg", &random).unwrap().key
 }
+
+/// Run a `std::process::Command` with `input` on its stdin.
+pub trait StdinPiped {
+    /// Spawn with piped stdin, write `input`, and wait for the output.
+    fn stdin_piped_with(&mut self, input: &str) -> PipedRun<'_>;
+}
+
+/// A command about to be run with some stdin.
+pub struct PipedRun<'a> {
+    cmd: &'a mut std::process::Command,
+    input: String,
+}
+
+impl PipedRun<'_> {
+    /// Run it.
+    pub fn output(self) -> std::io::Result<Output> {
+        use std::io::Write;
+        let mut child = self
+            .cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        // Give the program time to ask before the answer arrives.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        child.stdin.take().unwrap().write_all(self.input.as_bytes())?;
+        child.wait_with_output()
+    }
+}
+
+impl StdinPiped for std::process::Command {
+    fn stdin_piped_with(&mut self, input: &str) -> PipedRun<'_> {
+        PipedRun {
+            cmd: self,
+            input: input.to_string(),
+        }
+    }
+}

@@ -113,7 +113,7 @@ fn an_older_record_put_back_under_a_deleted_id_stays_deleted() {
     let key = kg.key(&["--org", "acme", "--name", "gone", "--all-projects"]);
     let id = key_id(&key);
     let old = get(&kg, tree::KEYS, &id);
-    kg.ok(&["key", "delete", &id]);
+    kg.ok(&["key", "delete", &id, "--yes"]);
     assert_eq!(kg.decide(&key, &p, &[]), "unknown key");
     put(&kg, tree::KEYS, &id, &old);
     assert_eq!(kg.decide(&key, &p, &[]), "unknown key");
@@ -130,7 +130,7 @@ fn an_older_record_put_back_under_a_deleted_id_stays_deleted() {
     // the key is denied all the same.
     let other = Kg::new();
     let other_key = other.key(&["--org", "acme", "--name", "x", "--all-projects"]);
-    other.ok(&["key", "delete", &key_id(&other_key)]);
+    other.ok(&["key", "delete", &key_id(&other_key), "--yes"]);
     let foreign_tomb = get(&other, tree::DELETED_KEYS, &key_id(&other_key));
     put(&kg, tree::DELETED_KEYS, &id, &foreign_tomb);
     assert_eq!(kg.decide(&key, &p, &[]), "record signature invalid");
@@ -209,7 +209,7 @@ fn flipping_any_byte_of_any_stored_fact_never_turns_a_deny_into_an_allow() {
     let p2 = kg.project("acme", "P2");
     let gp = kg.project("globex", "G");
     let gone = kg.project("acme", "Gone");
-    kg.ok(&["project", "delete", &gone]);
+    kg.ok(&["project", "delete", &gone, "--yes"]);
     let all = kg.key(&[
         "--org",
         "acme",
@@ -223,7 +223,7 @@ fn flipping_any_byte_of_any_stored_fact_never_turns_a_deny_into_an_allow() {
     let glob = kg.key(&["--org", "globex", "--name", "g", "--all-projects"]);
     let dead = kg.key(&["--org", "acme", "--name", "dead", "--all-projects"]);
     let off = kg.key(&["--project", &p2, "--name", "off"]);
-    kg.ok(&["key", "delete", &key_id(&dead)]);
+    kg.ok(&["key", "delete", &key_id(&dead), "--yes"]);
     kg.ok(&["key", "disable", &key_id(&off)]);
     let mut pairs = Vec::new();
     for k in [&all, &sel, &glob, &dead, &off] {

@@ -47,7 +47,7 @@ test('the gateway answers 202/401/403 and follows its snapshot file', async () =
     const all = ok(['key', 'create', '--org', 'acme', '--name', 'crm-sync', '--all-projects']);
     const pk = ok(['key', 'create', '--project', p, '--name', 'billing-only']);
     const gone = ok(['key', 'create', '--org', 'acme', '--name', 'gone', '--all-projects']);
-    ok(['key', 'delete', gone.slice(3, 14)]);
+    ok(['key', 'delete', gone.slice(3, 14), '--yes']);
     writeFileSync(join(dir, 'issuer.json'), ok(['--json', 'issuer', 'show']));
     const snap = join(dir, 'current.kgs');
     const first = JSON.parse(ok(['--json', 'snapshot', 'write', snap]));

@@ -115,7 +115,7 @@ class Gateway(unittest.TestCase):
         all_key = self.kg("key", "create", "--org", "acme", "--name", "crm-sync", "--all-projects")
         pk = self.kg("key", "create", "--project", p, "--name", "billing-only")
         gone = self.kg("key", "create", "--org", "acme", "--name", "gone", "--all-projects")
-        self.kg("key", "delete", gone[3:14])
+        self.kg("key", "delete", gone[3:14], "--yes")
         (self.d / "issuer.json").write_text(self.kg("--json", "issuer", "show"))
         snap = self.d / "current.kgs"
         first = json.loads(self.kg("--json", "snapshot", "write", str(snap)))

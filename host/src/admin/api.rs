@@ -17,6 +17,8 @@ pub trait AdminApi {
     fn create_project(&mut self, organization: &str, name: &str, at: u64) -> Result<ProjectView>;
     /// The live projects of an organization.
     fn list_projects(&mut self, organization: &str) -> Result<ProjectList>;
+    /// A live project.
+    fn show_project(&mut self, id: &str) -> Result<ProjectView>;
     /// Delete a project and its project-level keys.
     fn delete_project(&mut self, id: &str, at: u64) -> Result<(ProjectView, Vec<String>)>;
     /// Create a key (shown once).
@@ -59,6 +61,9 @@ impl AdminApi for Keygate {
     }
     fn list_projects(&mut self, organization: &str) -> Result<ProjectList> {
         Keygate::list_projects(self, organization)
+    }
+    fn show_project(&mut self, id: &str) -> Result<ProjectView> {
+        Keygate::live_project(self, id)
     }
     fn delete_project(&mut self, id: &str, at: u64) -> Result<(ProjectView, Vec<String>)> {
         Keygate::delete_project(self, id, at)

@@ -203,6 +203,22 @@ impl KeyView {
     }
 }
 
+impl ProjectView {
+    /// The JSON the CLI's `--json` and the service answer with (times in
+    /// RFC 3339, as everywhere).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut j = serde_json::json!(self);
+        j["created_at"] = serde_json::json!(rfc3339(self.created_at));
+        j["deleted_at"] = serde_json::json!(self.deleted_at.map(rfc3339));
+        j
+    }
+
+    /// Read back what [`ProjectView::to_json`] wrote.
+    pub fn from_json(v: serde_json::Value) -> Option<ProjectView> {
+        serde_json::from_value(times_to_seconds(v, &["created_at", "deleted_at"])?).ok()
+    }
+}
+
 /// An audit event as JSON (its time in RFC 3339).
 pub fn audit_json(e: &AuditEvent) -> serde_json::Value {
     let mut j = serde_json::json!(e);

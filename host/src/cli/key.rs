@@ -29,7 +29,7 @@ pub enum KeyCommand {
     /// working for the grace period, then expires.
     Rotate(RotateArgs),
     /// Delete a key; it stops validating at once.
-    Delete(IdArg),
+    Delete(DeleteArgs),
 }
 
 /// `key create`.
@@ -77,6 +77,15 @@ pub struct ListArgs {
 pub struct IdArg {
     /// Key id (the 11 characters after the prefix).
     key_id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Key id (the 11 characters after the prefix).
+    key_id: String,
+    /// Do not ask (needed when there is no terminal to ask on).
+    #[arg(long)]
+    yes: bool,
 }
 
 /// `key rotate`.
@@ -396,6 +405,21 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
             r
         }
         KeyCommand::Delete(a) => {
+            let what = match ctx.api(false, |api| api.show_key(&a.key_id, now)) {
+                Ok(v) => format!(
+                    "delete key {} ({}) of organization {}",
+                    v.id,
+                    super::safe(&v.name),
+                    v.organization
+                ),
+                // A record that does not verify can still be deleted.
+                Err(CliError::Keygate(keygate::Error::Tampered { .. })) => format!(
+                    "delete key {} (its stored record does not verify)",
+                    super::safe(&a.key_id)
+                ),
+                Err(e) => return Err(e),
+            };
+            super::confirm(&what, a.yes)?;
             let organization = ctx.api(false, |api| api.delete_key(&a.key_id, now))?;
             if ctx.json {
                 out_json(&json!({

@@ -543,6 +543,33 @@ pub fn relative(t: u64, now: u64) -> String {
     if future { format!("in {n} {unit}") } else { format!("{n} {unit} ago") }
 }
 
+/// Ask before something that cannot be undone. With `yes`, go on; on a
+/// terminal, ask for "yes"; without one (a script), refuse: a script must
+/// say `--yes`.
+pub fn confirm(what: &str, yes: bool) -> Result<(), CliError> {
+    use std::io::{BufRead, IsTerminal};
+    if yes {
+        return Ok(());
+    }
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(usage(format!(
+            "this would {what}, which cannot be undone: add --yes to confirm (there is no terminal to ask on)"
+        )));
+    }
+    eprint!("This will {what}. It cannot be undone. Type yes to go on: ");
+    let mut answer = String::new();
+    stdin
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Error::System(format!("cannot read the answer: {e}")))?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(usage("not confirmed; nothing was deleted"))
+    }
+}
+
 /// Parse a duration: a whole number and a unit `s`, `m`, `h` or `d` (`0` alone
 /// is allowed). Returns seconds.
 pub fn parse_duration(s: &str) -> Result<u64, CliError> {

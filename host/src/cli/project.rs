@@ -41,6 +41,9 @@ pub struct ListArgs {
 pub struct DeleteArgs {
     /// Project id (`prj_...`).
     project_id: String,
+    /// Do not ask (needed when there is no terminal to ask on).
+    #[arg(long)]
+    yes: bool,
 }
 
 /// Run a project command.
@@ -50,7 +53,7 @@ pub fn run(ctx: &Ctx, cmd: ProjectCommand) -> CmdResult {
         ProjectCommand::Create(a) => {
             let p = ctx.api(true, |api| api.create_project(&a.org, &a.name, now))?;
             if ctx.json {
-                out_json(&json!(p))?;
+                out_json(&p.to_json())?;
             } else {
                 out(&p.id)?;
                 eprintln!(
@@ -68,7 +71,7 @@ pub fn run(ctx: &Ctx, cmd: ProjectCommand) -> CmdResult {
             }
             let projects = list.projects;
             if ctx.json {
-                out_json(&json!(projects))?;
+                out_json(&json!(projects.iter().map(|p| p.to_json()).collect::<Vec<_>>()))?;
             } else {
                 let rows: Vec<Vec<String>> = projects
                     .iter()
@@ -78,9 +81,33 @@ pub fn run(ctx: &Ctx, cmd: ProjectCommand) -> CmdResult {
             }
         }
         ProjectCommand::Delete(a) => {
+            let (shown, doomed) = ctx.api(false, |api| {
+                let p = api.show_project(&a.project_id)?;
+                let keys = api.list_keys(&p.organization, Some(&p.id), now)?;
+                let own: Vec<String> = keys
+                    .into_iter()
+                    .filter(|k| k.project.as_deref() == Some(p.id.as_str()))
+                    .map(|k| format!("{} ({})", k.id, super::safe(&k.name)))
+                    .collect();
+                Ok((p, own))
+            })?;
+            let keys_part = match doomed.len() {
+                0 => String::new(),
+                1 => format!(" and its project-level key {}", doomed[0]),
+                n => format!(" and its {n} project-level keys {}", doomed.join(", ")),
+            };
+            super::confirm(
+                &format!(
+                    "delete project {} ({}) of organization {}{keys_part}",
+                    shown.id,
+                    super::safe(&shown.name),
+                    shown.organization
+                ),
+                a.yes,
+            )?;
             let (p, keys) = ctx.api(false, |api| api.delete_project(&a.project_id, now))?;
             if ctx.json {
-                out_json(&json!({"deleted_project": p, "deleted_keys": keys}))?;
+                out_json(&json!({"deleted_project": p.to_json(), "deleted_keys": keys}))?;
             } else {
                 out(&format!(
                     "deleted project {} ({}) of organization {}",
