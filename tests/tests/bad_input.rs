@@ -72,6 +72,8 @@ fn bad_names_are_refused() {
             &[
                 "key",
                 "create",
+                "--expires",
+                "never",
                 "--org",
                 "acme",
                 "--name",
@@ -97,7 +99,7 @@ fn bad_organizations_are_refused() {
         let org = format!("--org={org}");
         refused(
             &f,
-            &["key", "create", &org, "--name", "n", "--all-projects"],
+            &["key", "create", "--expires", "never", &org, "--name", "n", "--all-projects"],
             "organization must be 1 to 63 lowercase letters",
         );
         refused(
@@ -111,7 +113,7 @@ fn bad_organizations_are_refused() {
 #[test]
 fn bad_project_selections_are_refused() {
     let f = fixture();
-    let base = ["key", "create", "--org", "acme", "--name", "n"];
+    let base = ["key", "create", "--expires", "never", "--org", "acme", "--name", "n"];
     fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
         [base, extra].concat()
     }
@@ -146,12 +148,12 @@ fn bad_project_selections_are_refused() {
     );
     refused(
         &f,
-        &["key", "create", "--project", "prj_nope", "--name", "n"],
+        &["key", "create", "--expires", "never", "--project", "prj_nope", "--name", "n"],
         "unknown project",
     );
     refused(
         &f,
-        &["key", "create", "--project", &f.deleted, "--name", "n"],
+        &["key", "create", "--expires", "never", "--project", &f.deleted, "--name", "n"],
         "was deleted",
     );
     refused(
@@ -159,6 +161,8 @@ fn bad_project_selections_are_refused() {
         &[
             "key",
             "create",
+            "--expires",
+            "never",
             "--project",
             &f.p,
             "--all-projects",
@@ -169,7 +173,7 @@ fn bad_project_selections_are_refused() {
     );
     refused(
         &f,
-        &["key", "create", "--name", "n", "--all-projects"],
+        &["key", "create", "--expires", "never", "--name", "n", "--all-projects"],
         "an organization-level key needs an organization",
     );
     refused(
@@ -235,6 +239,8 @@ fn unknown_scopes_and_actions_are_refused() {
         &[
             "key",
             "create",
+            "--expires",
+            "never",
             "--org",
             "acme",
             "--name",
@@ -342,6 +348,8 @@ fn missing_foreign_and_corrupt_data_directories_are_refused() {
         &[
             "key",
             "create",
+            "--expires",
+            "never",
             "--org",
             "acme",
             "--name",
@@ -359,6 +367,8 @@ fn missing_foreign_and_corrupt_data_directories_are_refused() {
         &[
             "key",
             "create",
+            "--expires",
+            "never",
             "--org",
             "acme",
             "--name",
@@ -379,6 +389,8 @@ fn missing_foreign_and_corrupt_data_directories_are_refused() {
         &[
             "key",
             "create",
+            "--expires",
+            "never",
             "--org",
             "acme",
             "--name",
@@ -441,6 +453,8 @@ fn arguments_that_look_like_keys_are_refused_and_never_echoed() {
         vec![
             "key",
             "create",
+            "--expires",
+            "never",
             "--org",
             "acme",
             &name_arg,
@@ -489,6 +503,8 @@ fn options_are_never_taken_as_values() {
             vec![
                 "key",
                 "create",
+                "--expires",
+                "never",
                 "--org",
                 "acme",
                 "--name",
@@ -498,7 +514,7 @@ fn options_are_never_taken_as_values() {
             "a value is required for '--name <NAME>'",
         ),
         (
-            vec!["key", "create", "--org", "--all-projects", "--name", "n"],
+            vec!["key", "create", "--expires", "never", "--org", "--all-projects", "--name", "n"],
             "a value is required for '--org <ORG>'",
         ),
         (

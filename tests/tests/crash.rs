@@ -101,6 +101,8 @@ fn random_kills_never_brick_the_store_or_lose_a_printed_key() {
                 [
                     "key",
                     "create",
+                    "--expires",
+                    "never",
                     "--org",
                     "acme",
                     "--name",
@@ -201,6 +203,8 @@ fn a_kill_during_the_first_command_never_leaves_a_refused_directory() {
         let args = [
             "key",
             "create",
+            "--expires",
+            "never",
             "--org",
             "acme",
             "--name",

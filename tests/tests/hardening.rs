@@ -124,6 +124,8 @@ fn a_closed_stdout_never_turns_a_deny_into_success() {
         &[
             "key",
             "create",
+            "--expires",
+            "never",
             "--org",
             "acme",
             "--name",
@@ -197,6 +199,8 @@ fn a_failed_first_command_removes_the_issuer_key_it_generated() {
         .args([
             "key",
             "create",
+            "--expires",
+            "never",
             "--org",
             "acme",
             "--name",
@@ -302,6 +306,8 @@ fn no_key_is_made_when_stdout_is_closed() {
         .args([
             "key",
             "create",
+            "--expires",
+            "never",
             "--org",
             "acme",
             "--name",

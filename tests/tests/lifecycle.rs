@@ -160,6 +160,8 @@ fn project_level_keys_act_only_on_their_project() {
         kg.fail(&[
             "key",
             "create",
+            "--expires",
+            "never",
             "--org",
             "globex",
             "--project",
@@ -433,4 +435,16 @@ fn deletes_name_what_goes_and_need_a_yes() {
     let (code, shown) = on_a_terminal(&format!("key delete {id}"), "yes\n");
     assert_eq!(code, Some(0), "{shown}");
     assert_eq!(kg.decide(&key, &p, &[]), "unknown key");
+}
+
+#[test]
+fn a_key_without_an_expiry_must_be_asked_for() {
+    let kg = Kg::new();
+    kg.project("acme", "billing");
+    let before = kg.store_dump();
+    let err = kg.fail(&["key", "create", "--org", "acme", "--name", "k", "--all-projects"]);
+    assert!(err.contains("--expires"), "{err}");
+    assert_eq!(kg.store_dump(), before);
+    let key = kg.key(&["--org", "acme", "--name", "k", "--all-projects", "--expires", "never"]);
+    assert_eq!(kg.json(&["key", "show", &key_id(&key)])["expiry_policy"], "never");
 }

@@ -12,6 +12,8 @@ fn the_key_is_printed_once_alone_on_stdout() {
         .args([
             "key",
             "create",
+            "--expires",
+            "never",
             "--org",
             "acme",
             "--name",
@@ -51,6 +53,8 @@ fn the_key_is_printed_once_alone_on_stdout() {
     let j = kg.json(&[
         "key",
         "create",
+        "--expires",
+        "never",
         "--org",
         "acme",
         "--name",
@@ -250,6 +254,8 @@ fn the_issuer_key_can_live_outside_the_data_directory() {
         .args([
             "key",
             "create",
+            "--expires",
+            "never",
             "--org",
             "acme",
             "--name",

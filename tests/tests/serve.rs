@@ -772,8 +772,8 @@ fn the_cli_through_the_service_answers_like_the_cli_on_a_store() {
         &["key", "create", "--org", "acme", "--name", "crm", "--all-projects", "--expires", "30d"],
         "<K1>",
     );
-    t.made(&["key", "create", "--project", &p, "--name", "pk"], "<K2>");
-    t.made(&["key", "create", "--org", "acme", "--name", "sel", "--projects", &p], "<K3>");
+    t.made(&["key", "create", "--expires", "never", "--project", &p, "--name", "pk"], "<K2>");
+    t.made(&["key", "create", "--expires", "never", "--org", "acme", "--name", "sel", "--projects", &p], "<K3>");
     let id1 = k1[3..14].to_string();
     for args in [
         vec!["key", "list", "--org", "acme"],
@@ -802,8 +802,8 @@ fn the_cli_through_the_service_answers_like_the_cli_on_a_store() {
     for args in [
         vec!["key", "show", "AAAAAAAAAAA"],
         vec!["key", "create", "--org", "acme", "--name", "x", "--all-projects", "--expires", "200d"],
-        vec!["key", "create", "--org", "acme", "--name", "", "--all-projects"],
-        vec!["key", "create", "--org", "globex", "--name", "x", "--projects", &p],
+        vec!["key", "create", "--expires", "never", "--org", "acme", "--name", "", "--all-projects"],
+        vec!["key", "create", "--expires", "never", "--org", "globex", "--name", "x", "--projects", &p],
         vec!["project", "delete", "prj_AAAAAAAAAAA"],
         vec!["key", "rotate", &id1],
     ] {
@@ -1076,7 +1076,7 @@ fn the_remote_cli_does_not_believe_a_lying_service() {
     let mut created = view("AAAAAAAAAAA", "x");
     created["key"] = json!("not-a-key");
     let url = fake_service(vec![(201, created.to_string())]);
-    let (code, out, _) = run(&url, &["key", "create", "--org", "acme", "--name", "x", "--all-projects"]);
+    let (code, out, _) = run(&url, &["key", "create", "--expires", "never", "--org", "acme", "--name", "x", "--all-projects"]);
     assert_eq!((code, out.as_str()), (2, ""));
     // Credentials in the URL are refused before any connection.
     let (code, _, err) = run("http://user:hunter2@127.0.0.1:1", &["key", "list", "--org", "acme"]);

@@ -132,6 +132,9 @@ impl Kg {
     pub fn key(&self, args: &[&str]) -> String {
         let mut a = vec!["key", "create"];
         a.extend_from_slice(args);
+        if !args.iter().any(|a| a.starts_with("--expires")) {
+            a.extend_from_slice(&["--expires", "never"]);
+        }
         let out = self.ok(&a);
         assert!(out.ends_with('\n') && out.lines().count() == 1, "{out:?}");
         out.trim_end().to_string()

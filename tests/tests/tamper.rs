@@ -96,6 +96,8 @@ fn a_registration_moved_to_another_organization_never_allows() {
     let err = kg.fail(&[
         "key",
         "create",
+        "--expires",
+        "never",
         "--org",
         "acme",
         "--name",

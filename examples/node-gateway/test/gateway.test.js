@@ -44,9 +44,9 @@ test('the gateway answers 202/401/403 and follows its snapshot file', async () =
     const p = ok(['project', 'create', '--org', 'acme', 'billing']);
     const p2 = ok(['project', 'create', '--org', 'acme', 'web']);
     const g = ok(['project', 'create', '--org', 'globex', 'crm']);
-    const all = ok(['key', 'create', '--org', 'acme', '--name', 'crm-sync', '--all-projects']);
-    const pk = ok(['key', 'create', '--project', p, '--name', 'billing-only']);
-    const gone = ok(['key', 'create', '--org', 'acme', '--name', 'gone', '--all-projects']);
+    const all = ok(['key', 'create', '--org', 'acme', '--name', 'crm-sync', '--all-projects', '--expires', '30d']);
+    const pk = ok(['key', 'create', '--project', p, '--name', 'billing-only', '--expires', '30d']);
+    const gone = ok(['key', 'create', '--org', 'acme', '--name', 'gone', '--all-projects', '--expires', 'never']);
     ok(['key', 'delete', gone.slice(3, 14), '--yes']);
     writeFileSync(join(dir, 'issuer.json'), ok(['--json', 'issuer', 'show']));
     const snap = join(dir, 'current.kgs');

@@ -112,9 +112,9 @@ class Gateway(unittest.TestCase):
         p = self.kg("project", "create", "--org", "acme", "billing")
         p2 = self.kg("project", "create", "--org", "acme", "web")
         g = self.kg("project", "create", "--org", "globex", "crm")
-        all_key = self.kg("key", "create", "--org", "acme", "--name", "crm-sync", "--all-projects")
-        pk = self.kg("key", "create", "--project", p, "--name", "billing-only")
-        gone = self.kg("key", "create", "--org", "acme", "--name", "gone", "--all-projects")
+        all_key = self.kg("key", "create", "--org", "acme", "--name", "crm-sync", "--all-projects", "--expires", "30d")
+        pk = self.kg("key", "create", "--project", p, "--name", "billing-only", "--expires", "30d")
+        gone = self.kg("key", "create", "--org", "acme", "--name", "gone", "--all-projects", "--expires", "never")
         self.kg("key", "delete", gone[3:14], "--yes")
         (self.d / "issuer.json").write_text(self.kg("--json", "issuer", "show"))
         snap = self.d / "current.kgs"

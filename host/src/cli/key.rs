@@ -50,8 +50,9 @@ pub struct CreateArgs {
     /// Org-level key for these projects only (comma-separated ids).
     #[arg(long, value_name = "ID,ID...")]
     projects: Option<String>,
-    /// Expiry: 7d to 90d, or never.
-    #[arg(long, default_value = "never")]
+    /// Expiry: 7d to 90d, or never. Required: a credential that never
+    /// expires must be asked for by name.
+    #[arg(long, required = true)]
     expires: String,
     /// Scope granted (repeatable). Known: trigger-workflows.
     #[arg(long = "scope", default_value = "trigger-workflows")]

@@ -140,8 +140,8 @@ test('snapshots and deltas made by the CLI decide like keygate verify', () => {
     };
     const p = ok(['project', 'create', '--org', 'acme', 'P']);
     const g = ok(['project', 'create', '--org', 'globex', 'G']);
-    const all = ok(['key', 'create', '--org', 'acme', '--name', 'all', '--all-projects']);
-    const proj = ok(['key', 'create', '--project', p, '--name', 'pk']);
+    const all = ok(['key', 'create', '--org', 'acme', '--name', 'all', '--all-projects', '--expires', 'never']);
+    const proj = ok(['key', 'create', '--project', p, '--name', 'pk', '--expires', '30d']);
     const issuer = JSON.parse(ok(['--json', 'issuer', 'show']));
     const trusted = [{ id: issuer.issuer_key_id, publicKey: issuer.public_key }];
     ok(['snapshot', 'write', join(dir, 'full.kgs')]);

@@ -121,8 +121,8 @@ class CliSnapshots(unittest.TestCase):
 
             p = ok(["project", "create", "--org", "acme", "P"])
             g = ok(["project", "create", "--org", "globex", "G"])
-            all_key = ok(["key", "create", "--org", "acme", "--name", "all", "--all-projects"])
-            proj_key = ok(["key", "create", "--project", p, "--name", "pk"])
+            all_key = ok(["key", "create", "--org", "acme", "--name", "all", "--all-projects", "--expires", "never"])
+            proj_key = ok(["key", "create", "--project", p, "--name", "pk", "--expires", "30d"])
             issuer = json.loads(ok(["--json", "issuer", "show"]))
             trusted = [{"id": issuer["issuer_key_id"], "public_key": issuer["public_key"]}]
             ok(["snapshot", "write", f"{d}/full.kgs"])
