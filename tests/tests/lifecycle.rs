@@ -448,3 +448,52 @@ fn a_key_without_an_expiry_must_be_asked_for() {
     let key = kg.key(&["--org", "acme", "--name", "k", "--all-projects", "--expires", "never"]);
     assert_eq!(kg.json(&["key", "show", &key_id(&key)])["expiry_policy"], "never");
 }
+
+#[test]
+fn key_list_and_audit_filter_sort_and_limit() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "billing");
+    let a = kg.key(&["--org", "acme", "--name", "Zeta sync", "--all-projects", "--expires", "7d"]);
+    let b = kg.key(&["--org", "acme", "--name", "alpha etl", "--all-projects", "--expires", "90d"]);
+    let c = kg.key(&["--project", &p, "--name", "billing ci", "--expires", "never"]);
+    kg.ok(&["key", "disable", &key_id(&c)]);
+    kg.ok(&["key", "rotate", &key_id(&b), "--grace", "2h"]);
+    let ids = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["key", "list", "--org", "acme"];
+        a.extend_from_slice(args);
+        kg.json(&a)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&["--status", "disabled"]), ["billing ci"]);
+    assert_eq!(ids(&["--status", "inactive"]), ["billing ci"]);
+    assert_eq!(ids(&["--status", "rotated"]), ["alpha etl"]);
+    assert_eq!(ids(&["--level", "project"]), ["billing ci"]);
+    assert_eq!(ids(&["--name", "ETL", "--sort", "name"]), ["alpha etl", "alpha etl"]);
+    assert_eq!(ids(&["--name", &key_id(&a)]), ["Zeta sync"]);
+    // Expiring within 8 days: the 7-day key and the rotated one (2 h).
+    assert_eq!(ids(&["--expiring-within", "8d", "--sort", "expires"]), ["alpha etl", "Zeta sync"]);
+    assert_eq!(ids(&["--sort", "name", "--limit", "2"]), ["alpha etl", "alpha etl"]);
+    assert_eq!(kg.ok(&["key", "list", "--org", "acme", "--status", "expired"]), "no keys match\n");
+    let err = kg.fail(&["key", "list", "--org", "acme", "--status", "sleepy"]);
+    assert!(err.contains("possible values"), "{err}");
+
+    let actions = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["audit"];
+        a.extend_from_slice(args);
+        kg.json(&a)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["action"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(actions(&["--action", "key.disable"]), ["key.disable"]);
+    assert_eq!(actions(&["--action", "project."]), ["project.create"]);
+    assert_eq!(actions(&["--limit", "2"]), ["key.disable", "key.rotate"]);
+    assert!(actions(&["--since", "+1h"]).is_empty());
+    assert_eq!(actions(&["--since", "-1h"]).len(), actions(&[]).len());
+}

@@ -71,6 +71,62 @@ pub struct ListArgs {
     /// Every column, never cut (the default fits the screen: $COLUMNS or 80).
     #[arg(long)]
     wide: bool,
+    /// Only keys in this state: active, rotated, inactive, expired, disabled, not-yet-valid.
+    #[arg(long, value_parser = ["active", "rotated", "inactive", "expired", "disabled", "not-yet-valid"])]
+    status: Option<String>,
+    /// Only organization-level or project-level keys.
+    #[arg(long, value_parser = ["org", "project"])]
+    level: Option<String>,
+    /// Only keys that stop working within this time (e.g. 7d, 12h).
+    #[arg(long, value_name = "DURATION")]
+    expiring_within: Option<String>,
+    /// Only keys whose name contains this text (any case), or with this id.
+    #[arg(long)]
+    name: Option<String>,
+    /// Order: created (default), name, expires.
+    #[arg(long, default_value = "created", value_parser = ["created", "name", "expires"])]
+    sort: String,
+    /// At most this many keys.
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+/// The keys a listing asked for, in the order asked.
+fn select(views: Vec<KeyView>, a: &ListArgs, now: u64) -> Result<Vec<KeyView>, CliError> {
+    let within = a.expiring_within.as_deref().map(parse_duration).transpose()?;
+    let needle = a.name.as_deref().map(str::to_lowercase);
+    let mut out: Vec<KeyView> = views
+        .into_iter()
+        .filter(|v| match a.status.as_deref() {
+            None => true,
+            Some("inactive") => v.inactive_reason.is_some(),
+            Some("active") => v.inactive_reason.is_none() && v.rotated_to.is_none(),
+            Some("rotated") => v.inactive_reason.is_none() && v.rotated_to.is_some(),
+            Some(reason) => v.inactive_reason.as_deref() == Some(reason),
+        })
+        .filter(|v| match a.level.as_deref() {
+            None => true,
+            Some("project") => v.project.is_some(),
+            Some(_) => v.project.is_none(),
+        })
+        .filter(|v| match within {
+            None => true,
+            Some(d) => v.expires_at.is_some_and(|t| t > now && t <= now.saturating_add(d)),
+        })
+        .filter(|v| match &needle {
+            None => true,
+            Some(n) => v.id == *n || v.id.to_lowercase() == *n || v.name.to_lowercase().contains(n.as_str()),
+        })
+        .collect();
+    match a.sort.as_str() {
+        "name" => out.sort_by(|x, y| (x.name.to_lowercase(), &x.id).cmp(&(y.name.to_lowercase(), &y.id))),
+        "expires" => out.sort_by_key(|v| (v.expires_at.unwrap_or(u64::MAX), v.id.clone())),
+        _ => {}
+    }
+    if let Some(n) = a.limit {
+        out.truncate(n);
+    }
+    Ok(out)
 }
 
 /// A key id argument.
@@ -259,6 +315,11 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
         KeyCommand::List(a) => {
             let views = ctx.api(false, |api| api.list_keys(&a.org, a.project.as_deref(), now))?;
             warn_untrusted(&views);
+            let filtered = a.status.is_some()
+                || a.level.is_some()
+                || a.expiring_within.is_some()
+                || a.name.is_some();
+            let views = select(views, &a, now)?;
             if ctx.json {
                 out_json(&json!(views.iter().map(view_json).collect::<Vec<_>>()))?;
             } else if a.wide {
@@ -296,6 +357,8 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
                     ],
                     &rows,
                 )?;
+            } else if views.is_empty() && filtered {
+                out("no keys match")?;
             } else if views.is_empty() {
                 out(&format!(
                     "no keys in organization {}{}",

@@ -43,6 +43,15 @@ pub struct AuditArgs {
     /// Only events of this organization.
     #[arg(long)]
     org: Option<String>,
+    /// Only events from this time on: RFC 3339, @SECONDS, or -DURATION (e.g. -7d).
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true, value_parser = super::time_arg)]
+    since: Option<String>,
+    /// Only these actions: a name (key.delete) or a family (key.).
+    #[arg(long)]
+    action: Option<String>,
+    /// Only the most recent N (still oldest first).
+    #[arg(long)]
+    limit: Option<usize>,
 }
 
 /// Run `init`.
@@ -113,7 +122,24 @@ pub fn cmd_module(ctx: &Ctx, cmd: ModuleCommand) -> CmdResult {
 
 /// Run `audit`.
 pub fn cmd_audit(ctx: &Ctx, a: AuditArgs) -> CmdResult {
-    let events = ctx.api(false, |api| api.audit(a.org.as_deref()))?;
+    let since = match &a.since {
+        Some(t) => Some(super::parse_time(t, super::now()?)?),
+        None => None,
+    };
+    let mut events: Vec<_> = ctx
+        .api(false, |api| api.audit(a.org.as_deref()))?
+        .into_iter()
+        .filter(|e| since.is_none_or(|s| e.at >= s))
+        .filter(|e| match a.action.as_deref() {
+            None => true,
+            Some(f) if f.ends_with('.') => e.action.starts_with(f),
+            Some(f) => e.action == f,
+        })
+        .collect();
+    if let Some(n) = a.limit {
+        let skip = events.len().saturating_sub(n);
+        events.drain(..skip);
+    }
     if ctx.json {
         let v: Vec<_> = events.iter().map(keygate::admin::audit_json).collect();
         out_json(&json!(v))?;
