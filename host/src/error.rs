@@ -115,6 +115,11 @@ pub enum Error {
         "the keygate store at `{0}` is in use by another keygate process; try again when it has finished"
     )]
     Locked(PathBuf),
+    /// The audit chain does not verify at this event.
+    #[error(
+        "the audit log does not verify at event {0}: that event was edited, or one before it was removed; the log was changed by someone without the issuer key"
+    )]
+    AuditBroken(u64),
     /// A running `keygate serve` holds the store.
     #[error("the keygate store at `{path}` is held by `keygate serve` at {url}")]
     Served {

@@ -28,6 +28,7 @@ pub struct Issuer {
     signing: SigningKey,
     public: [u8; 32],
     id: String,
+    audit_key: [u8; 32],
 }
 
 impl std::fmt::Debug for Issuer {
@@ -43,7 +44,11 @@ impl std::fmt::Debug for Issuer {
 pub struct IssuerSecret {
     signing: SigningKey,
     cache_key: CacheKey,
+    audit_key: [u8; 32],
 }
+
+/// The HKDF label of the audit chain's key: changing it breaks every chain.
+const AUDIT_LABEL: &[u8] = b"keygate audit chain hmac-sha256 v1";
 
 impl std::fmt::Debug for IssuerSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,8 +135,15 @@ impl IssuerSecret {
     fn from_seed(mut seed: [u8; 32]) -> IssuerSecret {
         let signing = SigningKey::from_bytes(&seed);
         let cache_key = CacheKey::derive(&seed);
+        let mut audit_key = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA-256's limit of 255 * 32.
+        let _ = hkdf::Hkdf::<sha2::Sha256>::new(None, &seed).expand(AUDIT_LABEL, &mut audit_key);
         seed.fill(0);
-        IssuerSecret { signing, cache_key }
+        IssuerSecret {
+            signing,
+            cache_key,
+            audit_key,
+        }
     }
 
     /// The key that authenticates compiled-code cache files.
@@ -165,6 +177,7 @@ impl Issuer {
             signing: secret.signing,
             public,
             id,
+            audit_key: secret.audit_key,
         })
     }
 
@@ -184,6 +197,19 @@ impl Issuer {
             id: self.id.clone(),
             public_key: self.public.to_vec(),
         }
+    }
+
+    /// The audit chain's link after `prev` for an event's bytes.
+    pub fn audit_link(&self, prev: &str, event: &[u8]) -> String {
+        use hmac::{KeyInit, Mac};
+        // HMAC takes keys of any length: this cannot fail.
+        let Ok(mut mac) = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&self.audit_key) else {
+            return String::new();
+        };
+        mac.update(prev.as_bytes());
+        mac.update(b"\n");
+        mac.update(event);
+        hex(&mac.finalize().into_bytes())
     }
 
     /// Sign canonical record bytes.

@@ -79,6 +79,17 @@ pub struct AuditEvent {
     pub subject: String,
     /// Extra detail (a successor id, a count...).
     pub detail: Option<String>,
+    /// Who: the OS user for the CLI, the admin token for the service.
+    /// Events written before actors were kept have none.
+    #[serde(default)]
+    pub actor: Option<String>,
+    /// HMAC-SHA-256 (hex) over the previous event's `chain` and this event
+    /// with `chain` empty, under a key derived from the issuer secret: an
+    /// edited or removed event breaks every link after it, and nobody
+    /// without the secret can forge the links again. Events written before
+    /// the chain existed have none.
+    #[serde(default)]
+    pub chain: Option<String>,
 }
 
 /// Kinds of facts in the `changes` tree.

@@ -612,6 +612,7 @@ async fn admin_op(
                 return Err(ApiError::forbidden("this admin token is read-only"));
             }
             let at = admin::now()?;
+            kg.set_actor(format!("admin token {} ({})", token.id, token.name));
             let answer = f(&mut kg, &token, at).map_err(|e| hide_elsewhere(&token, e));
             if need == Need::Write {
                 app.pool.refresh(&mut kg)?;

@@ -333,6 +333,16 @@ impl Store {
         self.all_signed(&self.tokens, schema::is_key_id, "admin token")
     }
 
+    /// The newest audit event, if any.
+    pub fn last_audit(&self) -> Result<Option<AuditEvent>> {
+        match self.audit.last().map_err(|e| self.err(e))? {
+            None => Ok(None),
+            Some((_, v)) => schema::decode_json(&v)
+                .map(Some)
+                .ok_or_else(|| self.corrupt("an audit event is damaged".into())),
+        }
+    }
+
     /// Every audit event, oldest first.
     pub fn audit(&self) -> Result<Vec<AuditEvent>> {
         let mut out = Vec::new();
@@ -395,6 +405,13 @@ impl Store {
                 }
                 for ev in &batch.audit {
                     seq += 1;
+                    // A chained event was linked for the sequence it would
+                    // get: any other is a write keygate did not expect.
+                    if ev.chain.is_some() && ev.sequence != seq {
+                        return Err(ConflictableTransactionError::Abort(
+                            "the audit sequence moved under a write".to_string(),
+                        ));
+                    }
                     let ev = AuditEvent {
                         sequence: seq,
                         ..ev.clone()

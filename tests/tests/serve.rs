@@ -637,7 +637,9 @@ struct Side<'a> {
 impl Side<'_> {
     fn run(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
         let mut c = self.kg.cmd();
-        c.env_remove("KEYGATE_ADMIN_TOKEN").env_remove("KEYGATE_SERVER");
+        c.env_remove("KEYGATE_ADMIN_TOKEN")
+            .env_remove("KEYGATE_SERVER")
+            .env("USER", "tester");
         if let Some((url, token)) = self.server {
             c.args(["--server", url]).env("KEYGATE_ADMIN_TOKEN", token);
         }
@@ -766,6 +768,9 @@ fn the_cli_through_the_service_answers_like_the_cli_on_a_store() {
         b: Side { kg: &served, server: Some((&s.url, &token)), names: Vec::new() },
         subs: Vec::new(),
     };
+    // The audit log names who acted: the OS user here, the token there.
+    t.a.name("os user tester", "<actor>");
+    t.b.name(&format!("admin token {} (ops)", &token[8..19]), "<actor>");
     let p = t.made(&["project", "create", "--org", "acme", "billing"], "<P>");
     let g = t.made(&["project", "create", "--org", "globex", "crm"], "<G>");
     let k1 = t.made(

@@ -9,7 +9,7 @@ use keygate::admin::{Keygate, Location};
 use keygate::runtime::bindings::Decision;
 use keygate::schema::{self, tree};
 
-use crate::support::{Kg, key_id};
+use crate::support::{Kg, key_id, open_sled};
 
 /// Run `f` on one sled tree of the store, as someone with write access to
 /// `db/` could (no keygate is running).
@@ -291,4 +291,49 @@ fn flipping_any_byte_of_any_stored_fact_never_turns_a_deny_into_an_allow() {
         "{changed:?}"
     );
     assert!(flips > 1000 && failed_open == 0);
+}
+
+#[test]
+fn the_audit_chain_finds_an_edited_or_removed_event() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "billing");
+    let key = kg.key(&["--org", "acme", "--name", "crm", "--all-projects"]);
+    kg.ok(&["key", "disable", &key_id(&key)]);
+    kg.ok(&["key", "delete", &key_id(&key), "--yes"]);
+    let _ = p;
+    let events = kg.json(&["audit"]);
+    let events = events.as_array().unwrap();
+    let delete = events.iter().find(|e| e["action"] == "key.delete").unwrap();
+    assert_eq!(delete["detail"], "crm", "a delete names the key");
+    assert!(events.iter().skip(1).all(|e| e["actor"].as_str().unwrap().starts_with("os user ")));
+    assert_eq!(kg.ok(&["audit", "verify"]), format!("audit log verified: {} events chained\n", events.len()));
+
+    // Edit one event's detail in place (a writer of the data directory).
+    let edit = |seq: u64, f: &dyn Fn(&mut serde_json::Value)| {
+        let db = open_sled(&kg.path().join("db"));
+        let tree = db.open_tree("audit").unwrap();
+        let k = seq.to_be_bytes();
+        let v = tree.get(k).unwrap().unwrap();
+        let mut j: serde_json::Value = serde_json::from_slice(&v[1..]).unwrap();
+        f(&mut j);
+        let mut nv = vec![v[0]];
+        nv.extend(serde_json::to_vec(&j).unwrap());
+        tree.insert(k, nv).unwrap();
+        db.flush().unwrap();
+    };
+    let seq = delete["sequence"].as_u64().unwrap();
+    edit(seq, &|j| j["detail"] = serde_json::json!("someone else"));
+    let err = kg.fail(&["audit", "verify"]);
+    assert!(err.contains(&format!("does not verify at event {seq}")), "{err}");
+    edit(seq, &|j| j["detail"] = serde_json::json!("crm"));
+    kg.ok(&["audit", "verify"]);
+    // Remove an event from the middle: the next one no longer links.
+    let disable = events.iter().find(|e| e["action"] == "key.disable").unwrap()["sequence"].as_u64().unwrap();
+    {
+        let db = open_sled(&kg.path().join("db"));
+        db.open_tree("audit").unwrap().remove(disable.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let err = kg.fail(&["audit", "verify"]);
+    assert!(err.contains("does not verify at event "), "{err}");
 }

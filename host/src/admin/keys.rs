@@ -321,7 +321,13 @@ impl Keygate {
         let organization = tomb.organization.clone();
         self.apply(Change {
             tombstones: vec![tomb],
-            audit: vec![event(at, "key.delete", organization.as_deref(), &id, None)],
+            audit: vec![event(
+                at,
+                "key.delete",
+                organization.as_deref(),
+                &id,
+                record.as_ref().map(|r| r.name.clone()),
+            )],
             ..Change::default()
         })?;
         Ok(organization)

@@ -102,6 +102,8 @@ pub struct Keygate {
     runtime: Runtime,
     /// What this process wrote, when asked to keep it (the service).
     written: Option<write::Written>,
+    /// Who acts, as audit events name them.
+    actor: Option<String>,
     issuer: Issuer,
     prefix: String,
     /// Set when this call initialised the store: where its issuer key came
@@ -200,6 +202,7 @@ impl Keygate {
             module,
             runtime,
             written: None,
+            actor: None,
             issuer,
             prefix,
             created: None,
@@ -324,6 +327,7 @@ impl Keygate {
             module,
             runtime,
             written: None,
+            actor: None,
             issuer,
             prefix: prefix.to_string(),
             created: Some(new_issuer),
@@ -347,6 +351,7 @@ impl Keygate {
             module,
             runtime,
             written: _,
+            actor: _,
             issuer,
             prefix,
             created,
@@ -374,6 +379,7 @@ impl Keygate {
             module,
             runtime,
             written: None,
+            actor: None,
             issuer,
             prefix,
             created,
@@ -571,6 +577,74 @@ fn event(
         organization: organization.map(str::to_string),
         subject: subject.to_string(),
         detail,
+        actor: None,
+        chain: None,
+    }
+}
+
+/// What `audit verify` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCheck {
+    /// Events whose link verified.
+    pub chained: usize,
+    /// Events written before the chain existed (only ever at the start).
+    pub older: usize,
+}
+
+impl Keygate {
+    /// Name who acts in the audit events this instance writes.
+    pub fn set_actor(&mut self, actor: impl Into<String>) {
+        self.actor = Some(actor.into());
+    }
+
+    /// Stamp the audit events of a batch with their sequence numbers, the
+    /// actor and their chain links, then commit it. Only this process
+    /// writes (keygate's lock), so the sequences the store will give are
+    /// known; the store refuses the batch if they are not.
+    pub(crate) fn commit_batch(&mut self, mut batch: crate::store::Batch) -> Result<u64> {
+        let mut seq = self.store.sequence()?;
+        let mut prev = self
+            .store
+            .last_audit()?
+            .and_then(|e| e.chain)
+            .unwrap_or_default();
+        for ev in &mut batch.audit {
+            seq += 1;
+            ev.sequence = seq;
+            ev.actor.clone_from(&self.actor);
+            ev.chain = None;
+            let link = self.issuer.audit_link(&prev, &crate::schema::encode_json(ev));
+            ev.chain = Some(link.clone());
+            prev = link;
+        }
+        self.store.commit(batch)
+    }
+
+    /// Check the audit log's chain: every event after the first chained one
+    /// must carry the link the issuer secret gives. An edited event, or one
+    /// removed from the middle, is found (the error names its sequence).
+    pub fn verify_audit(&mut self) -> Result<AuditCheck> {
+        use subtle::ConstantTimeEq;
+        let mut check = AuditCheck { chained: 0, older: 0 };
+        let mut prev = String::new();
+        for ev in self.store.audit()? {
+            let Some(link) = ev.chain.clone() else {
+                if check.chained == 0 {
+                    check.older += 1;
+                    continue;
+                }
+                return Err(Error::AuditBroken(ev.sequence));
+            };
+            let mut bare = ev.clone();
+            bare.chain = None;
+            let expected = self.issuer.audit_link(&prev, &crate::schema::encode_json(&bare));
+            if !bool::from(expected.as_bytes().ct_eq(link.as_bytes())) {
+                return Err(Error::AuditBroken(ev.sequence));
+            }
+            check.chained += 1;
+            prev = link;
+        }
+        Ok(check)
     }
 }
 

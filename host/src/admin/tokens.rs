@@ -162,7 +162,7 @@ impl Keygate {
             (Some(_), false) => "organization",
             (Some(_), true) => "organization, read-only",
         };
-        self.store.commit(Batch {
+        self.commit_batch(Batch {
             put_tokens: vec![(info.id.clone(), record)],
             audit: vec![AuditEvent {
                 sequence: 0,
@@ -171,6 +171,8 @@ impl Keygate {
                 organization: info.organization.clone(),
                 subject: info.id.clone(),
                 detail: Some(detail.into()),
+                actor: None,
+                chain: None,
             }],
             ..Batch::default()
         })?;
@@ -217,7 +219,7 @@ impl Keygate {
         }
         stored.token.revoked_at = Some(at);
         let record = self.token_record(&stored)?;
-        self.store.commit(Batch {
+        self.commit_batch(Batch {
             put_tokens: vec![(id.to_string(), record)],
             audit: vec![AuditEvent {
                 sequence: 0,
@@ -226,6 +228,8 @@ impl Keygate {
                 organization: stored.token.organization.clone(),
                 subject: id.to_string(),
                 detail: None,
+                actor: None,
+                chain: None,
             }],
             ..Batch::default()
         })?;

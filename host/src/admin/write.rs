@@ -121,7 +121,7 @@ impl Keygate {
                 .delete_keys
                 .push((id, self.sign(SignedBody::Tombstone(t))?));
         }
-        let after = self.store.commit(batch)?;
+        let after = self.commit_batch(batch)?;
         if let (Some(before), Some((keys, projects, tombstones)), Some(w)) =
             (before, kept, self.written.as_mut())
         {

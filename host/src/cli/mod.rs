@@ -187,8 +187,9 @@ impl Ctx {
 
     /// Open the store (no creation).
     pub fn open(&self) -> Result<Keygate, CliError> {
-        let kg = Keygate::open(&self.location()?, false)?;
+        let mut kg = Keygate::open(&self.location()?, false)?;
         warn_cache(&kg);
+        kg.set_actor(os_user());
         Ok(kg)
     }
 
@@ -201,6 +202,7 @@ impl Ctx {
     ) -> Result<T, CliError> {
         let mut kg = Keygate::open(&self.location()?, true)?;
         warn_cache(&kg);
+        kg.set_actor(os_user());
         if kg.created() {
             match f(&mut kg) {
                 Ok(v) => {
@@ -216,6 +218,15 @@ impl Ctx {
             Ok(f(&mut kg)?)
         }
     }
+}
+
+/// Who runs this command, as the audit log names them: the OS user.
+fn os_user() -> String {
+    let name = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|n| !n.is_empty()))
+        .unwrap_or_else(|| "unknown".into());
+    format!("os user {}", safe(&name))
 }
 
 /// Say so when a compile-cache file was refused: someone other than this
