@@ -39,7 +39,9 @@ fn rss_kib(pid: u32) -> u64 {
 fn script(keys: &[(String, String)]) -> String {
     let mut s = String::from("local keys = {\n");
     for (k, p) in keys {
-        s.push_str(&format!("  {{\"Bearer {k}\", '{{\"project\":\"{p}\"}}'}},\n"));
+        s.push_str(&format!(
+            "  {{\"Bearer {k}\", '{{\"project\":\"{p}\"}}'}},\n"
+        ));
     }
     s.push_str(
         r#"}
@@ -190,7 +192,11 @@ fn main() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let url = line.trim().strip_prefix("listening on ").unwrap().to_string();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
     let pid = child.id();
     let service = Service(child);
     let script_path = tmp.path().join("verify.lua");
@@ -209,8 +215,13 @@ fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let writes = Arc::new(AtomicU64::new(0));
     let writer = {
-        let (stop, writes, url, token, churn) =
-            (stop.clone(), writes.clone(), url.clone(), token.clone(), churn.clone());
+        let (stop, writes, url, token, churn) = (
+            stop.clone(),
+            writes.clone(),
+            url.clone(),
+            token.clone(),
+            churn.clone(),
+        );
         std::thread::spawn(move || {
             let agent: ureq::Agent = ureq::Agent::config_builder()
                 .http_status_as_error(false)

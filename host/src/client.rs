@@ -54,7 +54,13 @@ impl Client {
     /// authenticating admin calls with `token` (`kgadmin_…`).
     pub fn new(url: &str, token: Option<String>) -> Result<Client> {
         let base = url.trim_end_matches('/').to_string();
-        let authority = base.split("://").nth(1).unwrap_or("").split('/').next().unwrap_or("");
+        let authority = base
+            .split("://")
+            .nth(1)
+            .unwrap_or("")
+            .split('/')
+            .next()
+            .unwrap_or("");
         if authority.contains('@') {
             return Err(Error::System(
                 "a --server URL must not hold credentials; the admin token goes in KEYGATE_ADMIN_TOKEN"
@@ -75,7 +81,10 @@ impl Client {
     }
 
     fn unreachable(&self, e: &ureq::Error) -> Error {
-        Error::System(format!("cannot reach the keygate service at {}: {e}", self.base))
+        Error::System(format!(
+            "cannot reach the keygate service at {}: {e}",
+            self.base
+        ))
     }
 
     /// One call; `bearer` is the credential sent (an admin token, or the
@@ -100,7 +109,11 @@ impl Client {
             headers.push((name, value));
         }
         // Snapshots may be big; JSON answers are not.
-        let limit: u64 = if path.starts_with("/v1/snapshot") { 4 << 30 } else { 256 << 20 };
+        let limit: u64 = if path.starts_with("/v1/snapshot") {
+            4 << 30
+        } else {
+            256 << 20
+        };
         let sent = match method {
             Method::Get => {
                 let mut r = self.agent.get(&url);
@@ -154,7 +167,11 @@ impl Client {
     /// not believed).
     fn view_of(&self, v: Value, id: &str) -> Result<KeyView> {
         let view = self.view(v)?;
-        if view.id == id { Ok(view) } else { Err(self.garbled()) }
+        if view.id == id {
+            Ok(view)
+        } else {
+            Err(self.garbled())
+        }
     }
 
     fn project(&self, v: Value) -> Result<ProjectView> {
@@ -199,9 +216,13 @@ impl Client {
 fn checked(v: Value, base: &str) -> Result<Value> {
     fn clean(v: &Value) -> bool {
         match v {
-            Value::String(s) => !s.chars().any(|c| c.is_control() || keygate_policy::record::is_hidden(c)),
+            Value::String(s) => !s
+                .chars()
+                .any(|c| c.is_control() || keygate_policy::record::is_hidden(c)),
             Value::Array(a) => a.iter().all(clean),
-            Value::Object(o) => o.iter().all(|(k, v)| clean(&Value::String(k.clone())) && clean(v)),
+            Value::Object(o) => o
+                .iter()
+                .all(|(k, v)| clean(&Value::String(k.clone())) && clean(v)),
             _ => true,
         }
     }
@@ -235,13 +256,25 @@ fn local_malformed(presented: &str, project: &str, action: &str, at: Option<u64>
         action: scope,
         now: at,
     };
-    let empty = Evidence { key: None, tombstone: None, project: None };
+    let empty = Evidence {
+        key: None,
+        tombstone: None,
+        project: None,
+    };
     let decision = m.evaluate(&request, &empty, &[])?;
     let (text, class) = match &decision {
         Decision::Deny(r) => (Some(m.deny_reason_text(*r)?), Some(m.classify_deny(*r)?)),
         Decision::Allow(_) => (None, None),
     };
-    Ok(crate::admin::decision_json(&decision, text.as_ref(), class, None, project, action, at))
+    Ok(crate::admin::decision_json(
+        &decision,
+        text.as_ref(),
+        class,
+        None,
+        project,
+        action,
+        at,
+    ))
 }
 
 /// The JSON of a 2xx answer; the service's error otherwise.
@@ -251,38 +284,57 @@ fn json_of(status: u16, body: &[u8]) -> Result<Value> {
         return v.ok_or_else(|| Error::System("the keygate service answered with no JSON".into()));
     }
     let e = v.as_ref().and_then(|v| v.get("error"));
-    let text = |k: &str| e.and_then(|e| e.get(k)).and_then(Value::as_str).map(str::to_string);
+    let text = |k: &str| {
+        e.and_then(|e| e.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     Err(Error::Remote {
         status,
         code: text("code").unwrap_or_else(|| "http".into()),
-        message: text("message").unwrap_or_else(|| format!("the keygate service answered {status}")),
+        message: text("message")
+            .unwrap_or_else(|| format!("the keygate service answered {status}")),
     })
 }
 
 fn from<T: for<'de> serde::Deserialize<'de>>(v: Value) -> Result<T> {
     serde_json::from_value(v).map_err(|e| {
-        Error::System(format!("the keygate service answered something this keygate cannot read: {e}"))
+        Error::System(format!(
+            "the keygate service answered something this keygate cannot read: {e}"
+        ))
     })
 }
 
 impl AdminApi for Client {
     fn create_project(&mut self, organization: &str, name: &str, _at: u64) -> Result<ProjectView> {
-        let v = self.admin(Method::Post(json!({"org": organization, "name": name})), "/v1/projects")?;
+        let v = self.admin(
+            Method::Post(json!({"org": organization, "name": name})),
+            "/v1/projects",
+        )?;
         self.project(v)
     }
 
     fn list_projects(&mut self, organization: &str) -> Result<ProjectList> {
-        let list: Vec<Value> =
-            from(self.admin(Method::Get, &format!("/v1/projects?org={}", enc(organization)))?)?;
+        let list: Vec<Value> = from(self.admin(
+            Method::Get,
+            &format!("/v1/projects?org={}", enc(organization)),
+        )?)?;
         Ok(ProjectList {
-            projects: list.into_iter().map(|v| self.project(v)).collect::<Result<_>>()?,
+            projects: list
+                .into_iter()
+                .map(|v| self.project(v))
+                .collect::<Result<_>>()?,
             untrusted: Vec::new(),
         })
     }
 
     fn show_project(&mut self, id: &str) -> Result<ProjectView> {
         let p = self.project(self.admin(Method::Get, &format!("/v1/projects/{}", enc(id)))?)?;
-        if p.id == id { Ok(p) } else { Err(self.garbled()) }
+        if p.id == id {
+            Ok(p)
+        } else {
+            Err(self.garbled())
+        }
     }
 
     fn delete_project(&mut self, id: &str, _at: u64) -> Result<(ProjectView, Vec<String>)> {
@@ -336,7 +388,10 @@ impl AdminApi for Client {
             KeyStatus::Active => "enable",
             KeyStatus::Disabled => "disable",
         };
-        let v = self.admin(Method::Post(json!({})), &format!("/v1/keys/{}/{verb}", enc(id)))?;
+        let v = self.admin(
+            Method::Post(json!({})),
+            &format!("/v1/keys/{}/{verb}", enc(id)),
+        )?;
         let changed = v["changed"].as_bool().ok_or_else(|| self.garbled())?;
         Ok((self.view_of(v, id)?, changed))
     }
@@ -382,7 +437,10 @@ impl AdminApi for Client {
         let id = v["issuer_key_id"].as_str().ok_or_else(|| self.garbled())?;
         let pk = v["public_key"].as_str().ok_or_else(|| self.garbled())?;
         let public_key = (0..pk.len() / 2)
-            .map(|i| pk.get(2 * i..2 * i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .map(|i| {
+                pk.get(2 * i..2 * i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
             .collect::<Option<Vec<u8>>>()
             .filter(|b| b.len() == 32)
             .ok_or_else(|| self.garbled())?;
@@ -414,8 +472,12 @@ impl AdminApi for Client {
             body["at"] = json!(at);
             extra = Some((crate::serve::ADMIN_TOKEN_HEADER, self.token()?.to_string()));
         }
-        let (status, bytes) =
-            self.call_with(Method::Post(body), "/v1/keys/verify", Some(presented), extra)?;
+        let (status, bytes) = self.call_with(
+            Method::Post(body),
+            "/v1/keys/verify",
+            Some(presented),
+            extra,
+        )?;
         let v = json_of(status, &bytes)?;
         checked(v, &self.base)
     }
@@ -428,10 +490,15 @@ impl AdminApi for Client {
         let (status, bytes) = self.call(Method::Get, &path, Some(self.token()?))?;
         if status == 204 {
             let sequence = since.unwrap_or_default();
-            return Err(Error::NothingSince { since: sequence, sequence });
+            return Err(Error::NothingSince {
+                since: sequence,
+                sequence,
+            });
         }
         if status != 200 {
-            return Err(json_of(status, &bytes).err().unwrap_or_else(|| self.garbled()));
+            return Err(json_of(status, &bytes)
+                .err()
+                .unwrap_or_else(|| self.garbled()));
         }
         // Checked here against the issuer the service names: a snapshot
         // that does not verify is never written.

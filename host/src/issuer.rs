@@ -203,7 +203,8 @@ impl Issuer {
     pub fn audit_link(&self, prev: &str, event: &[u8]) -> String {
         use hmac::{KeyInit, Mac};
         // HMAC takes keys of any length: this cannot fail.
-        let Ok(mut mac) = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&self.audit_key) else {
+        let Ok(mut mac) = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&self.audit_key)
+        else {
             return String::new();
         };
         mac.update(prev.as_bytes());

@@ -38,7 +38,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::admin::tokens::TOKEN_PREFIX;
-use crate::admin::{self, Access, AdminToken, Keygate, KeySpec, audit_json, decision_json};
+use crate::admin::{self, Access, AdminToken, KeySpec, Keygate, audit_json, decision_json};
 use crate::error::Error;
 use crate::runtime::bindings::{Decision, ExpiryPolicy, KeyStatus, ValidationRequest};
 use crate::runtime::{Module, ValidatorHandle};
@@ -152,7 +152,11 @@ impl Pool {
         for slot in &self.slots {
             let mut slot = lock(slot);
             let v = slot.validator;
-            if slot.module.validator_load_snapshot(v, &delta.bytes)?.is_err() {
+            if slot
+                .module
+                .validator_load_snapshot(v, &delta.bytes)?
+                .is_err()
+            {
                 let file = match &full {
                     Some(f) => f,
                     None => full.insert(kg.snapshot(admin::now()?, None)?.bytes),
@@ -373,7 +377,11 @@ impl From<Error> for ApiError {
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             // The cause (a path, an OS error) is for the operator's log.
             tracing::error!(error = %e, "request failed");
-            return ApiError::new(status, code, "internal error; the service's log has the cause");
+            return ApiError::new(
+                status,
+                code,
+                "internal error; the service's log has the cause",
+            );
         }
         ApiError::new(status, code, e.to_string())
     }
@@ -445,7 +453,11 @@ fn body<T: for<'de> Deserialize<'de>>(headers: &HeaderMap, bytes: &Bytes) -> Res
             StatusCode::BAD_REQUEST
         };
         // serde_json's messages name fields and types, never echo values.
-        ApiError::new(status, "bad-body", format!("the JSON body is not accepted: {e}"))
+        ApiError::new(
+            status,
+            "bad-body",
+            format!("the JSON body is not accepted: {e}"),
+        )
     })
 }
 
@@ -517,7 +529,13 @@ async fn authenticate(app: &Arc<App>, value: Option<&HeaderValue>) -> Result<Adm
         }
     })
     .await
-    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the operation failed"))??;
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the operation failed",
+        )
+    })??;
     found.ok_or_else(|| {
         ApiError::unauthenticated(
             "deciding as of another time (`at`) needs a live admin token in the Keygate-Admin-Token header",
@@ -616,9 +634,9 @@ async fn admin_op(
             let answer = f(&mut kg, &token, at).map_err(|e| hide_elsewhere(&token, e));
             if need == Need::Write {
                 app.pool.refresh(&mut kg)?;
-                app.metrics
-                    .sequence
-                    .set(i64::try_from(app.pool.sequence.load(Ordering::Acquire)).unwrap_or(i64::MAX));
+                app.metrics.sequence.set(
+                    i64::try_from(app.pool.sequence.load(Ordering::Acquire)).unwrap_or(i64::MAX),
+                );
             }
             tracing::info!(token = %token.id, "admin");
             answer
@@ -730,13 +748,22 @@ async fn list_projects(
         let list = kg.list_projects(&org)?;
         Ok(json_response(
             StatusCode::OK,
-            json!(list.projects.iter().map(admin::ProjectView::to_json).collect::<Vec<_>>()),
+            json!(
+                list.projects
+                    .iter()
+                    .map(admin::ProjectView::to_json)
+                    .collect::<Vec<_>>()
+            ),
         ))
     })
     .await
 }
 
-async fn create_project(State(app): State<Arc<App>>, headers: HeaderMap, bytes: Bytes) -> ApiResult {
+async fn create_project(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult {
     let req: NewProject = body(&headers, &bytes)?;
     admin_op(app, &headers, Need::Write, move |kg, token, at| {
         reach_listing(token, &req.org)?;
@@ -795,7 +822,9 @@ fn key_spec(req: NewKey) -> Result<KeySpec, ApiError> {
     let access = match (req.project, req.access) {
         (Some(p), None) => Access::OwnProject(p),
         (Some(_), Some(_)) => {
-            return Err(bad("a project-level key has no `access`: it acts on its project"));
+            return Err(bad(
+                "a project-level key has no `access`: it acts on its project",
+            ));
         }
         (None, Some(Value::String(s))) if s == "all-projects" => Access::AllProjects,
         (None, Some(Value::Array(ids))) if !ids.is_empty() => Access::Selected(
@@ -816,7 +845,9 @@ fn key_spec(req: NewKey) -> Result<KeySpec, ApiError> {
         organization: req.org,
         name: req.name,
         access,
-        expiry: req.expiry_days.map_or(ExpiryPolicy::Never, ExpiryPolicy::Days),
+        expiry: req
+            .expiry_days
+            .map_or(ExpiryPolicy::Never, ExpiryPolicy::Days),
         scopes: req
             .scopes
             .unwrap_or_else(|| vec!["trigger-workflows".to_string()]),
@@ -854,13 +885,22 @@ async fn list_keys(
         let views = kg.list_keys(&org, q.project.as_deref(), at)?;
         Ok(json_response(
             StatusCode::OK,
-            json!(views.iter().map(admin::KeyView::to_json).collect::<Vec<_>>()),
+            json!(
+                views
+                    .iter()
+                    .map(admin::KeyView::to_json)
+                    .collect::<Vec<_>>()
+            ),
         ))
     })
     .await
 }
 
-async fn show_key(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+async fn show_key(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
     admin_op(app, &headers, Need::Read, move |kg, token, at| {
         let v = kg.show_key(&id, at)?;
         reach(token, &v.organization)?;
@@ -881,11 +921,19 @@ async fn set_status(app: Arc<App>, headers: HeaderMap, id: String, status: KeySt
     .await
 }
 
-async fn disable_key(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+async fn disable_key(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
     set_status(app, headers, id, KeyStatus::Disabled).await
 }
 
-async fn enable_key(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+async fn enable_key(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
     set_status(app, headers, id, KeyStatus::Active).await
 }
 
@@ -918,7 +966,11 @@ async fn rotate_key(
     .await
 }
 
-async fn delete_key(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+async fn delete_key(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
     admin_op(app, &headers, Need::Write, move |kg, token, at| {
         let v = kg.show_key(&id, at)?;
         reach(token, &v.organization)?;
@@ -937,7 +989,11 @@ struct AuditQuery {
     org: Option<String>,
 }
 
-async fn audit(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<AuditQuery>) -> ApiResult {
+async fn audit(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult {
     admin_op(app, &headers, Need::Read, move |kg, token, _| {
         let org = match (&q.org, &token.organization) {
             (None, None) => None,
@@ -973,7 +1029,11 @@ struct SnapshotQuery {
 /// `GET /v1/snapshot[?since=SEQ]`: the signed snapshot (or delta) as bytes,
 /// `ETag` from the sequence; `If-None-Match` with it answers 304. Needs a
 /// deployment-wide token (a snapshot holds every organization's keys).
-async fn snapshot(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<SnapshotQuery>) -> ApiResult {
+async fn snapshot(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<SnapshotQuery>,
+) -> ApiResult {
     let metrics_app = app.clone();
     let if_none_match = headers
         .get(header::IF_NONE_MATCH)
@@ -1088,10 +1148,7 @@ async fn json_errors(req: Request, next: Next) -> Response {
         return response;
     }
     let code = format!("http-{}", status.as_u16());
-    let message = status
-        .canonical_reason()
-        .unwrap_or("error")
-        .to_lowercase();
+    let message = status.canonical_reason().unwrap_or("error").to_lowercase();
     let mut r = ApiError::new(status, &code, message).into_response();
     for name in [header::ALLOW, header::RETRY_AFTER] {
         if let Some(v) = response.headers().get(&name) {
@@ -1125,7 +1182,10 @@ fn router(app: Arc<App>, cfg: &Config) -> Router {
     Router::new()
         .route("/v1/keys/verify", post(verify))
         .route("/v1/projects", get(list_projects).post(create_project))
-        .route("/v1/projects/{id}", get(show_project).delete(delete_project))
+        .route(
+            "/v1/projects/{id}",
+            get(show_project).delete(delete_project),
+        )
         .route("/v1/keys", get(list_keys).post(create_key))
         .route("/v1/keys/{id}", get(show_key).delete(delete_key))
         .route("/v1/keys/{id}/disable", post(disable_key))
@@ -1159,7 +1219,9 @@ pub fn run(mut kg: Keygate, mut cfg: Config, ready: impl FnOnce(SocketAddr)) -> 
     // commit whose sync then fails). Raise the soft limit to the hard one,
     // and keep connections 64 below it.
     let files = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
-    let budget = usize::try_from(files.saturating_sub(64)).unwrap_or(usize::MAX).max(1);
+    let budget = usize::try_from(files.saturating_sub(64))
+        .unwrap_or(usize::MAX)
+        .max(1);
     if cfg.max_connections > budget {
         tracing::warn!(
             asked = cfg.max_connections,
@@ -1282,7 +1344,10 @@ async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => {}

@@ -99,7 +99,16 @@ fn bad_organizations_are_refused() {
         let org = format!("--org={org}");
         refused(
             &f,
-            &["key", "create", "--expires", "never", &org, "--name", "n", "--all-projects"],
+            &[
+                "key",
+                "create",
+                "--expires",
+                "never",
+                &org,
+                "--name",
+                "n",
+                "--all-projects",
+            ],
             "organization must be 1 to 63 lowercase letters",
         );
         refused(
@@ -113,7 +122,16 @@ fn bad_organizations_are_refused() {
 #[test]
 fn bad_project_selections_are_refused() {
     let f = fixture();
-    let base = ["key", "create", "--expires", "never", "--org", "acme", "--name", "n"];
+    let base = [
+        "key",
+        "create",
+        "--expires",
+        "never",
+        "--org",
+        "acme",
+        "--name",
+        "n",
+    ];
     fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
         [base, extra].concat()
     }
@@ -148,12 +166,30 @@ fn bad_project_selections_are_refused() {
     );
     refused(
         &f,
-        &["key", "create", "--expires", "never", "--project", "prj_nope", "--name", "n"],
+        &[
+            "key",
+            "create",
+            "--expires",
+            "never",
+            "--project",
+            "prj_nope",
+            "--name",
+            "n",
+        ],
         "unknown project",
     );
     refused(
         &f,
-        &["key", "create", "--expires", "never", "--project", &f.deleted, "--name", "n"],
+        &[
+            "key",
+            "create",
+            "--expires",
+            "never",
+            "--project",
+            &f.deleted,
+            "--name",
+            "n",
+        ],
         "was deleted",
     );
     refused(
@@ -173,7 +209,15 @@ fn bad_project_selections_are_refused() {
     );
     refused(
         &f,
-        &["key", "create", "--expires", "never", "--name", "n", "--all-projects"],
+        &[
+            "key",
+            "create",
+            "--expires",
+            "never",
+            "--name",
+            "n",
+            "--all-projects",
+        ],
         "an organization-level key needs an organization",
     );
     refused(
@@ -514,7 +558,16 @@ fn options_are_never_taken_as_values() {
             "a value is required for '--name <NAME>'",
         ),
         (
-            vec!["key", "create", "--expires", "never", "--org", "--all-projects", "--name", "n"],
+            vec![
+                "key",
+                "create",
+                "--expires",
+                "never",
+                "--org",
+                "--all-projects",
+                "--name",
+                "n",
+            ],
             "a value is required for '--org <ORG>'",
         ),
         (

@@ -70,7 +70,10 @@ fn org_key_lifecycle_create_verify_list_disable_enable_delete() {
         "{human}"
     );
     let wide = kg.ok(&["key", "list", "--org", "acme", "--wide"]);
-    assert!(wide.contains("all-projects") && wide.contains("trigger-workflows"), "{wide}");
+    assert!(
+        wide.contains("all-projects") && wide.contains("trigger-workflows"),
+        "{wide}"
+    );
 
     // Disable stops validation at once; enable restores it.
     assert!(kg.ok(&["key", "disable", &id]).contains("disabled"));
@@ -323,16 +326,32 @@ fn completions_and_the_man_page_come_from_the_parser() {
     let kg = Kg::new();
     let bash = kg.ok(&["completions", "bash"]);
     // Every subcommand is completed, and the script is valid bash.
-    for sub in ["project", "key", "verify", "snapshot", "serve", "admin-token", "completions", "man"] {
+    for sub in [
+        "project",
+        "key",
+        "verify",
+        "snapshot",
+        "serve",
+        "admin-token",
+        "completions",
+        "man",
+    ] {
         assert!(bash.contains(sub), "{sub} missing from the bash completion");
     }
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("keygate.bash");
     std::fs::write(&script, &bash).unwrap();
-    let checked = std::process::Command::new("bash").arg("-n").arg(&script).status().unwrap();
+    let checked = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .status()
+        .unwrap();
     assert!(checked.success());
     for shell in ["zsh", "fish", "powershell", "elvish"] {
-        assert!(kg.ok(&["completions", shell]).contains("admin-token"), "{shell}");
+        assert!(
+            kg.ok(&["completions", shell]).contains("admin-token"),
+            "{shell}"
+        );
     }
     let man = kg.ok(&["man"]);
     assert!(man.starts_with(".ie"), "{}", &man[..40]);
@@ -350,8 +369,23 @@ fn key_list_fits_the_screen_by_display_width_and_says_what_people_need() {
     let kg = Kg::new();
     let p = kg.project("acme", "billing");
     let web = kg.project("acme", "web shop");
-    kg.key(&["--org", "acme", "--name", "crm-sync for the sales team 🚀🚀 production systems", "--all-projects", "--expires", "30d"]);
-    let etl = kg.key(&["--org", "acme", "--name", "etl", "--projects", &format!("{p},{web}")]);
+    kg.key(&[
+        "--org",
+        "acme",
+        "--name",
+        "crm-sync for the sales team 🚀🚀 production systems",
+        "--all-projects",
+        "--expires",
+        "30d",
+    ]);
+    let etl = kg.key(&[
+        "--org",
+        "acme",
+        "--name",
+        "etl",
+        "--projects",
+        &format!("{p},{web}"),
+    ]);
     kg.ok(&["key", "rotate", &etl[3..14], "--grace", "2h"]);
     kg.ok(&["project", "delete", &web, "--yes"]);
     for columns in ["60", "80"] {
@@ -366,32 +400,56 @@ fn key_list_fits_the_screen_by_display_width_and_says_what_people_need() {
         assert!(!text.contains('\u{1b}'), "colour on a pipe: {text:?}");
         let lines: Vec<&str> = text.lines().collect();
         let limit: usize = columns.parse().unwrap();
-        assert!(lines.iter().all(|l| l.width() <= limit), "wider than {limit}:\n{text}");
+        assert!(
+            lines.iter().all(|l| l.width() <= limit),
+            "wider than {limit}:\n{text}"
+        );
         // Every row's STATUS starts under the header's, by display width.
         let at = |l: &str, word: &str| l.find(word).map(|i| l[..i].width());
         let column = at(lines[0], "STATUS").unwrap();
         let mut seen = Vec::new();
         for l in &lines[1..] {
-            let word = ["rotated", "active"].into_iter().find(|w| l.contains(w)).unwrap();
+            let word = ["rotated", "active"]
+                .into_iter()
+                .find(|w| l.contains(w))
+                .unwrap();
             assert_eq!(at(l, word), Some(column), "misaligned:\n{text}");
             seen.push(word);
         }
         seen.sort_unstable();
         assert_eq!(seen, ["active", "active", "rotated"], "{text}");
-        assert!(text.contains("in 29 days") || text.contains("in 30 days"), "{text}");
+        assert!(
+            text.contains("in 29 days") || text.contains("in 30 days"),
+            "{text}"
+        );
         assert!(text.contains("never"), "{text}");
-        assert!(text.contains("in 1 hour") || text.contains("in 2 hours"), "{text}");
+        assert!(
+            text.contains("in 1 hour") || text.contains("in 2 hours"),
+            "{text}"
+        );
     }
     let wide = kg.ok(&["key", "list", "--org", "acme", "--wide"]);
-    assert!(wide.contains("ROTATED TO") && wide.contains("crm-sync for the sales team 🚀🚀 production systems"));
+    assert!(
+        wide.contains("ROTATED TO")
+            && wide.contains("crm-sync for the sales team 🚀🚀 production systems")
+    );
     // Projects by name; a deleted project in a selection is marked.
-    let o = kg.cmd().env("COLUMNS", "200").args(["key", "list", "--org", "acme"]).output().unwrap();
+    let o = kg
+        .cmd()
+        .env("COLUMNS", "200")
+        .args(["key", "list", "--org", "acme"])
+        .output()
+        .unwrap();
     let text = String::from_utf8(o.stdout).unwrap();
     assert!(
-        text.contains(&format!("billing, {web} (deleted)")) || text.contains(&format!("{web} (deleted), billing")),
+        text.contains(&format!("billing, {web} (deleted)"))
+            || text.contains(&format!("{web} (deleted), billing")),
         "{text}"
     );
-    assert_eq!(kg.ok(&["key", "list", "--org", "nobody"]), "no keys in organization nobody\n");
+    assert_eq!(
+        kg.ok(&["key", "list", "--org", "nobody"]),
+        "no keys in organization nobody\n"
+    );
 }
 
 #[test]
@@ -405,7 +463,9 @@ fn deletes_name_what_goes_and_need_a_yes() {
     let err = kg.fail(&["key", "delete", &id]);
     assert_eq!(
         err,
-        format!("error: this would delete key {id} (billing-ci) of organization acme, which cannot be undone: add --yes to confirm (there is no terminal to ask on)\n")
+        format!(
+            "error: this would delete key {id} (billing-ci) of organization acme, which cannot be undone: add --yes to confirm (there is no terminal to ask on)\n"
+        )
     );
     let err = kg.fail(&["project", "delete", &p]);
     assert!(
@@ -425,12 +485,21 @@ fn deletes_name_what_goes_and_need_a_yes() {
             .stdin_piped_with(answer)
             .output()
             .unwrap();
-        (o.status.code(), String::from_utf8_lossy(&o.stdout).to_string())
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+        )
     };
     let (code, shown) = on_a_terminal(&format!("key delete {id}"), "no\n");
     assert_eq!(code, Some(2), "{shown}");
-    assert!(shown.contains("It cannot be undone. Type yes to go on:"), "{shown}");
-    assert!(shown.contains("not confirmed; nothing was deleted"), "{shown}");
+    assert!(
+        shown.contains("It cannot be undone. Type yes to go on:"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("not confirmed; nothing was deleted"),
+        "{shown}"
+    );
     assert_eq!(kg.store_dump(), before);
     let (code, shown) = on_a_terminal(&format!("key delete {id}"), "yes\n");
     assert_eq!(code, Some(0), "{shown}");
@@ -442,20 +511,62 @@ fn a_key_without_an_expiry_must_be_asked_for() {
     let kg = Kg::new();
     kg.project("acme", "billing");
     let before = kg.store_dump();
-    let err = kg.fail(&["key", "create", "--org", "acme", "--name", "k", "--all-projects"]);
+    let err = kg.fail(&[
+        "key",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "k",
+        "--all-projects",
+    ]);
     assert!(err.contains("--expires"), "{err}");
     assert_eq!(kg.store_dump(), before);
-    let key = kg.key(&["--org", "acme", "--name", "k", "--all-projects", "--expires", "never"]);
-    assert_eq!(kg.json(&["key", "show", &key_id(&key)])["expiry_policy"], "never");
+    let key = kg.key(&[
+        "--org",
+        "acme",
+        "--name",
+        "k",
+        "--all-projects",
+        "--expires",
+        "never",
+    ]);
+    assert_eq!(
+        kg.json(&["key", "show", &key_id(&key)])["expiry_policy"],
+        "never"
+    );
 }
 
 #[test]
 fn key_list_and_audit_filter_sort_and_limit() {
     let kg = Kg::new();
     let p = kg.project("acme", "billing");
-    let a = kg.key(&["--org", "acme", "--name", "Zeta sync", "--all-projects", "--expires", "7d"]);
-    let b = kg.key(&["--org", "acme", "--name", "alpha etl", "--all-projects", "--expires", "90d"]);
-    let c = kg.key(&["--project", &p, "--name", "billing ci", "--expires", "never"]);
+    let a = kg.key(&[
+        "--org",
+        "acme",
+        "--name",
+        "Zeta sync",
+        "--all-projects",
+        "--expires",
+        "7d",
+    ]);
+    let b = kg.key(&[
+        "--org",
+        "acme",
+        "--name",
+        "alpha etl",
+        "--all-projects",
+        "--expires",
+        "90d",
+    ]);
+    let c = kg.key(&[
+        "--project",
+        &p,
+        "--name",
+        "billing ci",
+        "--expires",
+        "never",
+    ]);
     kg.ok(&["key", "disable", &key_id(&c)]);
     kg.ok(&["key", "rotate", &key_id(&b), "--grace", "2h"]);
     let ids = |args: &[&str]| -> Vec<String> {
@@ -472,12 +583,24 @@ fn key_list_and_audit_filter_sort_and_limit() {
     assert_eq!(ids(&["--status", "inactive"]), ["billing ci"]);
     assert_eq!(ids(&["--status", "rotated"]), ["alpha etl"]);
     assert_eq!(ids(&["--level", "project"]), ["billing ci"]);
-    assert_eq!(ids(&["--name", "ETL", "--sort", "name"]), ["alpha etl", "alpha etl"]);
+    assert_eq!(
+        ids(&["--name", "ETL", "--sort", "name"]),
+        ["alpha etl", "alpha etl"]
+    );
     assert_eq!(ids(&["--name", &key_id(&a)]), ["Zeta sync"]);
     // Expiring within 8 days: the 7-day key and the rotated one (2 h).
-    assert_eq!(ids(&["--expiring-within", "8d", "--sort", "expires"]), ["alpha etl", "Zeta sync"]);
-    assert_eq!(ids(&["--sort", "name", "--limit", "2"]), ["alpha etl", "alpha etl"]);
-    assert_eq!(kg.ok(&["key", "list", "--org", "acme", "--status", "expired"]), "no keys match\n");
+    assert_eq!(
+        ids(&["--expiring-within", "8d", "--sort", "expires"]),
+        ["alpha etl", "Zeta sync"]
+    );
+    assert_eq!(
+        ids(&["--sort", "name", "--limit", "2"]),
+        ["alpha etl", "alpha etl"]
+    );
+    assert_eq!(
+        kg.ok(&["key", "list", "--org", "acme", "--status", "expired"]),
+        "no keys match\n"
+    );
     let err = kg.fail(&["key", "list", "--org", "acme", "--status", "sleepy"]);
     assert!(err.contains("possible values"), "{err}");
 

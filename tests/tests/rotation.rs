@@ -127,20 +127,46 @@ fn messages_say_what_a_key_can_still_do() {
         .unwrap();
     assert!(out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains(&format!("the old key {} stopped working now", key_id(&old))), "{err}");
+    assert!(
+        err.contains(&format!("the old key {} stopped working now", key_id(&old))),
+        "{err}"
+    );
     assert!(!err.contains("keeps working"), "{err}");
     // Switching an expired key on or off does not make it work: said so.
-    let o = kg.cmd().args(["key", "disable", &key_id(&old)]).output().unwrap();
-    assert_eq!(String::from_utf8(o.stdout).unwrap(), format!("disabled key {}\n", key_id(&old)));
+    let o = kg
+        .cmd()
+        .args(["key", "disable", &key_id(&old)])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        format!("disabled key {}\n", key_id(&old))
+    );
     let err = String::from_utf8(o.stderr).unwrap();
-    assert!(err.starts_with(&format!("note: key {} is expired (since ", key_id(&old))), "{err}");
+    assert!(
+        err.starts_with(&format!("note: key {} is expired (since ", key_id(&old))),
+        "{err}"
+    );
     let shown = kg.ok(&["key", "show", &key_id(&old)]);
-    assert!(shown.contains("level:         organization-level\n"), "{shown}");
+    assert!(
+        shown.contains("level:         organization-level\n"),
+        "{shown}"
+    );
     let pk = kg.key(&["--project", &p, "--name", "ci"]);
     let shown = kg.ok(&["key", "show", &key_id(&pk)]);
-    assert!(shown.contains(&format!("level:         project-level, owned by project {p}\n")), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "level:         project-level, owned by project {p}\n"
+        )),
+        "{shown}"
+    );
     kg.ok(&["project", "delete", &p, "--yes"]);
     let audit = kg.json(&["audit"]);
-    let deleted = audit.as_array().unwrap().iter().find(|e| e["action"] == "project.delete").unwrap();
+    let deleted = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "project.delete")
+        .unwrap();
     assert_eq!(deleted["detail"], "1 key deleted");
 }

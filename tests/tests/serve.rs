@@ -179,13 +179,31 @@ fn the_key_lifecycle_over_http_holds_for_the_next_request() {
     let (status, v) = c.post("/v1/keys/verify", &cli_key, json!({"project": p}));
     assert_eq!(status, 200);
     assert_eq!(
-        (&v["decision"], &v["key_id"], &v["name"], &v["organization"], &v["project"], &v["action"]),
-        (&json!("allow"), &json!(id_of(&cli_key)), &json!("cli"), &json!("acme"), &json!(p), &json!("trigger-workflows"))
+        (
+            &v["decision"],
+            &v["key_id"],
+            &v["name"],
+            &v["organization"],
+            &v["project"],
+            &v["action"]
+        ),
+        (
+            &json!("allow"),
+            &json!(id_of(&cli_key)),
+            &json!("cli"),
+            &json!("acme"),
+            &json!(p),
+            &json!("trigger-workflows")
+        )
     );
     let (_, v) = c.post("/v1/keys/verify", &cli_key, json!({"project": g}));
     assert_eq!(
         (&v["decision"], &v["reason"], &v["class"]),
-        (&json!("deny"), &json!("wrong-organization"), &json!("forbidden"))
+        (
+            &json!("deny"),
+            &json!("wrong-organization"),
+            &json!("forbidden")
+        )
     );
 
     // Create over HTTP: the key is in the answer once.
@@ -204,7 +222,11 @@ fn the_key_lifecycle_over_http_holds_for_the_next_request() {
     assert!(shown.get("key").is_none() && !shown.to_string().contains(&key[14..]));
 
     // Disable, enable, rotate, delete: each holds for the next request.
-    let (status, v) = c.post(&format!("/v1/keys/{}/disable", id_of(&key)), &ops, json!({}));
+    let (status, v) = c.post(
+        &format!("/v1/keys/{}/disable", id_of(&key)),
+        &ops,
+        json!({}),
+    );
     assert_eq!((status, &v["changed"]), (200, &json!(true)));
     assert_eq!(c.decide(&key, &p), "disabled");
     c.post(&format!("/v1/keys/{}/enable", id_of(&key)), &ops, json!({}));
@@ -226,7 +248,11 @@ fn the_key_lifecycle_over_http_holds_for_the_next_request() {
     assert_eq!((status, &v["error"]["code"]), (410, &json!("deleted")));
 
     // Projects.
-    let (status, v) = c.post("/v1/projects", &ops, json!({"org": "acme", "name": "later"}));
+    let (status, v) = c.post(
+        "/v1/projects",
+        &ops,
+        json!({"org": "acme", "name": "later"}),
+    );
     assert_eq!(status, 201);
     let later = v["id"].as_str().unwrap().to_string();
     assert_eq!(c.decide(&cli_key, &later), "allow");
@@ -251,7 +277,10 @@ fn the_key_lifecycle_over_http_holds_for_the_next_request() {
     // token (a key holder must not have an expired key allowed by asking
     // about the past).
     let (status, v) = c.post("/v1/keys/verify", &cli_key, json!({"project": p, "at": 1}));
-    assert_eq!((status, &v["error"]["code"]), (401, &json!("unauthenticated")));
+    assert_eq!(
+        (status, &v["error"]["code"]),
+        (401, &json!("unauthenticated"))
+    );
     let v = answer(
         agent()
             .post(format!("{}/v1/keys/verify", s.url))
@@ -260,11 +289,17 @@ fn the_key_lifecycle_over_http_holds_for_the_next_request() {
             .send_json(json!({"project": p, "at": 1})),
     )
     .1;
-    assert_eq!((&v["reason"], &v["at"]), (&json!("not-yet-valid"), &json!("1970-01-01T00:00:01Z")));
+    assert_eq!(
+        (&v["reason"], &v["at"]),
+        (&json!("not-yet-valid"), &json!("1970-01-01T00:00:01Z"))
+    );
     assert_eq!(c.decide(&cli_key, "prj_nosuchproject"), "unknown-project");
     let mut flipped = cli_key.clone().into_bytes();
     flipped[20] = if flipped[20] == b'a' { b'b' } else { b'a' };
-    assert_eq!(c.decide(&String::from_utf8(flipped).unwrap(), &p), "bad-checksum");
+    assert_eq!(
+        c.decide(&String::from_utf8(flipped).unwrap(), &p),
+        "bad-checksum"
+    );
 
     // The audit log saw it all, with times in RFC 3339.
     let (_, audit) = c.get("/v1/audit?org=acme", &ops);
@@ -274,7 +309,14 @@ fn the_key_lifecycle_over_http_holds_for_the_next_request() {
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    for a in ["key.create", "key.disable", "key.enable", "key.rotate", "key.delete", "project.delete"] {
+    for a in [
+        "key.create",
+        "key.disable",
+        "key.enable",
+        "key.rotate",
+        "key.delete",
+        "project.delete",
+    ] {
         assert!(actions.contains(&a), "{a} missing from {actions:?}");
     }
 
@@ -284,7 +326,10 @@ fn the_key_lifecycle_over_http_holds_for_the_next_request() {
         (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
     };
     assert_eq!(status, 200);
-    assert!(text.contains("keygate_decisions_total{result=\"deny\",reason=\"disabled\"} 1"), "{text}");
+    assert!(
+        text.contains("keygate_decisions_total{result=\"deny\",reason=\"disabled\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("keygate_verify_duration_seconds_count"));
     assert!(text.contains("keygate_store_sequence"));
 
@@ -324,27 +369,47 @@ fn admin_tokens_reach_only_what_they_were_made_for() {
     assert_eq!(c.delete("/v1/projects/prj_AAAAAAAAAAA", &acme).0, 404);
     let (_, other_org_key) = c.get("/v1/keys?org=globex", &reader);
     assert_eq!(other_org_key.as_array().unwrap().len(), 0);
-    let (status, v) = c.post("/v1/keys", &acme, json!({"org": "acme", "name": "x", "access": [g]}));
+    let (status, v) = c.post(
+        "/v1/keys",
+        &acme,
+        json!({"org": "acme", "name": "x", "access": [g]}),
+    );
     assert_eq!((status, &v["error"]["code"]), (404, &json!("not-found")));
     assert_eq!(
-        c.post("/v1/keys", &acme, json!({"org": "globex", "name": "x", "access": "all-projects"})).0,
+        c.post(
+            "/v1/keys",
+            &acme,
+            json!({"org": "globex", "name": "x", "access": "all-projects"})
+        )
+        .0,
         403
     );
     assert_eq!(c.get("/v1/snapshot", &acme).0, 403);
-    let (status, created) =
-        c.post("/v1/keys", &acme, json!({"project": p, "name": "project-level"}));
+    let (status, created) = c.post(
+        "/v1/keys",
+        &acme,
+        json!({"project": p, "name": "project-level"}),
+    );
     assert_eq!((status, &created["level"]), (201, &json!("project")));
 
     // A read-only token reads everything and writes nothing.
     assert_eq!(c.get("/v1/keys?org=globex", &reader).0, 200);
-    let (status, v) = c.post(&format!("/v1/keys/{}/disable", id_of(&api_key)), &reader, json!({}));
+    let (status, v) = c.post(
+        &format!("/v1/keys/{}/disable", id_of(&api_key)),
+        &reader,
+        json!({}),
+    );
     assert_eq!((status, &v["error"]["code"]), (403, &json!("forbidden")));
     assert_eq!(c.decide(&api_key, &p), "allow");
 
     // Revoked, garbled, missing, an API key, a token in the wrong scheme: 401.
     for bad in [revoked.as_str(), "kgadmin_nope", "", api_key.as_str()] {
         let (status, v) = c.get("/v1/keys?org=acme", bad);
-        assert_eq!((status, &v["error"]["code"]), (401, &json!("unauthenticated")), "{bad:?}");
+        assert_eq!(
+            (status, &v["error"]["code"]),
+            (401, &json!("unauthenticated")),
+            "{bad:?}"
+        );
     }
     let r = agent()
         .get(format!("{}/v1/keys?org=acme", s.url))
@@ -399,7 +464,11 @@ fn snapshots_over_http_have_etags_and_deltas_that_validators_take() {
     assert_eq!(get(&format!("/v1/snapshot?since={}", seq + 1), None).0, 400);
 
     // A disable through the API: the delta since `seq` carries it.
-    c.post(&format!("/v1/keys/{}/disable", id_of(&key)), &ops, json!({}));
+    c.post(
+        &format!("/v1/keys/{}/disable", id_of(&key)),
+        &ops,
+        json!({}),
+    );
     let (status, etag2, delta) = get(&format!("/v1/snapshot?since={seq}"), None);
     assert_eq!(status, 200);
     assert_eq!(etag2.unwrap(), format!("\"{}-since-{seq}\"", seq + 1));
@@ -413,17 +482,34 @@ fn snapshots_over_http_have_etags_and_deltas_that_validators_take() {
     let v = m.validator(&[trusted]).unwrap();
     m.validator_load_snapshot(v, &full).unwrap().unwrap();
     let allowed = m
-        .validator_authorize(v, &key, &p, keygate::runtime::bindings::Scope::TriggerWorkflows, 4_000_000_000)
+        .validator_authorize(
+            v,
+            &key,
+            &p,
+            keygate::runtime::bindings::Scope::TriggerWorkflows,
+            4_000_000_000,
+        )
         .unwrap();
-    assert!(matches!(allowed, keygate::runtime::bindings::Authorization::Allow(_)));
+    assert!(matches!(
+        allowed,
+        keygate::runtime::bindings::Authorization::Allow(_)
+    ));
     let info = m.validator_load_snapshot(v, &delta).unwrap().unwrap();
     assert_eq!((info.sequence, info.base), (seq + 1, Some(seq)));
     let denied = m
-        .validator_authorize(v, &key, &p, keygate::runtime::bindings::Scope::TriggerWorkflows, 4_000_000_000)
+        .validator_authorize(
+            v,
+            &key,
+            &p,
+            keygate::runtime::bindings::Scope::TriggerWorkflows,
+            4_000_000_000,
+        )
         .unwrap();
     assert_eq!(
         denied,
-        keygate::runtime::bindings::Authorization::Deny(keygate::runtime::bindings::DenyReason::Disabled)
+        keygate::runtime::bindings::Authorization::Deny(
+            keygate::runtime::bindings::DenyReason::Disabled
+        )
     );
     assert_eq!(c.decide(&key, &p), "disabled");
 }
@@ -448,11 +534,21 @@ fn bad_requests_get_a_clear_status_and_the_service_keeps_serving() {
     let bearer = format!("Bearer {key}");
     let code = |v: &Value| v["error"]["code"].as_str().unwrap_or("").to_string();
 
-    let (st, v) = raw("/v1/keys/verify", "text/plain", br#"{"project":"x"}"#, &bearer);
+    let (st, v) = raw(
+        "/v1/keys/verify",
+        "text/plain",
+        br#"{"project":"x"}"#,
+        &bearer,
+    );
     assert_eq!((st, code(&v)), (415, "unsupported-media-type".into()));
     let (st, v) = raw("/v1/keys/verify", "application/json", b"{not json", &bearer);
     assert_eq!((st, code(&v)), (400, "bad-body".into()));
-    let (st, v) = raw("/v1/keys/verify", "application/json", br#"{"project":"x","org":"acme"}"#, &bearer);
+    let (st, v) = raw(
+        "/v1/keys/verify",
+        "application/json",
+        br#"{"project":"x","org":"acme"}"#,
+        &bearer,
+    );
     assert_eq!((st, code(&v)), (422, "bad-body".into()));
     let (st, v) = raw(
         "/v1/keys/verify",
@@ -464,14 +560,27 @@ fn bad_requests_get_a_clear_status_and_the_service_keeps_serving() {
     let big = vec![b' '; 70 * 1024];
     let (st, _) = raw("/v1/keys/verify", "application/json", &big, &bearer);
     assert_eq!(st, 413);
-    let (st, v) = raw("/v1/keys/verify", "application/json", br#"{"project":"x"}"#, "");
+    let (st, v) = raw(
+        "/v1/keys/verify",
+        "application/json",
+        br#"{"project":"x"}"#,
+        "",
+    );
     assert_eq!((st, code(&v)), (401, "unauthenticated".into()));
     let (st, v) = c.get("/v1/nothing-here", &ops);
     assert_eq!((st, code(&v)), (404, "not-found".into()));
     // A policy rule broken through the API: the component's rule name.
-    let (st, v) = c.post("/v1/keys", &ops, json!({"org": "acme", "name": "", "access": "all-projects"}));
+    let (st, v) = c.post(
+        "/v1/keys",
+        &ops,
+        json!({"org": "acme", "name": "", "access": "all-projects"}),
+    );
     assert_eq!((st, code(&v)), (422, "name-empty".into()));
-    let (st, v) = c.post("/v1/keys", &ops, json!({"org": "acme", "name": "x", "access": "all-projects", "expiry_days": 200}));
+    let (st, v) = c.post(
+        "/v1/keys",
+        &ops,
+        json!({"org": "acme", "name": "x", "access": "all-projects", "expiry_days": 200}),
+    );
     assert_eq!((st, code(&v)), (422, "expiry-out-of-range".into()));
     // A key in a path is refused without being echoed.
     let (st, v) = c.get(&format!("/v1/keys/{key}"), &ops);
@@ -481,12 +590,15 @@ fn bad_requests_get_a_clear_status_and_the_service_keeps_serving() {
     // A client that sends half a request and waits holds one connection,
     // not the service.
     let mut slow = TcpStream::connect(s.url.trim_start_matches("http://")).unwrap();
-    slow.write_all(b"POST /v1/keys/verify HTTP/1.1\r\nHost: x\r\n").unwrap();
+    slow.write_all(b"POST /v1/keys/verify HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
     assert_eq!(c.decide(&key, &p), "allow");
 
     // A thousand idle connections at once: the service keeps answering.
     let addr = s.url.trim_start_matches("http://").to_string();
-    let idle: Vec<TcpStream> = (0..1000).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    let idle: Vec<TcpStream> = (0..1000)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
     assert_eq!(c.decide(&key, &p), "allow");
     drop(idle);
 
@@ -517,10 +629,16 @@ fn a_second_service_or_a_local_command_on_a_served_store_is_refused() {
     assert!(err.contains("--server URL"), "{err}");
     // The lock file is untrusted: anything but the service's own line is
     // ignored (here, written while the service holds the lock).
-    for planted in ["keygate serve http://evil.example\n", "keygate serve http://203.0.113.66:80\n"] {
+    for planted in [
+        "keygate serve http://evil.example\n",
+        "keygate serve http://203.0.113.66:80\n",
+    ] {
         std::fs::write(kg.path().join("keygate.lock"), planted).unwrap();
         let err = kg.fail(&["key", "list", "--org", "acme"]);
-        assert!(err.contains("is in use by another keygate process"), "{err}");
+        assert!(
+            err.contains("is in use by another keygate process"),
+            "{err}"
+        );
     }
     let (code, _) = s.stop();
     assert_eq!(code, 0);
@@ -558,22 +676,31 @@ fn a_killed_service_loses_no_change_it_answered() {
             for i in 0u32.. {
                 let name = format!("n{i}");
                 let answered = match i % 3 {
-                    0 => post("/v1/projects", json!({"org": "acme", "name": name})).map(|(st, v)| {
-                        assert_eq!(st, 201, "{v}");
-                        projects.push(v["id"].as_str().unwrap().to_string());
-                    }),
-                    1 => post("/v1/keys", json!({"org": "acme", "name": name, "access": "all-projects"}))
-                        .map(|(st, v)| {
+                    0 => {
+                        post("/v1/projects", json!({"org": "acme", "name": name})).map(|(st, v)| {
                             assert_eq!(st, 201, "{v}");
-                            keys.push(v["key"].as_str().unwrap().to_string());
-                        }),
-                    _ => {
-                        let Some(k) = keys.last().cloned() else { continue };
-                        tried.push(k.clone());
-                        post(&format!("/v1/keys/{}/disable", id_of(&k)), json!({})).map(|(st, v)| {
-                            assert_eq!(st, 200, "{v}");
-                            disabled.push(k);
+                            projects.push(v["id"].as_str().unwrap().to_string());
                         })
+                    }
+                    1 => post(
+                        "/v1/keys",
+                        json!({"org": "acme", "name": name, "access": "all-projects"}),
+                    )
+                    .map(|(st, v)| {
+                        assert_eq!(st, 201, "{v}");
+                        keys.push(v["key"].as_str().unwrap().to_string());
+                    }),
+                    _ => {
+                        let Some(k) = keys.last().cloned() else {
+                            continue;
+                        };
+                        tried.push(k.clone());
+                        post(&format!("/v1/keys/{}/disable", id_of(&k)), json!({})).map(
+                            |(st, v)| {
+                                assert_eq!(st, 200, "{v}");
+                                disabled.push(k);
+                            },
+                        )
                     }
                 };
                 if answered.is_none() {
@@ -612,14 +739,21 @@ fn a_killed_service_loses_no_change_it_answered() {
         .map(|p| p["id"].as_str().unwrap())
         .collect();
     for p in &projects {
-        assert!(ids.contains(&p.as_str()), "project {p} was answered 201 but is gone");
+        assert!(
+            ids.contains(&p.as_str()),
+            "project {p} was answered 201 but is gone"
+        );
     }
     for k in &keys {
         let got = kg.decide(k, &seed_project, &[]);
         if disabled.contains(k) {
             assert_eq!(got, "key disabled", "key {}", id_of(k));
         } else if tried.contains(k) {
-            assert!(got == "allow" || got == "key disabled", "key {}: {got}", id_of(k));
+            assert!(
+                got == "allow" || got == "key disabled",
+                "key {}: {got}",
+                id_of(k)
+            );
         } else {
             assert_eq!(got, "allow", "key {}", id_of(k));
         }
@@ -656,7 +790,8 @@ impl Side<'_> {
     }
 
     fn name(&mut self, value: &str, placeholder: &str) {
-        self.names.push((value.to_string(), placeholder.to_string()));
+        self.names
+            .push((value.to_string(), placeholder.to_string()));
     }
 
     /// This side's ids, keys and times replaced by what both sides share.
@@ -717,7 +852,10 @@ impl Pair<'_> {
         let key_b = key.map(|k| self.args_b(&[k]).remove(0));
         let x = self.a.run(args, key);
         let bargs = self.args_b(args);
-        let y = self.b.run(&bargs.iter().map(String::as_str).collect::<Vec<_>>(), key_b.as_deref());
+        let y = self.b.run(
+            &bargs.iter().map(String::as_str).collect::<Vec<_>>(),
+            key_b.as_deref(),
+        );
         if args.contains(&"list") {
             // Listings go in id order, and ids are random: compare the lines.
             let lines = |t: &str| {
@@ -725,7 +863,11 @@ impl Pair<'_> {
                 l.sort();
                 l
             };
-            assert_eq!((x.0, lines(&x.1), &x.2), (y.0, lines(&y.1), &y.2), "keygate {args:?} differs");
+            assert_eq!(
+                (x.0, lines(&x.1), &x.2),
+                (y.0, lines(&y.1), &y.2),
+                "keygate {args:?} differs"
+            );
         } else {
             assert_eq!(x, y, "keygate {args:?} differs through the service");
         }
@@ -736,7 +878,9 @@ impl Pair<'_> {
     fn made(&mut self, args: &[&str], name: &str) -> String {
         let bargs = self.args_b(args);
         let x = self.a.run(args, None);
-        let y = self.b.run(&bargs.iter().map(String::as_str).collect::<Vec<_>>(), None);
+        let y = self
+            .b
+            .run(&bargs.iter().map(String::as_str).collect::<Vec<_>>(), None);
         assert_eq!((x.0, y.0), (0, 0), "keygate {args:?}: {} / {}", x.2, y.2);
         let (va, vb) = (x.1.trim().to_string(), y.1.trim().to_string());
         self.a.name(&va, name);
@@ -744,11 +888,16 @@ impl Pair<'_> {
         if va.starts_with("kg_") {
             self.a.name(&va[3..14], &format!("{name}-id"));
             self.b.name(&vb[3..14], &format!("{name}-id"));
-            self.subs.push((va[3..14].to_string(), vb[3..14].to_string()));
+            self.subs
+                .push((va[3..14].to_string(), vb[3..14].to_string()));
         }
         self.subs.push((va.clone(), vb));
         self.subs.sort_by_key(|(v, _)| std::cmp::Reverse(v.len()));
-        assert_eq!(self.a.norm(&x.2), self.b.norm(&y.2), "keygate {args:?}: stderr differs");
+        assert_eq!(
+            self.a.norm(&x.2),
+            self.b.norm(&y.2),
+            "keygate {args:?}: stderr differs"
+        );
         va
     }
 }
@@ -764,8 +913,16 @@ fn the_cli_through_the_service_answers_like_the_cli_on_a_store() {
     let token = token(&served, &["--name", "ops"]);
     let s = Server::start(&served, &[]);
     let mut t = Pair {
-        a: Side { kg: &local, server: None, names: Vec::new() },
-        b: Side { kg: &served, server: Some((&s.url, &token)), names: Vec::new() },
+        a: Side {
+            kg: &local,
+            server: None,
+            names: Vec::new(),
+        },
+        b: Side {
+            kg: &served,
+            server: Some((&s.url, &token)),
+            names: Vec::new(),
+        },
         subs: Vec::new(),
     };
     // The audit log names who acted: the OS user here, the token there.
@@ -774,11 +931,47 @@ fn the_cli_through_the_service_answers_like_the_cli_on_a_store() {
     let p = t.made(&["project", "create", "--org", "acme", "billing"], "<P>");
     let g = t.made(&["project", "create", "--org", "globex", "crm"], "<G>");
     let k1 = t.made(
-        &["key", "create", "--org", "acme", "--name", "crm", "--all-projects", "--expires", "30d"],
+        &[
+            "key",
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "crm",
+            "--all-projects",
+            "--expires",
+            "30d",
+        ],
         "<K1>",
     );
-    t.made(&["key", "create", "--expires", "never", "--project", &p, "--name", "pk"], "<K2>");
-    t.made(&["key", "create", "--expires", "never", "--org", "acme", "--name", "sel", "--projects", &p], "<K3>");
+    t.made(
+        &[
+            "key",
+            "create",
+            "--expires",
+            "never",
+            "--project",
+            &p,
+            "--name",
+            "pk",
+        ],
+        "<K2>",
+    );
+    t.made(
+        &[
+            "key",
+            "create",
+            "--expires",
+            "never",
+            "--org",
+            "acme",
+            "--name",
+            "sel",
+            "--projects",
+            &p,
+        ],
+        "<K3>",
+    );
     let id1 = k1[3..14].to_string();
     for args in [
         vec!["key", "list", "--org", "acme"],
@@ -794,21 +987,65 @@ fn the_cli_through_the_service_answers_like_the_cli_on_a_store() {
     assert_eq!(t.step(&["verify", "--project", &p], Some(&k1)).0, 0);
     let (code, out, _) = t.step(&["verify", "--project", &g], Some(&k1));
     assert_eq!((code, out.as_str()), (1, "deny: wrong organization\n"));
-    assert_eq!(t.step(&["--json", "verify", "--project", &g], Some(&k1)).0, 1);
-    assert_eq!(t.step(&["--json", "verify", "--project", &p], Some(&k1)).0, 0);
-    assert_eq!(t.step(&["verify", "--project", &p, "--at", "+31d"], Some(&k1)).1, "deny: key expired\n");
+    assert_eq!(
+        t.step(&["--json", "verify", "--project", &g], Some(&k1)).0,
+        1
+    );
+    assert_eq!(
+        t.step(&["--json", "verify", "--project", &p], Some(&k1)).0,
+        0
+    );
+    assert_eq!(
+        t.step(&["verify", "--project", &p, "--at", "+31d"], Some(&k1))
+            .1,
+        "deny: key expired\n"
+    );
     assert_eq!(t.step(&["verify", "--project", &p], Some("kg_nope")).0, 1);
     assert_eq!(t.step(&["key", "disable", &id1], None).0, 0);
     assert_eq!(t.step(&["--json", "key", "disable", &id1], None).0, 0);
-    assert_eq!(t.step(&["verify", "--project", &p], Some(&k1)).1, "deny: key disabled\n");
+    assert_eq!(
+        t.step(&["verify", "--project", &p], Some(&k1)).1,
+        "deny: key disabled\n"
+    );
     assert_eq!(t.step(&["key", "enable", &id1], None).0, 0);
     t.made(&["key", "rotate", &id1, "--grace", "1h"], "<K4>");
     // Errors: the same line and exit code.
     for args in [
         vec!["key", "show", "AAAAAAAAAAA"],
-        vec!["key", "create", "--org", "acme", "--name", "x", "--all-projects", "--expires", "200d"],
-        vec!["key", "create", "--expires", "never", "--org", "acme", "--name", "", "--all-projects"],
-        vec!["key", "create", "--expires", "never", "--org", "globex", "--name", "x", "--projects", &p],
+        vec![
+            "key",
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "x",
+            "--all-projects",
+            "--expires",
+            "200d",
+        ],
+        vec![
+            "key",
+            "create",
+            "--expires",
+            "never",
+            "--org",
+            "acme",
+            "--name",
+            "",
+            "--all-projects",
+        ],
+        vec![
+            "key",
+            "create",
+            "--expires",
+            "never",
+            "--org",
+            "globex",
+            "--name",
+            "x",
+            "--projects",
+            &p,
+        ],
         vec!["project", "delete", "prj_AAAAAAAAAAA"],
         vec!["key", "rotate", &id1],
     ] {
@@ -816,13 +1053,21 @@ fn the_cli_through_the_service_answers_like_the_cli_on_a_store() {
         assert_eq!((code, out.as_str()), (2, ""), "{err}");
     }
     assert_eq!(t.step(&["audit", "--org", "globex"], None).0, 0);
-    assert_eq!(t.step(&["--json", "project", "delete", &p, "--yes"], None).0, 0);
-    assert_eq!(t.step(&["verify", "--project", &p], Some(&k1)).1, "deny: project deleted\n");
+    assert_eq!(
+        t.step(&["--json", "project", "delete", &p, "--yes"], None)
+            .0,
+        0
+    );
+    assert_eq!(
+        t.step(&["verify", "--project", &p], Some(&k1)).1,
+        "deny: project deleted\n"
+    );
 
     // A snapshot written through the service verifies like a local one.
     let out = tempfile::tempdir().unwrap();
     let file = out.path().join("through-the-service.kgs");
-    let (code, _, err) = t.b.run(&["snapshot", "write", file.to_str().unwrap()], None);
+    let (code, _, err) =
+        t.b.run(&["snapshot", "write", file.to_str().unwrap()], None);
     assert_eq!(code, 0, "{err}");
     let issuer = t.b.run(&["--json", "issuer", "show"], None);
     let issuer: Value = serde_json::from_str(&issuer.1).unwrap();
@@ -830,7 +1075,13 @@ fn the_cli_through_the_service_answers_like_the_cli_on_a_store() {
     assert_eq!(issuer, served.json(&["issuer", "show"]));
     let o = local
         .cmd()
-        .args(["snapshot", "inspect", file.to_str().unwrap(), "--trust", issuer["public_key"].as_str().unwrap()])
+        .args([
+            "snapshot",
+            "inspect",
+            file.to_str().unwrap(),
+            "--trust",
+            issuer["public_key"].as_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -851,7 +1102,10 @@ fn local_only_commands_refuse_server_and_a_missing_token_is_one_error_line() {
         let o = c.args(["--server", &s.url]).args(&args).output().unwrap();
         let err = String::from_utf8(o.stderr).unwrap();
         assert_eq!(o.status.code(), Some(2), "{args:?}");
-        assert!(err.contains("works on a local store; it does not go through --server"), "{err}");
+        assert!(
+            err.contains("works on a local store; it does not go through --server"),
+            "{err}"
+        );
     }
     let o = kg
         .cmd()
@@ -866,13 +1120,23 @@ fn local_only_commands_refuse_server_and_a_missing_token_is_one_error_line() {
     );
     let o = kg
         .cmd()
-        .args(["--server", "http://127.0.0.1:1", "key", "list", "--org", "acme"])
+        .args([
+            "--server",
+            "http://127.0.0.1:1",
+            "key",
+            "list",
+            "--org",
+            "acme",
+        ])
         .env("KEYGATE_ADMIN_TOKEN", "kgadmin_x")
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8(o.stderr).unwrap();
-    assert!(err.starts_with("error: cannot reach the keygate service at http://127.0.0.1:1"), "{err}");
+    assert!(
+        err.starts_with("error: cannot reach the keygate service at http://127.0.0.1:1"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
@@ -897,10 +1161,14 @@ fn the_delta_of_what_a_process_wrote_decides_like_the_stores_own_delta() {
     let full = kg.snapshot(now, None).unwrap();
     kg.keep_written(true);
     let added = kg.create_key(spec("added"), now).unwrap();
-    kg.set_status(&stays.view.id, KeyStatus::Disabled, now).unwrap();
+    kg.set_status(&stays.view.id, KeyStatus::Disabled, now)
+        .unwrap();
     let gone = kg.create_key(spec("gone"), now).unwrap();
     kg.delete_key(&gone.view.id, now).unwrap();
-    let written = kg.written_delta(held, now).unwrap().expect("a delta of what was written");
+    let written = kg
+        .written_delta(held, now)
+        .unwrap()
+        .expect("a delta of what was written");
     let scanned = kg.snapshot(now, Some(held)).unwrap();
     assert_eq!(written.info.sequence, scanned.info.sequence);
     assert_eq!((written.info.keys, written.info.tombstones), (2, 1));
@@ -910,8 +1178,16 @@ fn the_delta_of_what_a_process_wrote_decides_like_the_stores_own_delta() {
         let v = m.validator(&[kg.issuer().trusted()]).unwrap();
         m.validator_load_snapshot(v, &full.bytes).unwrap().unwrap();
         m.validator_load_snapshot(v, delta).unwrap().unwrap();
-        [&stays, &added, &gone]
-            .map(|c| m.validator_authorize(v, c.issued.expose_key(), &p, Scope::TriggerWorkflows, now + 1).unwrap())
+        [&stays, &added, &gone].map(|c| {
+            m.validator_authorize(
+                v,
+                c.issued.expose_key(),
+                &p,
+                Scope::TriggerWorkflows,
+                now + 1,
+            )
+            .unwrap()
+        })
     };
     let got = decide(&written.bytes);
     assert_eq!(got, decide(&scanned.bytes));
@@ -924,7 +1200,8 @@ fn the_delta_of_what_a_process_wrote_decides_like_the_stores_own_delta() {
     let held = kg.sequence().unwrap();
     assert!(kg.written_delta(held, now).unwrap().is_none());
     kg.create_admin_token("t", None, false, now).unwrap();
-    kg.set_status(&stays.view.id, KeyStatus::Active, now).unwrap();
+    kg.set_status(&stays.view.id, KeyStatus::Active, now)
+        .unwrap();
     assert!(kg.written_delta(held, now).unwrap().is_none());
 }
 
@@ -935,19 +1212,32 @@ fn connections_over_the_limit_are_closed_and_counted() {
     let key = kg.key(&["--org", "acme", "--name", "k", "--all-projects"]);
     let s = Server::start(&kg, &["--max-connections", "20"]);
     let addr = s.url.trim_start_matches("http://").to_string();
-    let held: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    let held: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
     std::thread::sleep(Duration::from_millis(200));
     // The 21st is closed at once, without an answer.
     let mut extra = TcpStream::connect(&addr).unwrap();
-    extra.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     let mut buf = [0u8; 64];
-    assert!(matches!(extra.read(&mut buf), Ok(0) | Err(_)), "a connection over the limit was served");
+    assert!(
+        matches!(extra.read(&mut buf), Ok(0) | Err(_)),
+        "a connection over the limit was served"
+    );
     drop(held);
     std::thread::sleep(Duration::from_millis(200));
     let c = Client::new(&s);
     assert_eq!(c.decide(&key, &p), "allow");
-    let text = agent().get(format!("{}/metrics", s.url)).call().unwrap().body_mut().read_to_string().unwrap();
+    let text = agent()
+        .get(format!("{}/metrics", s.url))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
     let refused: u64 = text
         .lines()
         .find_map(|l| l.strip_prefix("keygate_refused_connections_total "))
@@ -975,10 +1265,20 @@ fn a_flood_of_bad_credentials_gets_429_for_a_while() {
         .call()
         .unwrap();
     assert_eq!(r.status().as_u16(), 429);
-    let wait: u64 = r.headers().get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
+    let wait: u64 = r
+        .headers()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=10).contains(&wait), "{wait}");
     let (status, v) = c.get("/v1/keys?org=acme", &ops);
-    assert_eq!((status, &v["error"]["code"]), (429, &json!("too-many-failures")));
+    assert_eq!(
+        (status, &v["error"]["code"]),
+        (429, &json!("too-many-failures"))
+    );
 }
 
 #[test]
@@ -992,13 +1292,29 @@ fn keys_and_tokens_in_names_ids_or_queries_are_refused_and_never_repeated() {
     let secret = &key[14..];
     for (status, v) in [
         c.post("/v1/projects", &ops, json!({"org": "acme", "name": key})),
-        c.post("/v1/keys", &ops, json!({"org": "acme", "name": key, "access": "all-projects"})),
-        c.post("/v1/keys", &ops, json!({"org": "acme", "name": "x", "access": "all-projects", "scopes": [key]})),
-        c.post("/v1/keys", &ops, json!({"org": "acme", "name": "x", "access": [key]})),
+        c.post(
+            "/v1/keys",
+            &ops,
+            json!({"org": "acme", "name": key, "access": "all-projects"}),
+        ),
+        c.post(
+            "/v1/keys",
+            &ops,
+            json!({"org": "acme", "name": "x", "access": "all-projects", "scopes": [key]}),
+        ),
+        c.post(
+            "/v1/keys",
+            &ops,
+            json!({"org": "acme", "name": "x", "access": [key]}),
+        ),
         c.get(&format!("/v1/keys?org=acme&project={key}"), &ops),
         c.get(&format!("/v1/keys?org=acme&{key}=1"), &ops),
         c.delete(&format!("/v1/projects/{key}"), &ops),
-        c.post("/v1/projects", &ops, json!({"org": "acme", "name": "x", &key: 1})),
+        c.post(
+            "/v1/projects",
+            &ops,
+            json!({"org": "acme", "name": "x", &key: 1}),
+        ),
     ] {
         // 400, or 422 for an unknown body field.
         assert!(status == 400 || status == 422, "{status} {v}");
@@ -1008,7 +1324,10 @@ fn keys_and_tokens_in_names_ids_or_queries_are_refused_and_never_repeated() {
     let (_, v) = c.post("/v1/keys/verify", &key, json!({"project": key}));
     assert_eq!(v["reason"], "unknown-project");
     // The error shapes the HTTP stack makes are JSON too.
-    let r = agent().get(format!("{}/v1/keys/verify", s.url)).call().unwrap();
+    let r = agent()
+        .get(format!("{}/v1/keys/verify", s.url))
+        .call()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 405);
     assert_eq!(r.headers().get("content-type").unwrap(), "application/json");
     let (code, log) = s.stop();
@@ -1028,7 +1347,9 @@ fn fake_service(answers: Vec<(u16, String)>) -> String {
     let url = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
         for (status, body) in answers {
-            let Ok((mut conn, _)) = listener.accept() else { return };
+            let Ok((mut conn, _)) = listener.accept() else {
+                return;
+            };
             let mut buf = [0u8; 65536];
             let _ = conn.set_read_timeout(Some(Duration::from_millis(300)));
             let _ = conn.read(&mut buf);
@@ -1059,10 +1380,17 @@ fn the_remote_cli_does_not_believe_a_lying_service() {
             .args(args)
             .output()
             .unwrap();
-        (o.status.code().unwrap(), String::from_utf8(o.stdout).unwrap(), String::from_utf8(o.stderr).unwrap())
+        (
+            o.status.code().unwrap(),
+            String::from_utf8(o.stdout).unwrap(),
+            String::from_utf8(o.stderr).unwrap(),
+        )
     };
     // Terminal escapes in a name.
-    let url = fake_service(vec![(200, view("AAAAAAAAAAA", "x\u{1b}]0;owned\u{7}").to_string())]);
+    let url = fake_service(vec![(
+        200,
+        view("AAAAAAAAAAA", "x\u{1b}]0;owned\u{7}").to_string(),
+    )]);
     let (code, out, err) = run(&url, &["key", "show", "AAAAAAAAAAA"]);
     assert_eq!((code, out.as_str()), (2, ""));
     assert!(err.contains("control or invisible characters"), "{err}");
@@ -1081,22 +1409,52 @@ fn the_remote_cli_does_not_believe_a_lying_service() {
     let mut created = view("AAAAAAAAAAA", "x");
     created["key"] = json!("not-a-key");
     let url = fake_service(vec![(201, created.to_string())]);
-    let (code, out, _) = run(&url, &["key", "create", "--expires", "never", "--org", "acme", "--name", "x", "--all-projects"]);
+    let (code, out, _) = run(
+        &url,
+        &[
+            "key",
+            "create",
+            "--expires",
+            "never",
+            "--org",
+            "acme",
+            "--name",
+            "x",
+            "--all-projects",
+        ],
+    );
     assert_eq!((code, out.as_str()), (2, ""));
     // Credentials in the URL are refused before any connection.
-    let (code, _, err) = run("http://user:hunter2@127.0.0.1:1", &["key", "list", "--org", "acme"]);
+    let (code, _, err) = run(
+        "http://user:hunter2@127.0.0.1:1",
+        &["key", "list", "--org", "acme"],
+    );
     assert_eq!(code, 2);
     assert!(!err.contains("hunter2"), "{err}");
     // A key that cannot travel in a header is decided by the embedded
     // component, as locally: malformed.
     let o = kg
         .cmd()
-        .args(["--server", "http://127.0.0.1:1", "verify", "--project", "prj_x"])
+        .args([
+            "--server",
+            "http://127.0.0.1:1",
+            "verify",
+            "--project",
+            "prj_x",
+        ])
         .write_stdin("kg_with space")
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(String::from_utf8(o.stdout).unwrap(), "deny: malformed key\n");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        "deny: malformed key\n"
+    );
 }
 
 #[test]
@@ -1118,7 +1476,13 @@ fn snapshot_write_can_pin_the_issuer_and_kgadmin_is_no_deployment_prefix() {
     assert!(err.contains("the snapshot was not written"), "{err}");
     assert!(!file.exists());
     let own = kg.json(&["issuer", "show"]);
-    kg.ok(&["snapshot", "write", file.to_str().unwrap(), "--trust", own["public_key"].as_str().unwrap()]);
+    kg.ok(&[
+        "snapshot",
+        "write",
+        file.to_str().unwrap(),
+        "--trust",
+        own["public_key"].as_str().unwrap(),
+    ]);
     assert!(file.exists());
     let fresh = Kg::new();
     let err = fresh.fail(&["init", "--prefix", "kgadmin"]);

@@ -292,7 +292,11 @@ impl PipedRun<'_> {
             .spawn()?;
         // Give the program time to ask before the answer arrives.
         std::thread::sleep(std::time::Duration::from_millis(300));
-        child.stdin.take().unwrap().write_all(self.input.as_bytes())?;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(self.input.as_bytes())?;
         child.wait_with_output()
     }
 }

@@ -305,8 +305,16 @@ fn the_audit_chain_finds_an_edited_or_removed_event() {
     let events = events.as_array().unwrap();
     let delete = events.iter().find(|e| e["action"] == "key.delete").unwrap();
     assert_eq!(delete["detail"], "crm", "a delete names the key");
-    assert!(events.iter().skip(1).all(|e| e["actor"].as_str().unwrap().starts_with("os user ")));
-    assert_eq!(kg.ok(&["audit", "verify"]), format!("audit log verified: {} events chained\n", events.len()));
+    assert!(
+        events
+            .iter()
+            .skip(1)
+            .all(|e| e["actor"].as_str().unwrap().starts_with("os user "))
+    );
+    assert_eq!(
+        kg.ok(&["audit", "verify"]),
+        format!("audit log verified: {} events chained\n", events.len())
+    );
 
     // Edit one event's detail in place (a writer of the data directory).
     let edit = |seq: u64, f: &dyn Fn(&mut serde_json::Value)| {
@@ -324,14 +332,25 @@ fn the_audit_chain_finds_an_edited_or_removed_event() {
     let seq = delete["sequence"].as_u64().unwrap();
     edit(seq, &|j| j["detail"] = serde_json::json!("someone else"));
     let err = kg.fail(&["audit", "verify"]);
-    assert!(err.contains(&format!("does not verify at event {seq}")), "{err}");
+    assert!(
+        err.contains(&format!("does not verify at event {seq}")),
+        "{err}"
+    );
     edit(seq, &|j| j["detail"] = serde_json::json!("crm"));
     kg.ok(&["audit", "verify"]);
     // Remove an event from the middle: the next one no longer links.
-    let disable = events.iter().find(|e| e["action"] == "key.disable").unwrap()["sequence"].as_u64().unwrap();
+    let disable = events
+        .iter()
+        .find(|e| e["action"] == "key.disable")
+        .unwrap()["sequence"]
+        .as_u64()
+        .unwrap();
     {
         let db = open_sled(&kg.path().join("db"));
-        db.open_tree("audit").unwrap().remove(disable.to_be_bytes()).unwrap();
+        db.open_tree("audit")
+            .unwrap()
+            .remove(disable.to_be_bytes())
+            .unwrap();
         db.flush().unwrap();
     }
     let err = kg.fail(&["audit", "verify"]);

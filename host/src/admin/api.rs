@@ -108,7 +108,9 @@ impl AdminApi for Keygate {
             Some(at) => at,
             None => super::now()?,
         };
-        Ok(self.verify(presented, project, action, at)?.to_json(action, at))
+        Ok(self
+            .verify(presented, project, action, at)?
+            .to_json(action, at))
     }
     fn snapshot_file(&mut self, at: u64, since: Option<u64>) -> Result<SnapshotFile> {
         self.snapshot(at, since)

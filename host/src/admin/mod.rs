@@ -613,7 +613,9 @@ impl Keygate {
             ev.sequence = seq;
             ev.actor.clone_from(&self.actor);
             ev.chain = None;
-            let link = self.issuer.audit_link(&prev, &crate::schema::encode_json(ev));
+            let link = self
+                .issuer
+                .audit_link(&prev, &crate::schema::encode_json(ev));
             ev.chain = Some(link.clone());
             prev = link;
         }
@@ -625,7 +627,10 @@ impl Keygate {
     /// removed from the middle, is found (the error names its sequence).
     pub fn verify_audit(&mut self) -> Result<AuditCheck> {
         use subtle::ConstantTimeEq;
-        let mut check = AuditCheck { chained: 0, older: 0 };
+        let mut check = AuditCheck {
+            chained: 0,
+            older: 0,
+        };
         let mut prev = String::new();
         for ev in self.store.audit()? {
             let Some(link) = ev.chain.clone() else {
@@ -637,7 +642,9 @@ impl Keygate {
             };
             let mut bare = ev.clone();
             bare.chain = None;
-            let expected = self.issuer.audit_link(&prev, &crate::schema::encode_json(&bare));
+            let expected = self
+                .issuer
+                .audit_link(&prev, &crate::schema::encode_json(&bare));
             if !bool::from(expected.as_bytes().ct_eq(link.as_bytes())) {
                 return Err(Error::AuditBroken(ev.sequence));
             }

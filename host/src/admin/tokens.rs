@@ -210,10 +210,12 @@ impl Keygate {
             .store
             .admin_token(id)?
             .ok_or_else(|| Error::UnknownAdminToken(id.to_string()))?;
-        let mut stored = self.open_token(id, &signed).ok_or_else(|| Error::Tampered {
-            kind: "admin token",
-            id: id.to_string(),
-        })?;
+        let mut stored = self
+            .open_token(id, &signed)
+            .ok_or_else(|| Error::Tampered {
+                kind: "admin token",
+                id: id.to_string(),
+            })?;
         if stored.token.revoked_at.is_some() {
             return Ok((stored.token, false));
         }

@@ -3,10 +3,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::schema::AuditEvent;
 use crate::runtime::bindings::{
     EffectiveStatus, ExpiryPolicy, KeyLevel, KeyRecord, ProjectAccess, ProjectRegistration,
 };
+use crate::schema::AuditEvent;
 
 use super::Keygate;
 
@@ -159,10 +159,8 @@ pub fn rfc3339(secs: u64) -> String {
     if secs > LAST_RFC3339 {
         return format!("@{secs}");
     }
-    humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
-    )
-    .to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
 }
 
 /// The inverse of [`rfc3339`].

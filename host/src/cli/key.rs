@@ -8,8 +8,8 @@ use keygate::runtime::bindings::{ExpiryPolicy, KeyStatus};
 use serde_json::json;
 
 use super::{
-    CliError, CmdResult, Ctx, Fit, now, out, out_json, parse_duration, relative, screen_width, table,
-    table_fit, time, usage,
+    CliError, CmdResult, Ctx, Fit, now, out, out_json, parse_duration, relative, screen_width,
+    table, table_fit, time, usage,
 };
 
 /// Key commands.
@@ -93,7 +93,11 @@ pub struct ListArgs {
 
 /// The keys a listing asked for, in the order asked.
 fn select(views: Vec<KeyView>, a: &ListArgs, now: u64) -> Result<Vec<KeyView>, CliError> {
-    let within = a.expiring_within.as_deref().map(parse_duration).transpose()?;
+    let within = a
+        .expiring_within
+        .as_deref()
+        .map(parse_duration)
+        .transpose()?;
     let needle = a.name.as_deref().map(str::to_lowercase);
     let mut out: Vec<KeyView> = views
         .into_iter()
@@ -111,15 +115,23 @@ fn select(views: Vec<KeyView>, a: &ListArgs, now: u64) -> Result<Vec<KeyView>, C
         })
         .filter(|v| match within {
             None => true,
-            Some(d) => v.expires_at.is_some_and(|t| t > now && t <= now.saturating_add(d)),
+            Some(d) => v
+                .expires_at
+                .is_some_and(|t| t > now && t <= now.saturating_add(d)),
         })
         .filter(|v| match &needle {
             None => true,
-            Some(n) => v.id == *n || v.id.to_lowercase() == *n || v.name.to_lowercase().contains(n.as_str()),
+            Some(n) => {
+                v.id == *n
+                    || v.id.to_lowercase() == *n
+                    || v.name.to_lowercase().contains(n.as_str())
+            }
         })
         .collect();
     match a.sort.as_str() {
-        "name" => out.sort_by(|x, y| (x.name.to_lowercase(), &x.id).cmp(&(y.name.to_lowercase(), &y.id))),
+        "name" => {
+            out.sort_by(|x, y| (x.name.to_lowercase(), &x.id).cmp(&(y.name.to_lowercase(), &y.id)))
+        }
         "expires" => out.sort_by_key(|v| (v.expires_at.unwrap_or(u64::MAX), v.id.clone())),
         _ => {}
     }
@@ -313,7 +325,9 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
             show_created(ctx, &created, "created")
         }
         KeyCommand::List(a) => {
-            let views = ctx.api(false, |api| api.list_keys(&a.org, a.project.as_deref(), now))?;
+            let views = ctx.api(false, |api| {
+                api.list_keys(&a.org, a.project.as_deref(), now)
+            })?;
             warn_untrusted(&views);
             let filtered = a.status.is_some()
                 || a.level.is_some()
@@ -399,7 +413,8 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
                                 }
                             },
                             short_status(v).into(),
-                            v.expires_at.map_or_else(|| "never".into(), |t| relative(t, now)),
+                            v.expires_at
+                                .map_or_else(|| "never".into(), |t| relative(t, now)),
                         ]
                     })
                     .collect();

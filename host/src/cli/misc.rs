@@ -192,7 +192,15 @@ pub fn cmd_audit(ctx: &Ctx, a: AuditArgs) -> CmdResult {
             })
             .collect();
         table(
-            &["SEQ", "AT", "ACTION", "ORGANIZATION", "SUBJECT", "DETAIL", "ACTOR"],
+            &[
+                "SEQ",
+                "AT",
+                "ACTION",
+                "ORGANIZATION",
+                "SUBJECT",
+                "DETAIL",
+                "ACTOR",
+            ],
             &rows,
         )?;
     }

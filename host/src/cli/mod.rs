@@ -18,8 +18,8 @@ use std::time::UNIX_EPOCH;
 use clap::{Parser, Subcommand};
 use keygate::Error;
 use keygate::admin::{AdminApi, Keygate, Location};
-use keygate::client::Client;
 use keygate::cache::CacheOutcome;
+use keygate::client::Client;
 
 /// keygate: organization-level and project-level API keys, validated by one
 /// WebAssembly component.
@@ -436,6 +436,9 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> Result<(), CliError> {
     table_fit(header, rows, &Fit::default())
 }
 
+/// Colours a cell by its text: an ANSI SGR code, or none.
+pub type Painter = fn(&str) -> Option<&'static str>;
+
 /// How a table is fitted and painted.
 #[derive(Default)]
 pub struct Fit {
@@ -444,7 +447,7 @@ pub struct Fit {
     /// The columns that give up width first (truncated with `…`).
     pub flex: Vec<usize>,
     /// A column whose cells are coloured by their text (when colour is on).
-    pub paint: Option<(usize, fn(&str) -> Option<&'static str>)>,
+    pub paint: Option<(usize, Painter)>,
 }
 
 /// The width a table for people may take: `COLUMNS` when set, else 80.
@@ -543,15 +546,27 @@ pub fn table_fit(header: &[&str], rows: &[Vec<String>], fit: &Fit) -> Result<(),
 
 /// A time relative to now, for people: `in 29 days`, `3 hours ago`, `now`.
 pub fn relative(t: u64, now: u64) -> String {
-    let (d, future) = if t >= now { (t - now, true) } else { (now - t, false) };
+    let (d, future) = if t >= now {
+        (t - now, true)
+    } else {
+        (now - t, false)
+    };
     let (n, unit) = match d {
         0..60 => return "now".into(),
         60..3_600 => (d / 60, "minute"),
         3_600..86_400 => (d / 3_600, "hour"),
         _ => (d / 86_400, "day"),
     };
-    let unit = if n == 1 { unit.to_string() } else { format!("{unit}s") };
-    if future { format!("in {n} {unit}") } else { format!("{n} {unit} ago") }
+    let unit = if n == 1 {
+        unit.to_string()
+    } else {
+        format!("{unit}s")
+    };
+    if future {
+        format!("in {n} {unit}")
+    } else {
+        format!("{n} {unit} ago")
+    }
 }
 
 /// Ask before something that cannot be undone. With `yes`, go on; on a

@@ -71,7 +71,9 @@ pub fn run(ctx: &Ctx, cmd: ProjectCommand) -> CmdResult {
             }
             let projects = list.projects;
             if ctx.json {
-                out_json(&json!(projects.iter().map(|p| p.to_json()).collect::<Vec<_>>()))?;
+                out_json(&json!(
+                    projects.iter().map(|p| p.to_json()).collect::<Vec<_>>()
+                ))?;
             } else {
                 let rows: Vec<Vec<String>> = projects
                     .iter()

@@ -75,13 +75,15 @@ fn write(ctx: &Ctx, file: &Path, since: Option<u64>, trust: Option<&str>) -> Cmd
         let snap = api.snapshot_file(at, since)?;
         Ok((snap, api.issuer_key()?.id))
     })?;
-    if let Some((mut module, key)) = pin {
-        if let Err(e) = module.inspect_snapshot(&snap.bytes, &[key]).map_err(Error::from)? {
-            return Err(usage(format!(
-                "the snapshot was not written: {}",
-                refusal(&e).replace("the trusted issuer key", "the --trust key")
-            )));
-        }
+    if let Some((mut module, key)) = pin
+        && let Err(e) = module
+            .inspect_snapshot(&snap.bytes, &[key])
+            .map_err(Error::from)?
+    {
+        return Err(usage(format!(
+            "the snapshot was not written: {}",
+            refusal(&e).replace("the trusted issuer key", "the --trust key")
+        )));
     }
     write_atomically(file, &snap.bytes)?;
     report(ctx, file, &snap.bytes, &snap.info, &issuer)

@@ -77,7 +77,8 @@ fn reach(t: &AdminToken) -> String {
 fn create(ctx: &Ctx, a: CreateArgs) -> CmdResult {
     super::key::stdout_is_open()?;
     let at = now()?;
-    let issued = ctx.with_store(|kg| kg.create_admin_token(&a.name, a.org.as_deref(), a.read_only, at))?;
+    let issued =
+        ctx.with_store(|kg| kg.create_admin_token(&a.name, a.org.as_deref(), a.read_only, at))?;
     let shown = if ctx.json {
         let mut j = token_json(&issued.info);
         j["token"] = json!(issued.expose_token());

@@ -55,7 +55,9 @@ pub fn cmd_verify(ctx: &Ctx, a: VerifyArgs) -> CmdResult {
         None => None,
     };
     let key = presented_key()?;
-    let v = ctx.api(false, |api| api.verify_json(&key, &a.project, &a.action, at))?;
+    let v = ctx.api(false, |api| {
+        api.verify_json(&key, &a.project, &a.action, at)
+    })?;
     decide(ctx, &v)
 }
 
