@@ -803,6 +803,24 @@ impl Side<'_> {
         for (v, p) in &names {
             t = t.replace(v.as_str(), p);
         }
+        // Relative times ("in 30 days") can differ by one across a second.
+        for unit in ["days", "day", "hours", "hour", "minutes", "minute"] {
+            let mut parts: Vec<String> = Vec::new();
+            for piece in t.split(&format!(" {unit}")) {
+                parts.push(piece.to_string());
+            }
+            let last = parts.len().saturating_sub(1);
+            for p in parts.iter_mut().take(last) {
+                if let Some(i) = p.rfind("in ")
+                    && p[i + 3..].bytes().all(|b| b.is_ascii_digit())
+                    && p.len() > i + 3
+                {
+                    p.truncate(i + 3);
+                    p.push('N');
+                }
+            }
+            t = parts.join(&format!(" {unit}"));
+        }
         let mut out = String::new();
         let mut rest = t.as_str();
         // RFC 3339 times: 2026-11-27T21:24:13Z.

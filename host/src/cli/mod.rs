@@ -551,11 +551,13 @@ pub fn relative(t: u64, now: u64) -> String {
     } else {
         (now - t, false)
     };
+    // Rounded to the nearest unit: a 30-day key made a second ago expires
+    // "in 30 days".
     let (n, unit) = match d {
         0..60 => return "now".into(),
-        60..3_600 => (d / 60, "minute"),
-        3_600..86_400 => (d / 3_600, "hour"),
-        _ => (d / 86_400, "day"),
+        60..3_600 => ((d + 30) / 60, "minute"),
+        3_600..86_400 => ((d + 1_800) / 3_600, "hour"),
+        _ => ((d + 43_200) / 86_400, "day"),
     };
     let unit = if n == 1 {
         unit.to_string()
