@@ -9,6 +9,7 @@
 //! | `projects`     | project id (`prj_` + 11 base62) | [`VALUE_FORMAT`] then a signed project registration |
 //! | `audit`        | sequence number, u64 BE      | [`VALUE_FORMAT`] then JSON [`AuditEvent`] |
 //! | `changes`      | a [`change_key`]: kind byte then id | u64 BE, the sequence of the fact's last change (for deltas) |
+//! | `last_used`    | key id                       | u64 BE: when the key last allowed a request (display only, unsigned) |
 //! | `admin_tokens` | admin token id (11 base62)   | [`VALUE_FORMAT`] then a signed admin token record (see `admin::tokens`) |
 //!
 //! Everything a decision depends on (key records, tombstones, registrations)
@@ -44,6 +45,9 @@ pub mod tree {
     /// Admin tokens of `keygate serve`: records signed by the issuer, each
     /// holding a token's SHA-256, never the token.
     pub const ADMIN_TOKENS: &str = "admin_tokens";
+    /// When each key last allowed a request (u64 BE seconds): shown to
+    /// people, never used in a decision, so not signed.
+    pub const LAST_USED: &str = "last_used";
 }
 
 /// Keys of the `meta` tree.

@@ -249,6 +249,29 @@ struct App {
     failures: Failures,
     /// Set at shutdown: admin operations still queued are not started.
     stopping: std::sync::atomic::AtomicBool,
+    /// Keys that allowed a request since the last flush, and when (written
+    /// to the store in batches, off the decision's path).
+    uses: Mutex<std::collections::HashMap<String, u64>>,
+}
+
+impl App {
+    /// Write the recorded uses (at most once a minute per key: fresher
+    /// ones are skipped).
+    fn flush_uses(&self) {
+        self.flush_uses_into(&mut lock(&self.admin));
+    }
+
+    /// The same, with the store already in hand (an admin operation shows
+    /// uses up to its own start).
+    fn flush_uses_into(&self, kg: &mut Keygate) {
+        let batch: Vec<(String, u64)> = lock(&self.uses).drain().collect();
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = kg.record_uses(&batch) {
+            tracing::warn!(error = %e, "could not record key uses");
+        }
+    }
 }
 
 tokio::task_local! {
@@ -495,6 +518,12 @@ async fn verify(State(app): State<Arc<App>>, headers: HeaderMap, bytes: Bytes) -
         None => admin::now()?,
     };
     let answer = app.pool.with(|slot| decide(slot, &key, &req, at))?;
+    if req.at.is_none()
+        && answer["decision"] == "allow"
+        && let Some(id) = answer["key_id"].as_str()
+    {
+        lock(&app.uses).insert(id.to_string(), at);
+    }
     let (result, reason) = match answer.get("reason").and_then(Value::as_str) {
         Some(r) => ("deny", r.to_string()),
         None => ("allow", String::new()),
@@ -630,6 +659,7 @@ async fn admin_op(
                 return Err(ApiError::forbidden("this admin token is read-only"));
             }
             let at = admin::now()?;
+            app.flush_uses_into(&mut kg);
             kg.set_actor(format!("admin token {} ({})", token.id, token.name));
             let answer = f(&mut kg, &token, at).map_err(|e| hide_elsewhere(&token, e));
             if need == Need::Write {
@@ -1244,6 +1274,7 @@ pub fn run(mut kg: Keygate, mut cfg: Config, ready: impl FnOnce(SocketAddr)) -> 
             seen: Mutex::new(std::collections::HashMap::new()),
         },
         stopping: std::sync::atomic::AtomicBool::new(false),
+        uses: Mutex::new(std::collections::HashMap::new()),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -1287,6 +1318,19 @@ async fn serve(app: Arc<App>, cfg: Config, ready: impl FnOnce(SocketAddr)) -> Re
     }
     tracing::info!(address = %local, validators = app.pool.slots.len(), "listening");
     ready(local);
+    // Key uses reach the store every 10 s, in one write.
+    let flusher = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let app = app.clone();
+                let _ = tokio::task::spawn_blocking(move || app.flush_uses()).await;
+            }
+        })
+    };
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -1336,6 +1380,9 @@ async fn serve(app: Arc<App>, cfg: Config, ready: impl FnOnce(SocketAddr)) -> Re
     {
         tracing::warn!("some connections did not finish in time");
     }
+    flusher.abort();
+    let last = app.clone();
+    let _ = tokio::task::spawn_blocking(move || last.flush_uses()).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -31,6 +31,7 @@ pub struct Store {
     audit: sled::Tree,
     changes: sled::Tree,
     tokens: sled::Tree,
+    last_used: sled::Tree,
 }
 
 /// One change to the trees, committed atomically. Values are signed already.
@@ -180,6 +181,7 @@ impl Store {
             audit: t(tree::AUDIT)?,
             changes: t(tree::CHANGES)?,
             tokens: t(tree::ADMIN_TOKENS)?,
+            last_used: t(tree::LAST_USED)?,
             db,
             dir: dir.to_path_buf(),
             db_path: db_path.to_path_buf(),
@@ -331,6 +333,28 @@ impl Store {
     /// Every admin token record, in id order.
     pub fn admin_tokens(&self) -> Result<Vec<(String, SignedRecord)>> {
         self.all_signed(&self.tokens, schema::is_key_id, "admin token")
+    }
+
+    /// When a key last allowed a request, if recorded.
+    pub fn last_used(&self, id: &str) -> Result<Option<u64>> {
+        let v = self.last_used.get(id.as_bytes()).map_err(|e| self.err(e))?;
+        Ok(v.and_then(|v| schema::read_u64(&v)))
+    }
+
+    /// Record uses (key id, time): each key keeps its latest. Not an admin
+    /// write (no sequence, no audit); flushed like one.
+    pub(crate) fn record_uses(&self, uses: &[(String, u64)]) -> Result<()> {
+        for (id, at) in uses {
+            let newer = self
+                .last_used
+                .fetch_and_update(id.as_bytes(), |old| {
+                    let old = old.and_then(schema::read_u64).unwrap_or(0);
+                    Some(schema::u64_key(old.max(*at)).to_vec())
+                })
+                .map_err(|e| self.err(e))?;
+            let _ = newer;
+        }
+        self.flush()
     }
 
     /// The newest audit event, if any.

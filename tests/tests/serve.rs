@@ -1506,3 +1506,49 @@ fn snapshot_write_can_pin_the_issuer_and_kgadmin_is_no_deployment_prefix() {
     let err = fresh.fail(&["init", "--prefix", "kgadmin"]);
     assert!(err.contains("reserved for keygate's admin tokens"), "{err}");
 }
+
+#[test]
+fn last_use_is_recorded_by_verify_and_by_the_service() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "billing");
+    let used = kg.key(&["--org", "acme", "--name", "used", "--all-projects"]);
+    let idle = kg.key(&["--org", "acme", "--name", "idle", "--all-projects"]);
+    let last = |key: &str| kg.json(&["key", "show", &key[3..14]])["last_used_at"].clone();
+    // A deny and a question about another time are no use.
+    assert_eq!(
+        kg.decide(&used, "prj_nosuchproject", &[]),
+        "unknown project"
+    );
+    assert_eq!(kg.decide(&used, &p, &["--at", "+1h"]), "allow");
+    assert_eq!(last(&used), Value::Null);
+    assert_eq!(kg.decide(&used, &p, &[]), "allow");
+    assert!(last(&used).as_str().unwrap().ends_with('Z'));
+    assert_eq!(last(&idle), Value::Null);
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["key", "list", "--org", "acme"];
+        a.extend_from_slice(args);
+        kg.json(&a)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&["--unused-for", "0s", "--name", "idle"]), ["idle"]);
+    assert!(
+        names(&["--unused-for", "1h"]).is_empty(),
+        "both were made or used within the hour"
+    );
+
+    // Through the service: recorded in memory, written in batches, and
+    // seen by admin reads and after shutdown.
+    let ops = token(&kg, &["--name", "ops"]);
+    let s = Server::start(&kg, &[]);
+    let c = Client::new(&s);
+    assert_eq!(c.decide(&idle, &p), "allow");
+    let (_, v) = c.get(&format!("/v1/keys/{}", &idle[3..14]), &ops);
+    assert!(v["last_used_at"].as_str().unwrap().ends_with('Z'), "{v}");
+    let (code, _) = s.stop();
+    assert_eq!(code, 0);
+    assert!(last(&idle).as_str().unwrap().ends_with('Z'));
+}

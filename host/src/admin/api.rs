@@ -104,13 +104,18 @@ impl AdminApi for Keygate {
         action: &str,
         at: Option<u64>,
     ) -> Result<Value> {
+        let asked_now = at.is_none();
         let at = match at {
             Some(at) => at,
             None => super::now()?,
         };
-        Ok(self
-            .verify(presented, project, action, at)?
-            .to_json(action, at))
+        let verdict = self.verify(presented, project, action, at)?;
+        // A real use (now, allowed) is remembered for listings; failing to
+        // remember it never changes the decision.
+        if asked_now && let crate::runtime::bindings::Decision::Allow(ok) = &verdict.decision {
+            let _ = self.record_uses(&[(ok.key_id.clone(), at)]);
+        }
+        Ok(verdict.to_json(action, at))
     }
     fn snapshot_file(&mut self, at: u64, since: Option<u64>) -> Result<SnapshotFile> {
         self.snapshot(at, since)

@@ -592,6 +592,25 @@ pub struct AuditCheck {
 }
 
 impl Keygate {
+    /// Record that keys allowed requests (key id, time). Display only: a
+    /// use already recorded less than a minute before is not written again.
+    pub fn record_uses(&mut self, uses: &[(String, u64)]) -> Result<()> {
+        let mut fresh = Vec::new();
+        for (id, at) in uses {
+            if self
+                .store
+                .last_used(id)?
+                .is_none_or(|last| at.saturating_sub(last) >= 60)
+            {
+                fresh.push((id.clone(), *at));
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        self.store.record_uses(&fresh)
+    }
+
     /// Name who acts in the audit events this instance writes.
     pub fn set_actor(&mut self, actor: impl Into<String>) {
         self.actor = Some(actor.into());

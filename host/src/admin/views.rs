@@ -43,6 +43,10 @@ pub struct KeyView {
     pub rotated_to: Option<String>,
     /// Record version.
     pub version: u64,
+    /// When the key last allowed a request (recorded at most once a
+    /// minute), if it ever did.
+    #[serde(default)]
+    pub last_used_at: Option<u64>,
 }
 
 /// Project access as listed.
@@ -147,6 +151,7 @@ impl Keygate {
             rotated_from: r.rotated_from.clone(),
             rotated_to: r.rotated_to.clone(),
             version: r.version,
+            last_used_at: self.store.last_used(&r.id)?,
         })
     }
 }
@@ -192,12 +197,17 @@ impl KeyView {
         let mut j = serde_json::json!(self);
         j["expires_at"] = serde_json::json!(self.expires_at.map(rfc3339));
         j["created_at"] = serde_json::json!(rfc3339(self.created_at));
+        j["last_used_at"] = serde_json::json!(self.last_used_at.map(rfc3339));
         j
     }
 
     /// Read back what [`KeyView::to_json`] wrote (other fields are ignored).
     pub fn from_json(v: serde_json::Value) -> Option<KeyView> {
-        serde_json::from_value(times_to_seconds(v, &["expires_at", "created_at"])?).ok()
+        serde_json::from_value(times_to_seconds(
+            v,
+            &["expires_at", "created_at", "last_used_at"],
+        )?)
+        .ok()
     }
 }
 

@@ -80,6 +80,10 @@ pub struct ListArgs {
     /// Only keys that stop working within this time (e.g. 7d, 12h).
     #[arg(long, value_name = "DURATION")]
     expiring_within: Option<String>,
+    /// Only keys that allowed no request for this long (e.g. 30d): never
+    /// used and made that long ago, or last used before then.
+    #[arg(long, value_name = "DURATION")]
+    unused_for: Option<String>,
     /// Only keys whose name contains this text (any case), or with this id.
     #[arg(long)]
     name: Option<String>,
@@ -98,6 +102,7 @@ fn select(views: Vec<KeyView>, a: &ListArgs, now: u64) -> Result<Vec<KeyView>, C
         .as_deref()
         .map(parse_duration)
         .transpose()?;
+    let unused = a.unused_for.as_deref().map(parse_duration).transpose()?;
     let needle = a.name.as_deref().map(str::to_lowercase);
     let mut out: Vec<KeyView> = views
         .into_iter()
@@ -118,6 +123,10 @@ fn select(views: Vec<KeyView>, a: &ListArgs, now: u64) -> Result<Vec<KeyView>, C
             Some(d) => v
                 .expires_at
                 .is_some_and(|t| t > now && t <= now.saturating_add(d)),
+        })
+        .filter(|v| match unused {
+            None => true,
+            Some(d) => v.last_used_at.unwrap_or(v.created_at) <= now.saturating_sub(d),
         })
         .filter(|v| match &needle {
             None => true,
@@ -330,6 +339,7 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
             })?;
             warn_untrusted(&views);
             let filtered = a.status.is_some()
+                || a.unused_for.is_some()
                 || a.level.is_some()
                 || a.expiring_within.is_some()
                 || a.name.is_some();
@@ -352,6 +362,7 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
                             time(v.created_at),
                             v.rotated_from.clone().unwrap_or_else(|| "-".into()),
                             v.rotated_to.clone().unwrap_or_else(|| "-".into()),
+                            v.last_used_at.map_or_else(|| "-".into(), time),
                         ]
                     })
                     .collect();
@@ -368,6 +379,7 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
                         "CREATED AT",
                         "ROTATED FROM",
                         "ROTATED TO",
+                        "LAST USED",
                     ],
                     &rows,
                 )?;
@@ -395,6 +407,8 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
                     Some(name) => name.clone(),
                     None => format!("{id} (deleted)"),
                 };
+                // Below 72 columns, LAST USED gives way (`--wide` has it).
+                let with_last_used = screen_width() >= 72;
                 let rows: Vec<Vec<String>> = views
                     .iter()
                     .map(|v| {
@@ -415,11 +429,25 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
                             short_status(v).into(),
                             v.expires_at
                                 .map_or_else(|| "never".into(), |t| relative(t, now)),
+                            v.last_used_at
+                                .map_or_else(|| "never".into(), |t| relative(t, now)),
                         ]
+                        .into_iter()
+                        .take(if with_last_used { 7 } else { 6 })
+                        .collect()
                     })
                     .collect();
+                let header = [
+                    "ID",
+                    "NAME",
+                    "LEVEL",
+                    "PROJECTS",
+                    "STATUS",
+                    "EXPIRES",
+                    "LAST USED",
+                ];
                 table_fit(
-                    &["ID", "NAME", "LEVEL", "PROJECTS", "STATUS", "EXPIRES"],
+                    &header[..if with_last_used { 7 } else { 6 }],
                     &rows,
                     &Fit {
                         limit: Some(screen_width()),
@@ -461,6 +489,13 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
                     v.rotated_to.as_deref().unwrap_or("-")
                 ))?;
                 out(&format!("version:       {}", v.version))?;
+                out(&format!(
+                    "last used:     {}",
+                    v.last_used_at.map_or_else(
+                        || "never".into(),
+                        |t| format!("{} ({})", time(t), relative(t, now))
+                    )
+                ))?;
             }
             Ok(ExitCode::SUCCESS)
         }
