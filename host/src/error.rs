@@ -164,5 +164,44 @@ pub enum Error {
     Runtime(#[from] RuntimeError),
 }
 
+impl Error {
+    /// A stable machine name for the error (`--json` output, logs): the
+    /// component's rule name for a policy error, the service's code for a
+    /// remote one.
+    pub fn code(&self) -> String {
+        let name = match self {
+            Error::Policy { code, .. } | Error::Remote { code, .. } => return code.clone(),
+            Error::KeyLooking => "key-looking-input",
+            Error::UnknownKey(_) => "unknown-key",
+            Error::KeyDeleted(_) => "key-deleted",
+            Error::UnknownProject(_) => "unknown-project",
+            Error::ProjectDeleted(_) => "project-deleted",
+            Error::ProjectInOtherOrganization { .. } => "wrong-organization",
+            Error::NeedsOrganization => "needs-organization",
+            Error::UnknownScope { .. } => "unknown-scope",
+            Error::BadTokenName => "bad-token-name",
+            Error::UnknownOrganization(_) => "unknown-organization",
+            Error::UnknownAdminToken(_) => "unknown-admin-token",
+            Error::BadPrefix(_) => "bad-prefix",
+            Error::ReservedPrefix(_) => "reserved-prefix",
+            Error::AlreadyInitialised(_) => "already-initialised",
+            Error::NoStore(_) => "no-store",
+            Error::Foreign(_) => "foreign-directory",
+            Error::Corrupt { .. } => "corrupt-store",
+            Error::OldSchema { .. } => "old-schema",
+            Error::NothingSince { .. } => "nothing-since",
+            Error::Locked(_) => "store-locked",
+            Error::AuditBroken(_) => "audit-broken",
+            Error::Served { .. } => "store-served",
+            Error::Tampered { .. } => "tampered",
+            Error::Issuer(_) => "issuer-key",
+            Error::Clock(_) => "clock",
+            Error::System(_) => "system",
+            Error::Runtime(_) => "runtime",
+        };
+        name.to_string()
+    }
+}
+
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

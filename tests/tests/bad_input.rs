@@ -595,3 +595,26 @@ fn options_are_never_taken_as_values() {
         "key not yet valid"
     );
 }
+
+#[test]
+fn with_json_an_error_is_one_json_object_on_stderr() {
+    let kg = Kg::new();
+    kg.project("acme", "billing");
+    let before = kg.store_dump();
+    for (args, code) in [
+        (vec!["--json", "key", "show", "AAAAAAAAAAA"], "unknown-key"),
+        (vec!["--json", "key", "create", "--org", "acme", "--name", "", "--all-projects", "--expires", "never"], "name-empty"),
+        (vec!["--json", "key", "create", "--org", "acme", "--name", "x", "--all-projects", "--expires", "5d"], "expiry-out-of-range"),
+        (vec!["--json", "key", "rotate", "AAAAAAAAAAA", "--grace", "9x"], "usage"),
+    ] {
+        let o = kg.run(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(o.stdout.is_empty());
+        let err = String::from_utf8(o.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&err).unwrap();
+        assert_eq!(v["error"]["code"], code, "{err}");
+        assert!(!v["error"]["message"].as_str().unwrap().is_empty());
+    }
+    assert_eq!(kg.store_dump(), before);
+}

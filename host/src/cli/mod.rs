@@ -339,17 +339,23 @@ pub fn main() -> ExitCode {
         Command::Completions(a) => shell::cmd_completions(&ctx, a),
         Command::Man => shell::cmd_man(&ctx),
     };
+    // With --json, the error is one JSON object on stderr instead of a line.
+    let fail = |code: &str, message: String| {
+        if ctx.json {
+            eprintln!(
+                "{}",
+                serde_json::json!({"error": {"code": code, "message": message}})
+            );
+        } else {
+            eprintln!("error: {message}");
+        }
+        ExitCode::from(2)
+    };
     match result {
         Ok(code) => code,
         Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(CliError::Output(e)) => {
-            eprintln!("error: cannot write output: {e}");
-            ExitCode::from(2)
-        }
-        Err(CliError::Usage(msg)) => {
-            eprintln!("error: {}", safe(&msg));
-            ExitCode::from(2)
-        }
+        Err(CliError::Output(e)) => fail("output", format!("cannot write output: {e}")),
+        Err(CliError::Usage(msg)) => fail("usage", safe(&msg)),
         Err(CliError::Keygate(e)) => {
             if let Error::Tampered { kind, id } = &e {
                 eprintln!(
@@ -357,8 +363,7 @@ pub fn main() -> ExitCode {
                     safe(id)
                 );
             }
-            eprintln!("error: {}{}", safe(&e.to_string()), hint(&e));
-            ExitCode::from(2)
+            fail(&e.code(), format!("{}{}", safe(&e.to_string()), hint(&e)))
         }
     }
 }
