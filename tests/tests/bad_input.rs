@@ -603,9 +603,40 @@ fn with_json_an_error_is_one_json_object_on_stderr() {
     let before = kg.store_dump();
     for (args, code) in [
         (vec!["--json", "key", "show", "AAAAAAAAAAA"], "unknown-key"),
-        (vec!["--json", "key", "create", "--org", "acme", "--name", "", "--all-projects", "--expires", "never"], "name-empty"),
-        (vec!["--json", "key", "create", "--org", "acme", "--name", "x", "--all-projects", "--expires", "5d"], "expiry-out-of-range"),
-        (vec!["--json", "key", "rotate", "AAAAAAAAAAA", "--grace", "9x"], "usage"),
+        (
+            vec![
+                "--json",
+                "key",
+                "create",
+                "--org",
+                "acme",
+                "--name",
+                "",
+                "--all-projects",
+                "--expires",
+                "never",
+            ],
+            "name-empty",
+        ),
+        (
+            vec![
+                "--json",
+                "key",
+                "create",
+                "--org",
+                "acme",
+                "--name",
+                "x",
+                "--all-projects",
+                "--expires",
+                "5d",
+            ],
+            "expiry-out-of-range",
+        ),
+        (
+            vec!["--json", "key", "rotate", "AAAAAAAAAAA", "--grace", "9x"],
+            "usage",
+        ),
     ] {
         let o = kg.run(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");

@@ -620,3 +620,33 @@ fn key_list_and_audit_filter_sort_and_limit() {
     assert!(actions(&["--since", "+1h"]).is_empty());
     assert_eq!(actions(&["--since", "-1h"]).len(), actions(&[]).len());
 }
+
+#[test]
+fn key_show_finds_a_key_by_a_name_unique_in_its_organization() {
+    let kg = Kg::new();
+    kg.project("acme", "billing");
+    kg.project("globex", "web");
+    let crm = kg.key(&["--org", "acme", "--name", "crm-sync", "--all-projects"]);
+    kg.key(&["--org", "acme", "--name", "etl", "--all-projects"]);
+    let etl2 = kg.key(&["--org", "acme", "--name", "etl", "--all-projects"]);
+    kg.key(&["--org", "globex", "--name", "crm-sync", "--all-projects"]);
+    let shown = kg.json(&["key", "show", "crm-sync", "--org", "acme"]);
+    assert_eq!(shown["id"], key_id(&crm).as_str());
+    assert_eq!(
+        kg.json(&["key", "show", &key_id(&crm), "--org", "acme"])["name"],
+        "crm-sync"
+    );
+    let err = kg.fail(&["key", "show", "etl", "--org", "acme"]);
+    assert!(
+        err.contains("2 keys of organization acme are named `etl`") && err.contains(&key_id(&etl2)),
+        "{err}"
+    );
+    let err = kg.fail(&["key", "show", "nothing", "--org", "acme"]);
+    assert!(
+        err.contains("has no key with the id or name `nothing`"),
+        "{err}"
+    );
+    // Without --org, an id only.
+    let err = kg.fail(&["key", "show", "crm-sync"]);
+    assert!(err.contains("unknown key id"), "{err}");
+}

@@ -20,7 +20,7 @@ pub enum KeyCommand {
     /// List every key of an organization (never the secret).
     List(ListArgs),
     /// Show one key's metadata.
-    Show(IdArg),
+    Show(ShowArgs),
     /// Switch a key off; it stops validating at once.
     Disable(IdArg),
     /// Switch a disabled key back on.
@@ -158,6 +158,16 @@ pub struct IdArg {
 }
 
 #[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Key id (the 11 characters after the prefix), or with --org a key
+    /// name unique in that organization.
+    key: String,
+    /// Find the key by name in this organization.
+    #[arg(long)]
+    org: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct DeleteArgs {
     /// Key id (the 11 characters after the prefix).
     key_id: String,
@@ -228,6 +238,34 @@ fn spec(a: CreateArgs) -> Result<KeySpec, CliError> {
 
 fn view_json(v: &KeyView) -> serde_json::Value {
     v.to_json()
+}
+
+/// The key of `org` with this id, or else with this name (which must be
+/// unique among its live keys).
+fn by_name(ctx: &Ctx, org: &str, key: &str, now: u64) -> Result<KeyView, CliError> {
+    let views = ctx.api(false, |api| api.list_keys(org, None, now))?;
+    if let Some(v) = views.iter().find(|v| v.id == key) {
+        return Ok(v.clone());
+    }
+    let named: Vec<&KeyView> = views.iter().filter(|v| v.name == key).collect();
+    match named.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(usage(format!(
+            "organization {} has no key with the id or name `{}`",
+            super::safe(org),
+            super::safe(key)
+        ))),
+        many => Err(usage(format!(
+            "{} keys of organization {} are named `{}` ({}): give the id",
+            many.len(),
+            super::safe(org),
+            super::safe(key),
+            many.iter()
+                .map(|v| v.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
 }
 
 /// A key's status in one word for people; a rotated-away key that still
@@ -459,7 +497,10 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
             Ok(ExitCode::SUCCESS)
         }
         KeyCommand::Show(a) => {
-            let v = ctx.api(false, |api| api.show_key(&a.key_id, now))?;
+            let v = match &a.org {
+                None => ctx.api(false, |api| api.show_key(&a.key, now))?,
+                Some(org) => by_name(ctx, org, &a.key, now)?,
+            };
             if ctx.json {
                 out_json(&view_json(&v))?;
             } else {
