@@ -114,28 +114,19 @@ impl Client {
         } else {
             256 << 20
         };
+        fn with<B>(
+            mut r: ureq::RequestBuilder<B>,
+            headers: &[(&str, String)],
+        ) -> ureq::RequestBuilder<B> {
+            for (n, v) in headers {
+                r = r.header(*n, v);
+            }
+            r
+        }
         let sent = match method {
-            Method::Get => {
-                let mut r = self.agent.get(&url);
-                for (n, v) in &headers {
-                    r = r.header(*n, v);
-                }
-                r.call()
-            }
-            Method::Delete => {
-                let mut r = self.agent.delete(&url);
-                for (n, v) in &headers {
-                    r = r.header(*n, v);
-                }
-                r.call()
-            }
-            Method::Post(body) => {
-                let mut r = self.agent.post(&url);
-                for (n, v) in &headers {
-                    r = r.header(*n, v);
-                }
-                r.send_json(body)
-            }
+            Method::Get => with(self.agent.get(&url), &headers).call(),
+            Method::Delete => with(self.agent.delete(&url), &headers).call(),
+            Method::Post(body) => with(self.agent.post(&url), &headers).send_json(body),
         };
         let mut response = sent.map_err(|e| self.unreachable(&e))?;
         let status = response.status().as_u16();
@@ -245,9 +236,13 @@ fn local_malformed(presented: &str, project: &str, action: &str, at: Option<u64>
     };
     let mut m = Runtime::new()?.instantiate()?;
     let Some(scope) = m.scope_named(action)? else {
+        let mut known = Vec::new();
+        for s in m.scopes()? {
+            known.push(m.scope_name(s)?);
+        }
         return Err(Error::UnknownScope {
             name: action.to_string(),
-            known: "trigger-workflows".into(),
+            known: known.join(", "),
         });
     };
     let request = ValidationRequest {

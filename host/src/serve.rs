@@ -40,7 +40,7 @@ use tokio::sync::Semaphore;
 use crate::admin::tokens::TOKEN_PREFIX;
 use crate::admin::{self, Access, AdminToken, KeySpec, Keygate, audit_json, decision_json};
 use crate::error::Error;
-use crate::runtime::bindings::{Decision, ExpiryPolicy, KeyStatus, ValidationRequest};
+use crate::runtime::bindings::{Decision, ExpiryPolicy, KeyStatus, Scope, ValidationRequest};
 use crate::runtime::{Module, ValidatorHandle};
 
 /// How the service runs.
@@ -80,6 +80,9 @@ impl Default for Config {
 struct Slot {
     module: Module,
     validator: ValidatorHandle,
+    /// Every scope by its name, asked of the component once: no call per
+    /// request to resolve the action.
+    scopes: Vec<(String, Scope)>,
 }
 
 /// The validators that answer `verify`, and the store sequence they hold.
@@ -115,7 +118,17 @@ impl Pool {
         let mut module = kg.new_module()?;
         let validator = module.validator(&[kg.issuer().trusted()])?;
         match module.validator_load_snapshot(validator, file)? {
-            Ok(_) => Ok(Slot { module, validator }),
+            Ok(_) => {
+                let mut scopes = Vec::new();
+                for s in module.scopes()? {
+                    scopes.push((module.scope_name(s)?, s));
+                }
+                Ok(Slot {
+                    module,
+                    validator,
+                    scopes,
+                })
+            }
             Err(e) => Err(Error::System(format!(
                 "a validator refused the store's own snapshot: {e:?}"
             ))),
@@ -573,21 +586,19 @@ async fn authenticate(app: &Arc<App>, value: Option<&HeaderValue>) -> Result<Adm
 }
 
 fn decide(slot: &mut Slot, key: &str, req: &VerifyBody, at: u64) -> Result<Value, ApiError> {
-    let m = &mut slot.module;
-    let Some(action) = m.scope_named(&req.action).map_err(Error::from)? else {
-        let known = m
-            .scopes()
-            .map_err(Error::from)?
-            .into_iter()
-            .map(|s| m.scope_name(s))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(Error::from)?;
+    let Some(action) = slot
+        .scopes
+        .iter()
+        .find_map(|(name, s)| (*name == req.action).then_some(*s))
+    else {
+        let known: Vec<&str> = slot.scopes.iter().map(|(n, _)| n.as_str()).collect();
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown-scope",
             format!("unknown action (known: {})", known.join(", ")),
         ));
     };
+    let m = &mut slot.module;
     let request = ValidationRequest {
         presented_key: key.to_string(),
         project: req.project.clone(),

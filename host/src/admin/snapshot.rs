@@ -81,21 +81,24 @@ impl Keygate {
                 _ => return Err(tampered(PROJECT_REGISTRATION, &id)),
             }
         }
-        let mut bytes = match self.module.encode_snapshot(&snap)? {
+        self.seal(&snap)
+    }
+
+    /// Encode a snapshot or delta in the component, sign it as a whole,
+    /// and check the file as a validator would.
+    pub(crate) fn seal(&mut self, snap: &Snapshot) -> Result<SnapshotFile> {
+        let mut bytes = match self.module.encode_snapshot(snap)? {
             Ok(b) => b,
             Err(e) => return Err(self.policy(e)),
         };
         let signed = self.issuer.sign(bytes.clone());
         bytes.extend_from_slice(&signed.signature);
-        let info = match self.module.inspect_snapshot(&bytes, &self.trusted())? {
-            Ok(i) => i,
-            Err(e) => {
-                return Err(Error::System(format!(
-                    "the snapshot just made does not verify ({e:?})"
-                )));
-            }
-        };
-        Ok(SnapshotFile { bytes, info })
+        match self.module.inspect_snapshot(&bytes, &self.trusted())? {
+            Ok(info) => Ok(SnapshotFile { bytes, info }),
+            Err(e) => Err(Error::System(format!(
+                "the snapshot just made does not verify ({e:?})"
+            ))),
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::runtime::bindings::{
     KeyRecord, ProjectRegistration, SignedBody, SignedRecord, Snapshot, Tombstone,
 };
@@ -72,18 +72,7 @@ impl Keygate {
             projects: w.projects.into_values().collect(),
             tombstones: w.tombstones.into_values().collect(),
         };
-        let mut bytes = match self.module.encode_snapshot(&snap)? {
-            Ok(b) => b,
-            Err(e) => return Err(self.policy(e)),
-        };
-        let signed = self.issuer.sign(bytes.clone());
-        bytes.extend_from_slice(&signed.signature);
-        match self.module.inspect_snapshot(&bytes, &self.trusted())? {
-            Ok(info) => Ok(Some(super::SnapshotFile { bytes, info })),
-            Err(e) => Err(Error::System(format!(
-                "the delta just made does not verify ({e:?})"
-            ))),
-        }
+        self.seal(&snap).map(Some)
     }
 
     /// Check, encode and sign every fact of `change`, then commit it

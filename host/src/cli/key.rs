@@ -130,9 +130,10 @@ fn select(views: Vec<KeyView>, a: &ListArgs, now: u64) -> Result<Vec<KeyView>, C
         })
         .filter(|v| match &needle {
             None => true,
+            // An id is matched exactly (ids are case-sensitive), a name in
+            // any case.
             Some(n) => {
-                v.id == *n
-                    || v.id.to_lowercase() == *n
+                a.name.as_deref() == Some(v.id.as_str())
                     || v.name.to_lowercase().contains(n.as_str())
             }
         })
