@@ -164,6 +164,50 @@ impl Guest for Component {
             .map_err(record_error_out)
     }
 
+    fn register_organization(
+        slug: String,
+        name: String,
+        now: t::Timestamp,
+    ) -> Result<t::Organization, t::RecordError> {
+        p::register_organization(&slug, &name, now)
+            .map(organization_out)
+            .map_err(record_error_out)
+    }
+
+    fn amend_organization(
+        org: t::Organization,
+        policy: t::KeyPolicy,
+        name: Option<String>,
+    ) -> Result<t::Organization, t::RecordError> {
+        organization_in(org)
+            .amend(policy_in(policy), name.as_deref())
+            .map(organization_out)
+            .map_err(record_error_out)
+    }
+
+    fn delete_organization(
+        org: t::Organization,
+        now: t::Timestamp,
+    ) -> Result<t::Organization, t::RecordError> {
+        organization_in(org)
+            .delete(now)
+            .map(organization_out)
+            .map_err(record_error_out)
+    }
+
+    fn admits(org: t::Organization, record: t::KeyRecord) -> Result<(), t::RecordError> {
+        let record = record_in(record)?;
+        organization_in(org)
+            .admits(&record)
+            .map_err(record_error_out)
+    }
+
+    fn permits_expiry(policy: t::KeyPolicy, expiry: t::ExpiryPolicy) -> Result<(), t::RecordError> {
+        policy_in(policy)
+            .permits_expiry(expiry_in(expiry))
+            .map_err(record_error_out)
+    }
+
     fn make_tombstone(
         id: String,
         last: Option<t::KeyRecord>,
@@ -209,6 +253,7 @@ impl Guest for Component {
             key: evidence.key.map(signed_in),
             tombstone: evidence.tombstone.map(signed_in),
             project: evidence.project.map(signed_in),
+            organization: evidence.organization.map(signed_in),
         };
         decision_out(p::evaluate(&request_in(request), &evidence, &trusted))
     }
@@ -299,6 +344,11 @@ impl Guest for Component {
             sequence: snapshot.sequence,
             base: snapshot.base,
             made_at: snapshot.made_at,
+            organizations: snapshot
+                .organizations
+                .into_iter()
+                .map(organization_in)
+                .collect(),
             keys,
             projects: snapshot.projects.into_iter().map(project_in).collect(),
             tombstones: snapshot.tombstones.into_iter().map(tombstone_in).collect(),
@@ -526,6 +576,9 @@ fn record_error_out(e: p::RecordError) -> t::RecordError {
         E::AlreadyRotated => t::RecordError::AlreadyRotated,
         E::KeyDisabled => t::RecordError::KeyDisabled,
         E::ProjectDeleted => t::RecordError::ProjectDeleted,
+        E::ExpiryRequired => t::RecordError::ExpiryRequired,
+        E::ExpiryExceedsPolicy(d) => t::RecordError::ExpiryExceedsPolicy(d),
+        E::OrganizationDeleted => t::RecordError::OrganizationDeleted,
     }
 }
 
@@ -550,6 +603,9 @@ fn record_error_in(e: t::RecordError) -> p::RecordError {
         t::RecordError::AlreadyRotated => E::AlreadyRotated,
         t::RecordError::KeyDisabled => E::KeyDisabled,
         t::RecordError::ProjectDeleted => E::ProjectDeleted,
+        t::RecordError::ExpiryRequired => E::ExpiryRequired,
+        t::RecordError::ExpiryExceedsPolicy(d) => E::ExpiryExceedsPolicy(d),
+        t::RecordError::OrganizationDeleted => E::OrganizationDeleted,
     }
 }
 
@@ -583,6 +639,48 @@ fn project_out(r: p::ProjectRegistration) -> t::ProjectRegistration {
     }
 }
 
+fn policy_in(k: t::KeyPolicy) -> p::KeyPolicy {
+    p::KeyPolicy {
+        expiry: match k.expiry {
+            t::ExpiryRule::Optional => p::ExpiryRule::Optional,
+            t::ExpiryRule::Required => p::ExpiryRule::Required,
+            t::ExpiryRule::AtMost(d) => p::ExpiryRule::AtMost(d),
+        },
+    }
+}
+
+fn policy_out(k: p::KeyPolicy) -> t::KeyPolicy {
+    t::KeyPolicy {
+        expiry: match k.expiry {
+            p::ExpiryRule::Optional => t::ExpiryRule::Optional,
+            p::ExpiryRule::Required => t::ExpiryRule::Required,
+            p::ExpiryRule::AtMost(d) => t::ExpiryRule::AtMost(d),
+        },
+    }
+}
+
+fn organization_in(o: t::Organization) -> p::Organization {
+    p::Organization {
+        slug: o.slug,
+        name: o.name,
+        key_policy: policy_in(o.key_policy),
+        created_at: o.created_at,
+        deleted_at: o.deleted_at,
+        version: o.version,
+    }
+}
+
+fn organization_out(o: p::Organization) -> t::Organization {
+    t::Organization {
+        slug: o.slug,
+        name: o.name,
+        key_policy: policy_out(o.key_policy),
+        created_at: o.created_at,
+        deleted_at: o.deleted_at,
+        version: o.version,
+    }
+}
+
 fn tombstone_in(t: t::Tombstone) -> p::Tombstone {
     p::Tombstone {
         id: t.id,
@@ -606,6 +704,7 @@ fn body_in(b: t::SignedBody) -> Result<p::Body, t::RecordError> {
         t::SignedBody::Key(r) => p::Body::Key(record_in(r)?),
         t::SignedBody::Project(r) => p::Body::Project(project_in(r)),
         t::SignedBody::Tombstone(x) => p::Body::Tombstone(tombstone_in(x)),
+        t::SignedBody::Organization(o) => p::Body::Organization(organization_in(o)),
     })
 }
 
@@ -614,6 +713,7 @@ fn body_out(b: p::Body) -> t::SignedBody {
         p::Body::Key(r) => t::SignedBody::Key(record_out(r)),
         p::Body::Project(r) => t::SignedBody::Project(project_out(r)),
         p::Body::Tombstone(x) => t::SignedBody::Tombstone(tombstone_out(x)),
+        p::Body::Organization(o) => t::SignedBody::Organization(organization_out(o)),
     }
 }
 
@@ -629,9 +729,13 @@ fn deny_in(r: t::DenyReason) -> p::DenyReason {
         t::DenyReason::ProjectRegistrationInvalid => D::ProjectRegistrationInvalid,
         t::DenyReason::ProjectDeleted => D::ProjectDeleted,
         t::DenyReason::WrongOrganization => D::WrongOrganization,
+        t::DenyReason::UnknownOrganization => D::UnknownOrganization,
+        t::DenyReason::OrganizationRegistrationInvalid => D::OrganizationRegistrationInvalid,
+        t::DenyReason::OrganizationDeleted => D::OrganizationDeleted,
         t::DenyReason::Disabled => D::Disabled,
         t::DenyReason::NotYetValid => D::NotYetValid,
         t::DenyReason::Expired => D::Expired,
+        t::DenyReason::LifetimeExceedsPolicy => D::LifetimeExceedsPolicy,
         t::DenyReason::ScopeNotGranted => D::ScopeNotGranted,
         t::DenyReason::ProjectNotGranted => D::ProjectNotGranted,
     }
@@ -677,6 +781,7 @@ fn info_out(i: p::SnapshotInfo) -> t::SnapshotInfo {
         sequence: i.sequence,
         base: i.base,
         made_at: i.made_at,
+        organizations: i.organizations,
         keys: i.keys,
         projects: i.projects,
         tombstones: i.tombstones,
@@ -703,9 +808,15 @@ fn deny_out(r: p::DenyReason) -> t::DenyReason {
         p::DenyReason::ProjectRegistrationInvalid => t::DenyReason::ProjectRegistrationInvalid,
         p::DenyReason::ProjectDeleted => t::DenyReason::ProjectDeleted,
         p::DenyReason::WrongOrganization => t::DenyReason::WrongOrganization,
+        p::DenyReason::UnknownOrganization => t::DenyReason::UnknownOrganization,
+        p::DenyReason::OrganizationRegistrationInvalid => {
+            t::DenyReason::OrganizationRegistrationInvalid
+        }
+        p::DenyReason::OrganizationDeleted => t::DenyReason::OrganizationDeleted,
         p::DenyReason::Disabled => t::DenyReason::Disabled,
         p::DenyReason::NotYetValid => t::DenyReason::NotYetValid,
         p::DenyReason::Expired => t::DenyReason::Expired,
+        p::DenyReason::LifetimeExceedsPolicy => t::DenyReason::LifetimeExceedsPolicy,
         p::DenyReason::ScopeNotGranted => t::DenyReason::ScopeNotGranted,
         p::DenyReason::ProjectNotGranted => t::DenyReason::ProjectNotGranted,
     }

@@ -127,6 +127,8 @@ fn main() {
     let orgs = (n / 100).max(1);
     let mut projects = Vec::with_capacity(orgs);
     for o in 0..orgs {
+        kg.create_organization(&format!("org{o}"), None, now)
+            .unwrap();
         projects.push(kg.create_project(&format!("org{o}"), "p", now).unwrap().id);
     }
     let mut sample = Vec::new();

@@ -113,6 +113,10 @@ fn main() {
         })
         .collect();
     projects.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut organizations: Vec<p::Organization> = (0..orgs)
+        .map(|o| p::register_organization(&format!("org{o}"), "o", NOW - 2).unwrap())
+        .collect();
+    organizations.sort_by(|a, b| a.slug.cmp(&b.slug));
     let made = t.elapsed();
 
     let t = Instant::now();
@@ -121,6 +125,7 @@ fn main() {
         sequence: n as u64,
         base: None,
         made_at: NOW,
+        organizations,
         keys,
         projects,
         tombstones: Vec::new(),

@@ -25,7 +25,9 @@ struct Fixture {
     key: String,
     signed: b::SignedRecord,
     registration: b::SignedRecord,
-    /// A snapshot file holding the record and the registration.
+    organization: b::SignedRecord,
+    /// A snapshot file holding the record, the registration and the
+    /// organization.
     snapshot: Vec<u8>,
     trusted: b::IssuerKey,
 }
@@ -59,6 +61,10 @@ fn fixture(rt: &Runtime) -> Fixture {
         .register_project("prj_b", "acme", "bench", NOW - 60)
         .unwrap()
         .unwrap();
+    let org = m
+        .register_organization("acme", "Acme", NOW - 120)
+        .unwrap()
+        .unwrap();
     let mut sign = |body: b::SignedBody| {
         let canonical = m.encode(&body).unwrap().unwrap();
         let signature = sk.sign(&canonical).to_bytes().to_vec();
@@ -70,12 +76,14 @@ fn fixture(rt: &Runtime) -> Fixture {
     };
     let signed = sign(b::SignedBody::Key(record.clone()));
     let registration = sign(b::SignedBody::Project(reg.clone()));
+    let organization = sign(b::SignedBody::Organization(org.clone()));
     let mut snapshot = m
         .encode_snapshot(&b::Snapshot {
             issuer_key_id: id.clone(),
             sequence: 3,
             base: None,
             made_at: NOW,
+            organizations: vec![org],
             keys: vec![record],
             projects: vec![reg],
             tombstones: vec![],
@@ -88,6 +96,7 @@ fn fixture(rt: &Runtime) -> Fixture {
         key: issued.expose_key().to_string(),
         signed,
         registration,
+        organization,
         snapshot,
         trusted: b::IssuerKey {
             id,
@@ -116,6 +125,7 @@ fn native_types(f: &Fixture) -> (p::Request, p::Evidence, p::IssuerKey) {
             key: Some(native_signed(&f.signed)),
             tombstone: None,
             project: Some(native_signed(&f.registration)),
+            organization: Some(native_signed(&f.organization)),
         },
         p::IssuerKey {
             id: f.trusted.id.clone(),
@@ -143,6 +153,7 @@ fn decisions(c: &mut Criterion) {
         key: Some(f.signed.clone()),
         tombstone: None,
         project: Some(f.registration.clone()),
+        organization: Some(f.organization.clone()),
     };
     assert!(matches!(
         m.evaluate(&req, &evidence, &trusted).unwrap(),
@@ -170,13 +181,17 @@ fn decisions(c: &mut Criterion) {
     let v = m.validator(&trusted).unwrap();
     m.validator_load(v, &f.signed).unwrap().unwrap();
     m.validator_load(v, &f.registration).unwrap().unwrap();
+    m.validator_load(v, &f.organization).unwrap().unwrap();
     assert!(matches!(
         m.validator_check(v, &req).unwrap(),
         b::Decision::Allow(_)
     ));
     let nissuer_for_snapshot = nissuer.clone();
     let mut nv = p::Validator::new(&[nissuer]);
-    for s in [&nevidence.key, &nevidence.project].into_iter().flatten() {
+    for s in [&nevidence.key, &nevidence.project, &nevidence.organization]
+        .into_iter()
+        .flatten()
+    {
         nv.load(s).unwrap();
     }
     let mut g = c.benchmark_group("validator.check (hot path)");
@@ -274,6 +289,8 @@ fn decisions(c: &mut Criterion) {
 /// A data directory with one project and one key, made through the library.
 fn store(dir: &Path) -> (String, String) {
     let mut kg = Keygate::open(&Location::new(dir), true).unwrap();
+    kg.create_organization("acme", None, keygate::admin::now().unwrap())
+        .unwrap();
     let project = kg
         .create_project("acme", "bench", keygate::admin::now().unwrap())
         .unwrap();

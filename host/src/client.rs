@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 use ureq::Agent;
 
 use crate::admin::{
-    Access, AdminApi, Created, KeySpec, KeyView, ProjectList, ProjectView, SnapshotFile,
-    audit_from_json,
+    Access, AdminApi, Created, KeyPolicyView, KeySpec, KeyView, OrgDeleted, OrgView, PolicySet,
+    ProjectList, ProjectView, SnapshotFile, audit_from_json,
 };
 use crate::error::{Error, Result};
 use crate::runtime::bindings::{ExpiryPolicy, IssuerKey, KeyStatus};
@@ -165,6 +165,10 @@ impl Client {
         }
     }
 
+    fn org(&self, v: Value) -> Result<OrgView> {
+        OrgView::from_json(v).ok_or_else(|| self.garbled())
+    }
+
     fn project(&self, v: Value) -> Result<ProjectView> {
         ProjectView::from_json(v).ok_or_else(|| self.garbled())
     }
@@ -255,6 +259,7 @@ fn local_malformed(presented: &str, project: &str, action: &str, at: Option<u64>
         key: None,
         tombstone: None,
         project: None,
+        organization: None,
     };
     let decision = m.evaluate(&request, &empty, &[])?;
     let (text, class) = match &decision {
@@ -301,6 +306,78 @@ fn from<T: for<'de> serde::Deserialize<'de>>(v: Value) -> Result<T> {
 }
 
 impl AdminApi for Client {
+    fn create_organization(&mut self, slug: &str, name: Option<&str>, _at: u64) -> Result<OrgView> {
+        let v = self.admin(
+            Method::Post(json!({"slug": slug, "name": name})),
+            "/v1/orgs",
+        )?;
+        let o = self.org(v)?;
+        if o.slug == slug {
+            Ok(o)
+        } else {
+            Err(self.garbled())
+        }
+    }
+
+    fn list_organizations(&mut self) -> Result<(Vec<OrgView>, Vec<String>)> {
+        let list: Vec<Value> = from(self.admin(Method::Get, "/v1/orgs")?)?;
+        let orgs = list
+            .into_iter()
+            .map(|v| self.org(v))
+            .collect::<Result<_>>()?;
+        Ok((orgs, Vec::new()))
+    }
+
+    fn show_organization(&mut self, slug: &str, _at: u64) -> Result<OrgView> {
+        let o = self.org(self.admin(Method::Get, &format!("/v1/orgs/{}", enc(slug)))?)?;
+        if o.slug == slug {
+            Ok(o)
+        } else {
+            Err(self.garbled())
+        }
+    }
+
+    fn set_key_policy(
+        &mut self,
+        slug: &str,
+        policy: KeyPolicyView,
+        name: Option<&str>,
+        _at: u64,
+    ) -> Result<PolicySet> {
+        let mut body = json!(policy);
+        if let Some(name) = name {
+            body["name"] = json!(name);
+        }
+        let v = self.admin(
+            Method::Post(body),
+            &format!("/v1/orgs/{}/policy", enc(slug)),
+        )?;
+        let organization = self.org(v["organization"].clone())?;
+        if organization.slug != slug {
+            return Err(self.garbled());
+        }
+        Ok(PolicySet {
+            organization,
+            changed: from(v["changed"].clone())?,
+        })
+    }
+
+    fn delete_organization(&mut self, slug: &str, cascade: bool, _at: u64) -> Result<OrgDeleted> {
+        let v = self.admin(
+            Method::Delete,
+            &format!("/v1/orgs/{}?cascade={cascade}", enc(slug)),
+        )?;
+        let organization = self.org(v["deleted_organization"].clone())?;
+        if organization.slug != slug || organization.deleted_at.is_none() {
+            return Err(self.garbled());
+        }
+        Ok(OrgDeleted {
+            organization,
+            projects: from(v["deleted_projects"].clone())?,
+            keys: from(v["deleted_keys"].clone())?,
+        })
+    }
+
     fn create_project(&mut self, organization: &str, name: &str, _at: u64) -> Result<ProjectView> {
         let v = self.admin(
             Method::Post(json!({"org": organization, "name": name})),

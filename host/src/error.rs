@@ -61,9 +61,30 @@ pub enum Error {
     /// An admin token name that is empty, too long or has control characters.
     #[error("an admin token name must be 1 to 100 characters without control characters")]
     BadTokenName,
-    /// An organization with no project and no key.
-    #[error("organization `{0}` has no project and no key here")]
-    UnknownOrganization(String),
+    /// No organization with this slug (and the nearest live one, if close).
+    #[error("unknown organization `{slug}`{}", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
+    UnknownOrganization {
+        /// The slug asked for.
+        slug: String,
+        /// A live organization with a close slug.
+        suggestion: Option<String>,
+    },
+    /// The organization was deleted.
+    #[error("organization `{0}` was deleted; its slug is not used again")]
+    OrganizationDeleted(String),
+    /// The organization already exists.
+    #[error("organization `{0}` already exists")]
+    OrganizationExists(String),
+    /// An organization with live projects or keys was asked to be deleted.
+    #[error("organization `{slug}` still has {projects} project(s) and {keys} key(s)")]
+    OrganizationNotEmpty {
+        /// The slug.
+        slug: String,
+        /// Live projects.
+        projects: usize,
+        /// Live keys.
+        keys: usize,
+    },
     /// No admin token with this id.
     #[error("unknown admin token id `{0}`")]
     UnknownAdminToken(String),
@@ -92,7 +113,7 @@ pub enum Error {
     },
     /// The store was written by an older keygate and must be migrated first.
     #[error(
-        "the keygate store at `{path}` has schema version {found} (an older keygate); it must be migrated to version 2 before use"
+        "the keygate store at `{path}` has schema version {found} (an older keygate); it must be migrated to version 3 before use"
     )]
     OldSchema {
         /// Data directory.
@@ -180,7 +201,10 @@ impl Error {
             Error::NeedsOrganization => "needs-organization",
             Error::UnknownScope { .. } => "unknown-scope",
             Error::BadTokenName => "bad-token-name",
-            Error::UnknownOrganization(_) => "unknown-organization",
+            Error::UnknownOrganization { .. } => "unknown-organization",
+            Error::OrganizationDeleted(_) => "organization-deleted",
+            Error::OrganizationExists(_) => "organization-exists",
+            Error::OrganizationNotEmpty { .. } => "organization-not-empty",
             Error::UnknownAdminToken(_) => "unknown-admin-token",
             Error::BadPrefix(_) => "bad-prefix",
             Error::ReservedPrefix(_) => "reserved-prefix",

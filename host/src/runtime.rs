@@ -29,10 +29,11 @@ pub mod bindings {
 }
 
 use bindings::{
-    CreateRequest, Decision, DenyClass, DenyReason, EffectiveStatus, Evidence, IssuerError,
-    IssuerKey, KeyError, KeyRecord, KeyStatus, Keygate, KeygatePre, LoadError, LoadOutcome,
-    ParseError, ProjectRegistration, RecordError, Scope, SignedBody, SignedRecord, Snapshot,
-    SnapshotError, SnapshotInfo, Text, Tombstone, ValidationRequest,
+    CreateRequest, Decision, DenyClass, DenyReason, EffectiveStatus, Evidence, ExpiryPolicy,
+    IssuerError, IssuerKey, KeyError, KeyPolicy, KeyRecord, KeyStatus, Keygate, KeygatePre,
+    LoadError, LoadOutcome, Organization, ParseError, ProjectRegistration, RecordError, Scope,
+    SignedBody, SignedRecord, Snapshot, SnapshotError, SnapshotInfo, Text, Tombstone,
+    ValidationRequest,
 };
 
 use crate::cache::{CacheKey, CacheOutcome};
@@ -298,6 +299,53 @@ impl Module {
         now: u64,
     ) -> Result<Result<ProjectRegistration, RecordError>, RuntimeError> {
         call!(self, call_delete_project, reg, now)
+    }
+
+    /// `register-organization`.
+    pub fn register_organization(
+        &mut self,
+        slug: &str,
+        name: &str,
+        now: u64,
+    ) -> Result<Result<Organization, RecordError>, RuntimeError> {
+        call!(self, call_register_organization, slug, name, now)
+    }
+
+    /// `amend-organization`.
+    pub fn amend_organization(
+        &mut self,
+        org: &Organization,
+        policy: KeyPolicy,
+        name: Option<&str>,
+    ) -> Result<Result<Organization, RecordError>, RuntimeError> {
+        call!(self, call_amend_organization, org, policy, name)
+    }
+
+    /// `delete-organization`.
+    pub fn delete_organization(
+        &mut self,
+        org: &Organization,
+        now: u64,
+    ) -> Result<Result<Organization, RecordError>, RuntimeError> {
+        call!(self, call_delete_organization, org, now)
+    }
+
+    /// `admits`.
+    pub fn admits(
+        &mut self,
+        org: &Organization,
+        record: &KeyRecord,
+    ) -> Result<Result<(), RecordError>, RuntimeError> {
+        call!(self, call_admits, org, record)
+    }
+
+    /// `permits-expiry`.
+    pub fn permits_expiry(
+        &mut self,
+        policy: KeyPolicy,
+        expiry: ExpiryPolicy,
+    ) -> Result<Result<(), RecordError>, RuntimeError> {
+        call!(self, call_permits_expiry, policy, expiry)
     }
 
     /// `make-tombstone`.

@@ -7,12 +7,14 @@
 //! | `keys`         | key id (11 base62 bytes)     | [`VALUE_FORMAT`] then a signed key record, see [`encode_signed`] |
 //! | `deleted_keys` | key id                       | [`VALUE_FORMAT`] then a signed key tombstone |
 //! | `projects`     | project id (`prj_` + 11 base62) | [`VALUE_FORMAT`] then a signed project registration |
+//! | `organizations` | organization slug           | [`VALUE_FORMAT`] then a signed organization (with its key policy) |
 //! | `audit`        | sequence number, u64 BE      | [`VALUE_FORMAT`] then JSON [`AuditEvent`] |
 //! | `changes`      | a [`change_key`]: kind byte then id | u64 BE, the sequence of the fact's last change (for deltas) |
 //! | `last_used`    | key id                       | u64 BE: when the key last allowed a request (display only, unsigned) |
 //! | `admin_tokens` | admin token id (11 base62)   | [`VALUE_FORMAT`] then a signed admin token record (see `admin::tokens`) |
 //!
-//! Everything a decision depends on (key records, tombstones, registrations)
+//! Everything a decision depends on (key records, tombstones, registrations,
+//! organizations)
 //! is signed by the issuer and checked by the component; the tree key is only
 //! an index (a value stored under the wrong key is caught because the signed
 //! bytes name their own id). `sequence` counts admin writes; every committed
@@ -23,8 +25,9 @@ use serde::{Deserialize, Serialize};
 use crate::runtime::bindings::SignedRecord;
 
 /// Store schema version; a store with another one is refused. Version 2:
-/// signed project registrations and key tombstones.
-pub const SCHEMA_VERSION: u32 = 2;
+/// signed project registrations and key tombstones. Version 3: signed
+/// organizations with their key policy.
+pub const SCHEMA_VERSION: u32 = 3;
 /// First byte of every value in the record trees.
 pub const VALUE_FORMAT: u8 = 1;
 
@@ -38,6 +41,8 @@ pub mod tree {
     pub const DELETED_KEYS: &str = "deleted_keys";
     /// Signed project registrations, including deleted ones (ids are never reused).
     pub const PROJECTS: &str = "projects";
+    /// Signed organizations, including deleted ones (slugs are never reused).
+    pub const ORGANIZATIONS: &str = "organizations";
     /// Audit events.
     pub const AUDIT: &str = "audit";
     /// The sequence of each fact's last change, for snapshot deltas.
@@ -104,6 +109,8 @@ pub mod change {
     pub const PROJECT: u8 = 2;
     /// A key tombstone.
     pub const TOMBSTONE: u8 = 3;
+    /// An organization.
+    pub const ORGANIZATION: u8 = 4;
 }
 
 /// Key of the `changes` tree: the kind byte, then the id.
@@ -134,6 +141,19 @@ pub fn is_project_id(bytes: &[u8]) -> bool {
     bytes.len() == 15
         && bytes.starts_with(b"prj_")
         && bytes[4..].iter().all(u8::is_ascii_alphanumeric)
+}
+
+/// Whether bytes are a well-formed organization slug (tree key of
+/// `organizations`).
+pub fn is_org_slug(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok_and(|s| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+    })
 }
 
 /// Why a signed value cannot be encoded: a field does not fit its length

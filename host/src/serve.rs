@@ -396,9 +396,14 @@ impl From<Error> for ApiError {
             Error::KeyLooking => (StatusCode::BAD_REQUEST, "key-looking-input"),
             Error::UnknownKey(_)
             | Error::UnknownProject(_)
-            | Error::UnknownOrganization(_)
+            | Error::UnknownOrganization { .. }
             | Error::UnknownAdminToken(_) => (StatusCode::NOT_FOUND, "not-found"),
-            Error::KeyDeleted(_) | Error::ProjectDeleted(_) => (StatusCode::GONE, "deleted"),
+            Error::KeyDeleted(_) | Error::ProjectDeleted(_) | Error::OrganizationDeleted(_) => {
+                (StatusCode::GONE, "deleted")
+            }
+            Error::OrganizationExists(_) | Error::OrganizationNotEmpty { .. } => {
+                (StatusCode::CONFLICT, "conflict")
+            }
             Error::ProjectInOtherOrganization { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "wrong-organization")
             }
@@ -770,6 +775,122 @@ fn organization_of(token: &AdminToken, asked: Option<String>) -> Result<String, 
 struct OrgQuery {
     org: Option<String>,
     project: Option<String>,
+}
+
+/// Organizations are the deployment's to make, change and delete: an
+/// organization's own token reads it, never loosens its policy.
+fn deployment_only(token: &AdminToken) -> Result<(), ApiError> {
+    if token.organization.is_none() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "organizations are created, changed and deleted with a deployment admin token",
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewOrg {
+    slug: String,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPolicy {
+    require_expiry: bool,
+    max_expiry_days: Option<u16>,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CascadeQuery {
+    #[serde(default)]
+    cascade: bool,
+}
+
+async fn list_orgs(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
+    admin_op(app, &headers, Need::Read, move |kg, token, _| {
+        let (orgs, _) = kg.list_organizations()?;
+        Ok(json_response(
+            StatusCode::OK,
+            json!(
+                orgs.iter()
+                    .filter(|o| token.reaches(Some(&o.slug)))
+                    .map(admin::OrgView::to_json)
+                    .collect::<Vec<_>>()
+            ),
+        ))
+    })
+    .await
+}
+
+async fn create_org(State(app): State<Arc<App>>, headers: HeaderMap, bytes: Bytes) -> ApiResult {
+    let req: NewOrg = body(&headers, &bytes)?;
+    admin_op(app, &headers, Need::Write, move |kg, token, at| {
+        deployment_only(token)?;
+        let o = kg.create_organization(&req.slug, req.name.as_deref(), at)?;
+        Ok(json_response(StatusCode::CREATED, o.to_json()))
+    })
+    .await
+}
+
+async fn show_org(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> ApiResult {
+    admin_op(app, &headers, Need::Read, move |kg, token, at| {
+        reach(token, &slug)?;
+        let o = kg.show_organization(&slug, at)?;
+        Ok(json_response(StatusCode::OK, o.to_json()))
+    })
+    .await
+}
+
+async fn set_policy(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
+    let req: NewPolicy = body(&headers, &bytes)?;
+    admin_op(app, &headers, Need::Write, move |kg, token, at| {
+        deployment_only(token)?;
+        let policy = admin::KeyPolicyView {
+            require_expiry: req.require_expiry,
+            max_expiry_days: req.max_expiry_days,
+        };
+        let set = kg.set_key_policy(&slug, policy, req.name.as_deref(), at)?;
+        Ok(json_response(
+            StatusCode::OK,
+            json!({"organization": set.organization.to_json(), "changed": set.changed}),
+        ))
+    })
+    .await
+}
+
+async fn delete_org(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    Query(q): Query<CascadeQuery>,
+) -> ApiResult {
+    admin_op(app, &headers, Need::Write, move |kg, token, at| {
+        deployment_only(token)?;
+        let d = kg.delete_organization(&slug, q.cascade, at)?;
+        Ok(json_response(
+            StatusCode::OK,
+            json!({
+                "deleted_organization": d.organization.to_json(),
+                "deleted_projects": d.projects,
+                "deleted_keys": d.keys,
+            }),
+        ))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -1222,6 +1343,9 @@ async fn access_log(req: Request, next: Next) -> Response {
 fn router(app: Arc<App>, cfg: &Config) -> Router {
     Router::new()
         .route("/v1/keys/verify", post(verify))
+        .route("/v1/orgs", get(list_orgs).post(create_org))
+        .route("/v1/orgs/{slug}", get(show_org).delete(delete_org))
+        .route("/v1/orgs/{slug}/policy", post(set_policy))
         .route("/v1/projects", get(list_projects).post(create_project))
         .route(
             "/v1/projects/{id}",

@@ -28,6 +28,7 @@ pub struct Store {
     keys: sled::Tree,
     deleted: sled::Tree,
     projects: sled::Tree,
+    organizations: sled::Tree,
     audit: sled::Tree,
     changes: sled::Tree,
     tokens: sled::Tree,
@@ -43,6 +44,8 @@ pub(crate) struct Batch {
     pub delete_keys: Vec<(String, SignedRecord)>,
     /// Project registrations to write (id, signed registration).
     pub put_projects: Vec<(String, SignedRecord)>,
+    /// Organizations to write (slug, signed organization).
+    pub put_organizations: Vec<(String, SignedRecord)>,
     /// Audit events (their sequence numbers are assigned on commit).
     pub audit: Vec<AuditEvent>,
     /// A new schema version, written in the same transaction (migration).
@@ -71,9 +74,9 @@ impl Store {
         let store = Self::open_any(dir)?;
         match store.schema()? {
             schema::SCHEMA_VERSION => Ok(store),
-            1 => Err(Error::OldSchema {
+            found @ (1 | 2) => Err(Error::OldSchema {
                 path: dir.path().to_path_buf(),
-                found: 1,
+                found,
             }),
             other if other > schema::SCHEMA_VERSION => Err(store.corrupt(format!(
                 "it has schema version {other}, written by a newer keygate (this one reads version {})",
@@ -178,6 +181,7 @@ impl Store {
             keys: t(tree::KEYS)?,
             deleted: t(tree::DELETED_KEYS)?,
             projects: t(tree::PROJECTS)?,
+            organizations: t(tree::ORGANIZATIONS)?,
             audit: t(tree::AUDIT)?,
             changes: t(tree::CHANGES)?,
             tokens: t(tree::ADMIN_TOKENS)?,
@@ -315,6 +319,16 @@ impl Store {
         self.all_signed(&self.projects, schema::is_project_id, "project")
     }
 
+    /// An organization's signed registration (deleted ones included).
+    pub fn organization(&self, slug: &str) -> Result<Option<SignedRecord>> {
+        self.signed(&self.organizations, slug, "organization")
+    }
+
+    /// Every organization (deleted ones included), in slug order.
+    pub fn organizations(&self) -> Result<Vec<(String, SignedRecord)>> {
+        self.all_signed(&self.organizations, schema::is_org_slug, "organization")
+    }
+
     /// The sequence of a fact's last change, if recorded (facts written
     /// before changes were recorded have none).
     pub fn changed_at(&self, kind: u8, id: &str) -> Result<Option<u64>> {
@@ -398,6 +412,7 @@ impl Store {
         let delete_keys = enc(&batch.delete_keys)?;
         let put_projects = enc(&batch.put_projects)?;
         let put_tokens = enc(&batch.put_tokens)?;
+        let put_orgs = enc(&batch.put_organizations)?;
         let res: Result<u64, TransactionError<String>> = (
             &self.meta,
             &self.keys,
@@ -406,62 +421,74 @@ impl Store {
             &self.audit,
             &self.changes,
             &self.tokens,
+            &self.organizations,
         )
-            .transaction(|(m, keys, deleted, projects, audit, changes, tokens)| {
-                let mut seq = m
-                    .get(meta::SEQUENCE)?
-                    .and_then(|v| schema::read_u64(&v))
-                    .ok_or_else(|| {
-                        ConflictableTransactionError::Abort("sequence number damaged".to_string())
-                    })?;
-                for (id, value) in &put_keys {
-                    keys.insert(id.as_bytes(), value.as_slice())?;
-                }
-                for (id, value) in &delete_keys {
-                    keys.remove(id.as_bytes())?;
-                    deleted.insert(id.as_bytes(), value.as_slice())?;
-                }
-                for (id, value) in &put_projects {
-                    projects.insert(id.as_bytes(), value.as_slice())?;
-                }
-                for (id, value) in &put_tokens {
-                    tokens.insert(id.as_bytes(), value.as_slice())?;
-                }
-                for ev in &batch.audit {
-                    seq += 1;
-                    // A chained event was linked for the sequence it would
-                    // get: any other is a write keygate did not expect.
-                    if ev.chain.is_some() && ev.sequence != seq {
-                        return Err(ConflictableTransactionError::Abort(
-                            "the audit sequence moved under a write".to_string(),
-                        ));
+            .transaction(
+                |(m, keys, deleted, projects, audit, changes, tokens, orgs)| {
+                    let mut seq = m
+                        .get(meta::SEQUENCE)?
+                        .and_then(|v| schema::read_u64(&v))
+                        .ok_or_else(|| {
+                            ConflictableTransactionError::Abort(
+                                "sequence number damaged".to_string(),
+                            )
+                        })?;
+                    for (id, value) in &put_keys {
+                        keys.insert(id.as_bytes(), value.as_slice())?;
                     }
-                    let ev = AuditEvent {
-                        sequence: seq,
-                        ..ev.clone()
-                    };
-                    audit.insert(&schema::u64_key(seq), schema::encode_json(&ev))?;
-                }
-                if batch.audit.is_empty() {
-                    seq += 1;
-                }
-                m.insert(meta::SEQUENCE, &schema::u64_key(seq))?;
-                let at = schema::u64_key(seq);
-                for (id, _) in &put_keys {
-                    changes.insert(schema::change_key(schema::change::KEY, id), &at)?;
-                }
-                for (id, _) in &delete_keys {
-                    changes.remove(schema::change_key(schema::change::KEY, id))?;
-                    changes.insert(schema::change_key(schema::change::TOMBSTONE, id), &at)?;
-                }
-                for (id, _) in &put_projects {
-                    changes.insert(schema::change_key(schema::change::PROJECT, id), &at)?;
-                }
-                if let Some(v) = batch.schema {
-                    m.insert(meta::SCHEMA, &v.to_be_bytes())?;
-                }
-                Ok(seq)
-            });
+                    for (id, value) in &delete_keys {
+                        keys.remove(id.as_bytes())?;
+                        deleted.insert(id.as_bytes(), value.as_slice())?;
+                    }
+                    for (id, value) in &put_projects {
+                        projects.insert(id.as_bytes(), value.as_slice())?;
+                    }
+                    for (id, value) in &put_tokens {
+                        tokens.insert(id.as_bytes(), value.as_slice())?;
+                    }
+                    for (slug, value) in &put_orgs {
+                        orgs.insert(slug.as_bytes(), value.as_slice())?;
+                    }
+                    for ev in &batch.audit {
+                        seq += 1;
+                        // A chained event was linked for the sequence it would
+                        // get: any other is a write keygate did not expect.
+                        if ev.chain.is_some() && ev.sequence != seq {
+                            return Err(ConflictableTransactionError::Abort(
+                                "the audit sequence moved under a write".to_string(),
+                            ));
+                        }
+                        let ev = AuditEvent {
+                            sequence: seq,
+                            ..ev.clone()
+                        };
+                        audit.insert(&schema::u64_key(seq), schema::encode_json(&ev))?;
+                    }
+                    if batch.audit.is_empty() {
+                        seq += 1;
+                    }
+                    m.insert(meta::SEQUENCE, &schema::u64_key(seq))?;
+                    let at = schema::u64_key(seq);
+                    for (id, _) in &put_keys {
+                        changes.insert(schema::change_key(schema::change::KEY, id), &at)?;
+                    }
+                    for (id, _) in &delete_keys {
+                        changes.remove(schema::change_key(schema::change::KEY, id))?;
+                        changes.insert(schema::change_key(schema::change::TOMBSTONE, id), &at)?;
+                    }
+                    for (id, _) in &put_projects {
+                        changes.insert(schema::change_key(schema::change::PROJECT, id), &at)?;
+                    }
+                    for (slug, _) in &put_orgs {
+                        changes
+                            .insert(schema::change_key(schema::change::ORGANIZATION, slug), &at)?;
+                    }
+                    if let Some(v) = batch.schema {
+                        m.insert(meta::SCHEMA, &v.to_be_bytes())?;
+                    }
+                    Ok(seq)
+                },
+            );
         let seq = res.map_err(|e| match e {
             TransactionError::Storage(e) => self.err(e),
             TransactionError::Abort(why) => self.corrupt(why),

@@ -5,7 +5,9 @@
 //! the answer: malformed, bad checksum, unknown key (no record, or a valid
 //! tombstone), secret mismatch, record signature invalid, unknown project,
 //! project registration invalid, project deleted, wrong organization,
-//! disabled, not yet valid, expired, scope not granted, project not granted.
+//! unknown organization, organization registration invalid, organization
+//! deleted, disabled, not yet valid, expired, lifetime exceeds policy, scope
+//! not granted, project not granted.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -15,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::key::{ParseError, hash_key, hashes_equal, parse_key};
 use crate::record::{KeyLevel, KeyRecord, KeyStatus, Scope};
-use crate::registry::{Body, ProjectRegistration, Tombstone};
+use crate::registry::{Body, Organization, ProjectRegistration, Tombstone};
 use crate::snapshot::{Snapshot, SnapshotError, SnapshotInfo, split_file};
 
 /// A fact in canonical bytes with its issuer's signature: a key record, a
@@ -106,6 +108,16 @@ pub enum DenyReason {
     /// The project belongs to another organization.
     #[error("wrong organization")]
     WrongOrganization,
+    /// No registration for the key's organization.
+    #[error("unknown organization")]
+    UnknownOrganization,
+    /// The organization's registration fails its signature, is not
+    /// canonical, or names another organization.
+    #[error("organization registration invalid")]
+    OrganizationRegistrationInvalid,
+    /// The organization was deleted.
+    #[error("organization deleted")]
+    OrganizationDeleted,
     /// Disabled key.
     #[error("key disabled")]
     Disabled,
@@ -115,6 +127,10 @@ pub enum DenyReason {
     /// Past `expires_at`.
     #[error("key expired")]
     Expired,
+    /// The key's lifetime (creation to `expires_at`, or no expiry) breaks
+    /// its organization's current key policy.
+    #[error("key lifetime exceeds the organization's key policy")]
+    LifetimeExceedsPolicy,
     /// Scope missing.
     #[error("scope not granted")]
     ScopeNotGranted,
@@ -125,7 +141,7 @@ pub enum DenyReason {
 
 impl DenyReason {
     /// Every reason, in checking order.
-    pub const ALL: [DenyReason; 14] = [
+    pub const ALL: [DenyReason; 18] = [
         DenyReason::Malformed,
         DenyReason::BadChecksum,
         DenyReason::UnknownKey,
@@ -135,9 +151,13 @@ impl DenyReason {
         DenyReason::ProjectRegistrationInvalid,
         DenyReason::ProjectDeleted,
         DenyReason::WrongOrganization,
+        DenyReason::UnknownOrganization,
+        DenyReason::OrganizationRegistrationInvalid,
+        DenyReason::OrganizationDeleted,
         DenyReason::Disabled,
         DenyReason::NotYetValid,
         DenyReason::Expired,
+        DenyReason::LifetimeExceedsPolicy,
         DenyReason::ScopeNotGranted,
         DenyReason::ProjectNotGranted,
     ];
@@ -154,9 +174,13 @@ impl DenyReason {
             | DenyReason::ProjectRegistrationInvalid
             | DenyReason::ProjectDeleted
             | DenyReason::WrongOrganization
+            | DenyReason::UnknownOrganization
+            | DenyReason::OrganizationRegistrationInvalid
+            | DenyReason::OrganizationDeleted
             | DenyReason::Disabled
             | DenyReason::NotYetValid
             | DenyReason::Expired
+            | DenyReason::LifetimeExceedsPolicy
             | DenyReason::ScopeNotGranted
             | DenyReason::ProjectNotGranted => DenyClass::Forbidden,
         }
@@ -174,9 +198,13 @@ impl DenyReason {
             DenyReason::ProjectRegistrationInvalid => "project-registration-invalid",
             DenyReason::ProjectDeleted => "project-deleted",
             DenyReason::WrongOrganization => "wrong-organization",
+            DenyReason::UnknownOrganization => "unknown-organization",
+            DenyReason::OrganizationRegistrationInvalid => "organization-registration-invalid",
+            DenyReason::OrganizationDeleted => "organization-deleted",
             DenyReason::Disabled => "disabled",
             DenyReason::NotYetValid => "not-yet-valid",
             DenyReason::Expired => "expired",
+            DenyReason::LifetimeExceedsPolicy => "lifetime-exceeds-policy",
             DenyReason::ScopeNotGranted => "scope-not-granted",
             DenyReason::ProjectNotGranted => "project-not-granted",
         }
@@ -418,12 +446,30 @@ fn project_step<'r>(
     Ok(&reg.organization)
 }
 
-/// The checks after the secret, the signature and the project: organization,
-/// status, creation time, expiry, scope, project.
-fn rules(record: &KeyRecord, organization: &str, req: &Ask<'_>) -> Result<(), DenyReason> {
-    if record.organization != organization {
+/// The organization checks: the project's organization is the key's, and
+/// its registration is held, names it and is not deleted.
+fn organization_step<'o>(
+    record: &KeyRecord,
+    project_org: &str,
+    org: Option<&'o Organization>,
+) -> Result<&'o Organization, DenyReason> {
+    if record.organization != project_org {
         return Err(DenyReason::WrongOrganization);
     }
+    let org = org.ok_or(DenyReason::UnknownOrganization)?;
+    if org.slug != record.organization {
+        return Err(DenyReason::OrganizationRegistrationInvalid);
+    }
+    if org.is_deleted() {
+        return Err(DenyReason::OrganizationDeleted);
+    }
+    Ok(org)
+}
+
+/// The checks after the secret, the signature, the project and the
+/// organization: status, creation time, expiry, the organization's key
+/// policy, scope, project.
+fn rules(record: &KeyRecord, org: &Organization, req: &Ask<'_>) -> Result<(), DenyReason> {
     if record.status == KeyStatus::Disabled {
         return Err(DenyReason::Disabled);
     }
@@ -432,6 +478,13 @@ fn rules(record: &KeyRecord, organization: &str, req: &Ask<'_>) -> Result<(), De
     }
     if record.expires_at.is_some_and(|t| req.now >= t) {
         return Err(DenyReason::Expired);
+    }
+    if org
+        .key_policy
+        .permits(record.created_at, record.expires_at)
+        .is_err()
+    {
+        return Err(DenyReason::LifetimeExceedsPolicy);
     }
     if !record.scopes.contains(&req.action) {
         return Err(DenyReason::ScopeNotGranted);
@@ -462,6 +515,8 @@ pub struct Evidence {
     pub tombstone: Option<SignedRecord>,
     /// The registration of the requested project, if any.
     pub project: Option<SignedRecord>,
+    /// The registration of the key's organization, if any.
+    pub organization: Option<SignedRecord>,
 }
 
 /// Decide one request against its evidence, verifying every signature.
@@ -513,8 +568,19 @@ fn evaluate_inner(
         },
     };
     let ask = Ask::from(req);
-    let organization = project_step(registration.as_ref(), &ask)?;
-    rules(&record, organization, &ask)?;
+    let project_org = project_step(registration.as_ref(), &ask)?;
+    if record.organization != project_org {
+        return Err(DenyReason::WrongOrganization);
+    }
+    let org = match &evidence.organization {
+        None => None,
+        Some(o) => match trusted.open(o) {
+            Ok(Body::Organization(org)) => Some(org),
+            _ => return Err(DenyReason::OrganizationRegistrationInvalid),
+        },
+    };
+    let org = organization_step(&record, project_org, org.as_ref())?;
+    rules(&record, org, &ask)?;
     Ok(record)
 }
 
@@ -551,9 +617,58 @@ pub struct Validator {
     trusted: TrustedIssuers,
     records: BTreeMap<String, KeyRecord>,
     projects: BTreeMap<String, ProjectRegistration>,
+    organizations: BTreeMap<String, Organization>,
     forgotten: BTreeMap<String, Option<Tombstone>>,
     /// The sequence and time of the last snapshot or delta applied.
     snapshot: Option<(u64, u64)>,
+}
+
+/// Hold a registration (a project's or an organization's) unless the held
+/// one is as new or newer, or deleted: deleted stays deleted.
+fn hold<T: Registration>(held: &mut BTreeMap<String, T>, fact: T) -> LoadOutcome {
+    match held.get(fact.key()) {
+        Some(h) if h.version() >= fact.version() || h.is_deleted() => LoadOutcome::Stale,
+        h => {
+            let outcome = if h.is_some() {
+                LoadOutcome::Replaced
+            } else {
+                LoadOutcome::Added
+            };
+            held.insert(String::from(fact.key()), fact);
+            outcome
+        }
+    }
+}
+
+/// What [`hold`] needs of a registration.
+trait Registration {
+    fn key(&self) -> &str;
+    fn version(&self) -> u64;
+    fn is_deleted(&self) -> bool;
+}
+
+impl Registration for ProjectRegistration {
+    fn key(&self) -> &str {
+        &self.id
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
+}
+
+impl Registration for Organization {
+    fn key(&self) -> &str {
+        &self.slug
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
 }
 
 /// What [`Validator::authorize`] answers on an allow: the least a gateway
@@ -599,20 +714,8 @@ impl Validator {
                     }
                 }
             }
-            Body::Project(reg) => match self.projects.get(&reg.id) {
-                Some(held) if held.version >= reg.version || held.is_deleted() => {
-                    Ok(LoadOutcome::Stale)
-                }
-                held => {
-                    let outcome = if held.is_some() {
-                        LoadOutcome::Replaced
-                    } else {
-                        LoadOutcome::Added
-                    };
-                    self.projects.insert(reg.id.clone(), reg);
-                    Ok(outcome)
-                }
-            },
+            Body::Project(reg) => Ok(hold(&mut self.projects, reg)),
+            Body::Organization(org) => Ok(hold(&mut self.organizations, org)),
             Body::Tombstone(t) => {
                 self.records.remove(&t.id);
                 match self.forgotten.insert(t.id.clone(), Some(t)) {
@@ -670,7 +773,12 @@ impl Validator {
         if !secret_matches(req.presented_key, &record.key_hash) {
             return Err(DenyReason::SecretMismatch);
         }
-        let org = project_step(self.projects.get(req.project), req)?;
+        let project_org = project_step(self.projects.get(req.project), req)?;
+        let org = organization_step(
+            record,
+            project_org,
+            self.organizations.get(record.organization.as_str()),
+        )?;
         rules(record, org, req)?;
         Ok(record)
     }
@@ -699,6 +807,7 @@ impl Validator {
         if snap.base.is_none() {
             self.records = BTreeMap::new();
             self.projects = BTreeMap::new();
+            self.organizations = BTreeMap::new();
             self.forgotten = BTreeMap::new();
         }
         for r in snap.keys {
@@ -713,12 +822,10 @@ impl Validator {
             }
         }
         for p in snap.projects {
-            match self.projects.get(&p.id) {
-                Some(held) if held.version >= p.version || held.is_deleted() => {}
-                _ => {
-                    self.projects.insert(p.id.clone(), p);
-                }
-            }
+            hold(&mut self.projects, p);
+        }
+        for o in snap.organizations {
+            hold(&mut self.organizations, o);
         }
         for t in snap.tombstones {
             self.records.remove(&t.id);
@@ -758,6 +865,11 @@ impl Validator {
     /// How many project registrations are held.
     pub fn project_count(&self) -> usize {
         self.projects.len()
+    }
+
+    /// How many organizations are held.
+    pub fn organization_count(&self) -> usize {
+        self.organizations.len()
     }
 
     /// The held record for an id.

@@ -7,8 +7,8 @@
 //!
 //! - [`key`]: the key string format, its checksum and hash.
 //! - [`record`]: key records, their rules and canonical encoding.
-//! - [`registry`]: project registrations and key tombstones, signed like
-//!   records.
+//! - [`registry`]: organizations with their key policy, project
+//!   registrations and key tombstones, signed like records.
 //! - [`snapshot`]: every fact a validator needs, signed as a whole and
 //!   sequenced; deltas between two sequences.
 //! - [`decision`]: `evaluate` one request against its signed evidence, or hold
@@ -45,7 +45,10 @@ pub use record::{
     CreateRequest, EffectiveStatus, ExpiryPolicy, KeyLevel, KeyRecord, KeyStatus, ProjectAccess,
     RecordError, Scope, check_create,
 };
-pub use registry::{Body, ProjectRegistration, Tombstone, make_tombstone, register_project};
+pub use registry::{
+    Body, ExpiryRule, KeyPolicy, Organization, ProjectRegistration, Tombstone, make_tombstone,
+    register_organization, register_project,
+};
 pub use snapshot::{Snapshot, SnapshotError, SnapshotInfo};
 
 #[cfg(test)]

@@ -221,6 +221,15 @@ pub enum RecordError {
     /// The project is deleted; it cannot change any more.
     #[error("the project was deleted")]
     ProjectDeleted,
+    /// The organization's key policy requires every key to expire.
+    #[error("the organization's key policy requires an expiry")]
+    ExpiryRequired,
+    /// The organization's key policy allows at most this many days (carried).
+    #[error("the organization's key policy allows keys of at most {0} days")]
+    ExpiryExceedsPolicy(u16),
+    /// The organization was deleted; it cannot change or get keys any more.
+    #[error("the organization was deleted")]
+    OrganizationDeleted,
 }
 
 impl RecordError {
@@ -245,6 +254,9 @@ impl RecordError {
             RecordError::AlreadyRotated => "already-rotated",
             RecordError::KeyDisabled => "key-disabled",
             RecordError::ProjectDeleted => "project-deleted",
+            RecordError::ExpiryRequired => "expiry-required",
+            RecordError::ExpiryExceedsPolicy(_) => "expiry-exceeds-policy",
+            RecordError::OrganizationDeleted => "organization-deleted",
         }
     }
 }

@@ -2,33 +2,37 @@
 //! store's sequence number; and deltas, which carry what changed between two
 //! sequence numbers and apply only on top of exactly their base.
 //!
-//! # Snapshot, format 1
+//! # Snapshot, format 2
 //!
 //! | # | field        | encoding                                                   |
 //! |---|--------------|------------------------------------------------------------|
 //! | 0 | magic        | the 3 bytes `KGS`                                          |
-//! | 1 | format       | `u8` = 1                                                   |
+//! | 1 | format       | `u8` = 2 (format 1, without organizations, is refused)     |
 //! | 2 | issuer       | `str`, the signing issuer key id (16 lowercase hex)        |
 //! | 3 | sequence     | `u64`, the store's admin-write counter it reflects         |
 //! | 4 | base         | `opt<u64>`: absent for a full snapshot; for a delta, the sequence it applies on, lower than `sequence` |
 //! | 5 | made-at      | `u64`, when it was made                                    |
-//! | 6 | keys         | `u32` count, then per key record `u32` length and its canonical bytes, ids strictly increasing |
-//! | 7 | projects     | the same for project registrations                         |
-//! | 8 | tombstones   | the same for key tombstones; no id is both a key and a tombstone |
+//! | 6 | organizations | `u32` count, then per organization `u32` length and its canonical bytes, slugs strictly increasing |
+//! | 7 | keys         | the same for key records, ids strictly increasing          |
+//! | 8 | projects     | the same for project registrations                         |
+//! | 9 | tombstones   | the same for key tombstones; no id is both a key and a tombstone |
 //!
 //! The file is the canonical bytes followed by the 64-byte ed25519 signature
-//! over them. A full snapshot holds every live key record, every project
-//! registration (deleted ones included) and every tombstone; a delta holds
+//! over them. A full snapshot holds every organization and every project
+//! registration (deleted ones included), every live key record and every
+//! tombstone; a delta holds
 //! the facts that changed after its base.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::record::{FORMAT_VERSION, KeyRecord, Reader, RecordError, put_opt, put_str};
-use crate::registry::{ProjectRegistration, Tombstone};
+use crate::record::{KeyRecord, Reader, RecordError, put_opt, put_str};
+use crate::registry::{Organization, ProjectRegistration, Tombstone};
 
 /// First bytes of a canonical snapshot.
 pub const SNAPSHOT_MAGIC: &[u8; 3] = b"KGS";
+/// The snapshot format this crate writes and reads.
+pub const SNAPSHOT_FORMAT: u8 = 2;
 /// Length of the signature at the end of a snapshot file.
 pub const SIGNATURE_LEN: usize = 64;
 
@@ -43,6 +47,8 @@ pub struct Snapshot {
     pub base: Option<u64>,
     /// When it was made.
     pub made_at: u64,
+    /// Organizations, deleted ones included (in a delta, the changed ones).
+    pub organizations: Vec<Organization>,
     /// Key records (live ones; in a delta, the changed ones).
     pub keys: Vec<KeyRecord>,
     /// Project registrations, deleted ones included.
@@ -60,6 +66,8 @@ pub struct SnapshotInfo {
     pub base: Option<u64>,
     /// When it was made.
     pub made_at: u64,
+    /// How many organizations it carries.
+    pub organizations: u32,
     /// How many key records it carries.
     pub keys: u32,
     /// How many project registrations.
@@ -103,6 +111,7 @@ impl Snapshot {
             sequence: self.sequence,
             base: self.base,
             made_at: self.made_at,
+            organizations: n(self.organizations.len()),
             keys: n(self.keys.len()),
             projects: n(self.projects.len()),
             tombstones: n(self.tombstones.len()),
@@ -124,6 +133,9 @@ impl Snapshot {
         if self.base.is_some_and(|b| b >= self.sequence) {
             return Err(RecordError::NotCanonical);
         }
+        for o in &self.organizations {
+            o.check()?;
+        }
         for r in &self.keys {
             r.check()?;
         }
@@ -136,7 +148,8 @@ impl Snapshot {
         let keys: Vec<&str> = self.keys.iter().map(|r| r.id.as_str()).collect();
         let projects: Vec<&str> = self.projects.iter().map(|p| p.id.as_str()).collect();
         let tombs: Vec<&str> = self.tombstones.iter().map(|t| t.id.as_str()).collect();
-        if [keys, projects, tombs]
+        let orgs: Vec<&str> = self.organizations.iter().map(|o| o.slug.as_str()).collect();
+        if [orgs, keys, projects, tombs]
             .iter()
             .any(|ids| !ids.windows(2).all(|w| w[0] < w[1]))
         {
@@ -157,13 +170,17 @@ impl Snapshot {
         self.check()?;
         let mut out = Vec::with_capacity(64 + 200 * self.keys.len());
         out.extend_from_slice(SNAPSHOT_MAGIC);
-        out.push(FORMAT_VERSION);
+        out.push(SNAPSHOT_FORMAT);
         put_str(&mut out, &self.issuer_key_id);
         out.extend_from_slice(&self.sequence.to_be_bytes());
         put_opt(&mut out, self.base.as_ref(), |o, b| {
             o.extend_from_slice(&b.to_be_bytes())
         });
         out.extend_from_slice(&self.made_at.to_be_bytes());
+        put_list(
+            &mut out,
+            self.organizations.iter().map(Organization::encode),
+        )?;
         put_list(&mut out, self.keys.iter().map(KeyRecord::encode))?;
         put_list(
             &mut out,
@@ -176,13 +193,14 @@ impl Snapshot {
     /// Decode canonical bytes; refuses anything `encode` would not produce.
     pub fn decode(bytes: &[u8]) -> Result<Snapshot, RecordError> {
         let mut r = Reader::new(bytes);
-        if r.take(3)? != SNAPSHOT_MAGIC || r.u8()? != FORMAT_VERSION {
+        if r.take(3)? != SNAPSHOT_MAGIC || r.u8()? != SNAPSHOT_FORMAT {
             return Err(RecordError::NotCanonical);
         }
         let issuer_key_id = r.str()?;
         let sequence = r.u64()?;
         let base = r.opt(|r| r.u64())?;
         let made_at = r.u64()?;
+        let organizations = take_list(&mut r, Organization::decode)?;
         let keys = take_list(&mut r, KeyRecord::decode)?;
         let projects = take_list(&mut r, ProjectRegistration::decode)?;
         let tombstones = take_list(&mut r, Tombstone::decode)?;
@@ -194,6 +212,7 @@ impl Snapshot {
             sequence,
             base,
             made_at,
+            organizations,
             keys,
             projects,
             tombstones,

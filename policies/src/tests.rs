@@ -89,10 +89,21 @@ fn registration(org: &str, project: &str) -> ProjectRegistration {
     register_project(project, org, "fixture project", T0 - DAY).unwrap()
 }
 
-/// A request and the signed registration (by issuer 1) of its project in `org`.
+/// An organization registered at T0 - 2 days, with this key policy.
+fn organization(slug: &str, expiry: ExpiryRule) -> Organization {
+    let org = register_organization(slug, "fixture organization", T0 - 2 * DAY).unwrap();
+    if expiry == ExpiryRule::Optional {
+        return org;
+    }
+    org.amend(KeyPolicy { expiry }, None).unwrap()
+}
+
+/// A request, the signed registration (by issuer 1) of its project in
+/// `org`, and the signed registration of `org` (no key policy).
 struct Q {
     request: Request,
     registration: SignedRecord,
+    organization: SignedRecord,
 }
 
 fn req(key: &str, org: &str, project: &str, now: u64) -> Q {
@@ -105,6 +116,10 @@ fn req(key: &str, org: &str, project: &str, now: u64) -> Q {
             now,
         },
         registration: sign_body(&sk, &Body::Project(registration(org, project))),
+        organization: sign_body(
+            &sk,
+            &Body::Organization(organization(org, ExpiryRule::Optional)),
+        ),
     }
 }
 
@@ -114,6 +129,7 @@ fn eval(q: &Q, key: Option<&SignedRecord>, trusted: &TrustedIssuers) -> Decision
         key: key.cloned(),
         tombstone: None,
         project: Some(q.registration.clone()),
+        organization: Some(q.organization.clone()),
     };
     evaluate(&q.request, &evidence, trusted)
 }
@@ -121,6 +137,7 @@ fn eval(q: &Q, key: Option<&SignedRecord>, trusted: &TrustedIssuers) -> Decision
 /// `Validator::check` after loading the request's registration.
 fn vcheck(v: &mut Validator, q: &Q) -> Decision {
     v.load(&q.registration).unwrap();
+    v.load(&q.organization).unwrap();
     v.check(&q.request)
 }
 
@@ -139,6 +156,8 @@ struct Case {
     key: Option<&'static str>,
     tombstone: Option<&'static str>,
     project: Option<&'static str>,
+    /// Set from the key's organization when the case does not name one.
+    organization: Option<&'static str>,
     expect: Decision,
     validator: bool,
 }
@@ -213,6 +232,35 @@ fn fixture() -> Fixture {
         ProjectAccess::AllProjects,
         ExpiryPolicy::Never,
     );
+    // initech allows keys of at most 7 days; its 30-day key predates that.
+    let initech_30 = create(
+        18,
+        "initech",
+        KeyLevel::Organization,
+        ProjectAccess::AllProjects,
+        ExpiryPolicy::Days(30),
+    );
+    let initech_7 = create(
+        19,
+        "initech",
+        KeyLevel::Organization,
+        ProjectAccess::AllProjects,
+        ExpiryPolicy::Days(7),
+    );
+    let defunct = create(
+        20,
+        "defunct",
+        KeyLevel::Organization,
+        ProjectAccess::AllProjects,
+        ExpiryPolicy::Never,
+    );
+    let hooli = create(
+        21,
+        "hooli",
+        KeyLevel::Organization,
+        ProjectAccess::AllProjects,
+        ExpiryPolicy::Never,
+    );
 
     // The tampered record: signed with one project, then widened to all.
     let mut tampered_signed = sign(&sk, &tampered.record);
@@ -234,6 +282,35 @@ fn fixture() -> Fixture {
 
     let tomb = make_tombstone(&deleted.record.id, Some(&deleted.record), T0 + 10).unwrap();
     let key = |r: &KeyRecord| Body::Key(r.clone());
+
+    // Organizations: acme and globex without a policy, initech with keys of
+    // at most 7 days, defunct deleted; hooli is never registered. Then
+    // initech's registration with its policy lifted after signing.
+    let org_acme = organization("acme", ExpiryRule::Optional);
+    let org_globex = organization("globex", ExpiryRule::Optional);
+    let org_initech = organization("initech", ExpiryRule::AtMost(7));
+    let org_defunct = organization("defunct", ExpiryRule::Optional)
+        .delete(T0 - DAY)
+        .unwrap();
+    let mut lifted = sign_body(&sk, &Body::Organization(org_initech.clone()));
+    let mut initech_lifted = org_initech.clone();
+    initech_lifted.key_policy = KeyPolicy::default();
+    lifted.canonical = initech_lifted.encode().unwrap();
+    let prj_initech = registration("initech", "prj_initech");
+    let prj_defunct = registration("defunct", "prj_defunct");
+    let prj_hooli = registration("hooli", "prj_hooli");
+    let signed_org = |o: &Organization| {
+        (
+            Body::Organization(o.clone()),
+            sign_body(&sk, &Body::Organization(o.clone())),
+        )
+    };
+    let signed_prj = |p: &ProjectRegistration| {
+        (
+            Body::Project(p.clone()),
+            sign_body(&sk, &Body::Project(p.clone())),
+        )
+    };
     let records: Vec<(&'static str, Body, SignedRecord)> = vec![
         (
             "org-all-30d",
@@ -303,6 +380,62 @@ fn fixture() -> Fixture {
             Body::Tombstone(tomb.clone()),
             sign_body(&other_sk, &Body::Tombstone(tomb)),
         ),
+        (
+            "initech-30d",
+            key(&initech_30.record),
+            sign(&sk, &initech_30.record),
+        ),
+        (
+            "initech-7d",
+            key(&initech_7.record),
+            sign(&sk, &initech_7.record),
+        ),
+        (
+            "defunct-key",
+            key(&defunct.record),
+            sign(&sk, &defunct.record),
+        ),
+        ("hooli-key", key(&hooli.record), sign(&sk, &hooli.record)),
+        (
+            "prj-initech",
+            signed_prj(&prj_initech).0,
+            signed_prj(&prj_initech).1,
+        ),
+        (
+            "prj-defunct",
+            signed_prj(&prj_defunct).0,
+            signed_prj(&prj_defunct).1,
+        ),
+        (
+            "prj-hooli",
+            signed_prj(&prj_hooli).0,
+            signed_prj(&prj_hooli).1,
+        ),
+        (
+            "organization-acme",
+            signed_org(&org_acme).0,
+            signed_org(&org_acme).1,
+        ),
+        (
+            "organization-globex",
+            signed_org(&org_globex).0,
+            signed_org(&org_globex).1,
+        ),
+        (
+            "organization-initech",
+            signed_org(&org_initech).0,
+            signed_org(&org_initech).1,
+        ),
+        (
+            "organization-defunct",
+            signed_org(&org_defunct).0,
+            signed_org(&org_defunct).1,
+        ),
+        (
+            "organization-initech-lifted",
+            Body::Organization(initech_lifted),
+            lifted,
+        ),
     ];
 
     // A key with org_all's id but another secret.
@@ -349,12 +482,86 @@ fn fixture() -> Fixture {
             key,
             tombstone,
             project,
+            organization: None,
             expect,
             validator,
         }
     }
     let (all, alpha, beta) = (Some("org-all-30d"), Some("prj-alpha"), Some("prj-beta"));
-    let cases = vec![
+    let with_org = |mut c: Case, org: &'static str| {
+        c.organization = Some(org);
+        c
+    };
+    let mut cases = vec![
+        case(
+            "key longer-lived than its organization's policy now allows",
+            r(&initech_30.key, "prj_initech", T0 + 1),
+            Some("initech-30d"),
+            None,
+            Some("prj-initech"),
+            deny(D::LifetimeExceedsPolicy),
+            true,
+        ),
+        case(
+            "key within its organization's policy",
+            r(&initech_7.key, "prj_initech", T0 + 1),
+            Some("initech-7d"),
+            None,
+            Some("prj-initech"),
+            allow(&initech_7),
+            true,
+        ),
+        case(
+            "expired is reported before the organization's policy",
+            r(&initech_30.key, "prj_initech", T0 + 30 * DAY),
+            Some("initech-30d"),
+            None,
+            Some("prj-initech"),
+            deny(D::Expired),
+            true,
+        ),
+        with_org(
+            case(
+                "organization's policy lifted after signing",
+                r(&initech_30.key, "prj_initech", T0 + 1),
+                Some("initech-30d"),
+                None,
+                Some("prj-initech"),
+                deny(D::OrganizationRegistrationInvalid),
+                false,
+            ),
+            "organization-initech-lifted",
+        ),
+        with_org(
+            case(
+                "another organization's registration as evidence",
+                r(&org_all.key, "prj_alpha", T0 + 1),
+                all,
+                None,
+                alpha,
+                deny(D::OrganizationRegistrationInvalid),
+                false,
+            ),
+            "organization-globex",
+        ),
+        case(
+            "key of a deleted organization",
+            r(&defunct.key, "prj_defunct", T0 + 1),
+            Some("defunct-key"),
+            None,
+            Some("prj-defunct"),
+            deny(D::OrganizationDeleted),
+            true,
+        ),
+        case(
+            "no registration for the key's organization",
+            r(&hooli.key, "prj_hooli", T0 + 1),
+            Some("hooli-key"),
+            None,
+            Some("prj-hooli"),
+            deny(D::UnknownOrganization),
+            true,
+        ),
         case(
             "org key, all projects, allowed on a project",
             r(&org_all.key, "prj_alpha", T0 + 1),
@@ -635,7 +842,25 @@ fn fixture() -> Fixture {
         ("org-foreign-issuer", random(15), foreign.key),
         ("globex-project", random(16), globex.key),
         ("org-deleted", random(17), deleted.key),
+        ("initech-30d", random(18), initech_30.key),
+        ("initech-7d", random(19), initech_7.key),
+        ("defunct-key", random(20), defunct.key),
+        ("hooli-key", random(21), hooli.key),
     ];
+    // An honest store gives the key's organization as evidence.
+    for c in &mut cases {
+        if c.organization.is_some() {
+            continue;
+        }
+        let Some(key) = c.key else { continue };
+        let (_, body, _) = records.iter().find(|(n, _, _)| *n == key).unwrap();
+        let Body::Key(r) = body else { unreachable!() };
+        let name = format!("organization-{}", r.organization);
+        c.organization = records
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(n, _, _)| *n);
+    }
     Fixture {
         issuer: (sk, ik),
         keys,
@@ -680,6 +905,18 @@ fn body_json(b: &Body) -> (&'static str, Value) {
                 "deleted_at": t.deleted_at, "last_version": t.last_version,
             }),
         ),
+        Body::Organization(o) => (
+            "organization",
+            json!({
+                "slug": o.slug, "name": o.name,
+                "key_policy": {"expiry": match o.key_policy.expiry {
+                    ExpiryRule::Optional => json!("optional"),
+                    ExpiryRule::Required => json!("required"),
+                    ExpiryRule::AtMost(d) => json!({"at_most_days": d}),
+                }},
+                "created_at": o.created_at, "deleted_at": o.deleted_at, "version": o.version,
+            }),
+        ),
     }
 }
 
@@ -694,7 +931,7 @@ fn decision_json(d: &Decision) -> Value {
 
 fn vectors_json(f: &Fixture) -> String {
     let v = json!({
-        "about": "keygate policy test vectors for keygate:policy@0.2.0 (canonical formats 1). Generated by keygate-policy's tests from fixed seeds; every implementation of the policy must reproduce them. A case names its evidence (key record, tombstone, project registration) by record name; `validator` says whether a validator that loaded every record of this file that verifies must give the same answer. `snapshots`: a full snapshot (sequence 7) of every record that verifies, which must give the same answers as those records, then a delta (7 to 9) that disables the key org-all-30d.",
+        "about": "keygate policy test vectors for keygate:policy@0.2.0 (canonical record formats 1, snapshot format 2). Generated by keygate-policy's tests from fixed seeds; every implementation of the policy must reproduce them. A case names its evidence (key record, tombstone, project registration, organization) by record name; `validator` says whether a validator that loaded every record of this file that verifies must give the same answer. `snapshots`: a full snapshot (sequence 7) of every record that verifies, which must give the same answers as those records, then a delta (7 to 9) that disables the key org-all-30d.",
         "issuer": {
             "seed": hex::encode(f.issuer.0.to_bytes()),
             "public_key": hex::encode(&f.issuer.1.public_key),
@@ -717,6 +954,7 @@ fn vectors_json(f: &Fixture) -> String {
             "name": name,
             "file": hex::encode(file),
             "info": {"sequence": snap.sequence, "base": snap.base, "made_at": snap.made_at,
+                     "organizations": snap.organizations.len(),
                      "keys": snap.keys.len(), "projects": snap.projects.len(),
                      "tombstones": snap.tombstones.len()},
         })).collect::<Vec<_>>(),
@@ -724,6 +962,7 @@ fn vectors_json(f: &Fixture) -> String {
             "name": c.name,
             "request": {"presented_key": c.request.presented_key, "project": c.request.project, "action": c.request.action.as_str(), "now": c.request.now},
             "key": c.key, "tombstone": c.tombstone, "project": c.project,
+            "organization": c.organization,
             "expect": decision_json(&c.expect),
             "validator": c.validator,
         })).collect::<Vec<_>>(),
@@ -794,11 +1033,19 @@ fn committed_vectors_hold() {
         records.insert(r["name"].as_str().unwrap().to_string(), signed);
     }
     assert_eq!(
-        loaded, 12,
+        loaded, 23,
         "the tampered and foreign-issuer records must not load"
     );
-    // Five live keys (the deleted one is gone), five registrations.
-    assert_eq!((validator.len(), validator.project_count()), (5, 5));
+    // Nine live keys (the deleted one is gone), eight project
+    // registrations, four organizations.
+    assert_eq!(
+        (
+            validator.len(),
+            validator.project_count(),
+            validator.organization_count()
+        ),
+        (9, 8, 4)
+    );
 
     let cases = v["cases"].as_array().unwrap();
     assert!(cases.len() >= 30);
@@ -816,6 +1063,7 @@ fn committed_vectors_hold() {
             key: pick("key"),
             tombstone: pick("tombstone"),
             project: pick("project"),
+            organization: pick("organization"),
         };
         let got = evaluate(&request, &evidence, &trusted);
         assert_eq!(decision_json(&got), c["expect"], "evaluate: {}", c["name"]);
@@ -829,7 +1077,7 @@ fn committed_vectors_hold() {
             );
         }
     }
-    assert_eq!(validator_cases, 22);
+    assert_eq!(validator_cases, 27);
 
     // The snapshot vectors: the full one answers like the records, the delta
     // then disables org-all-30d.
@@ -843,8 +1091,14 @@ fn committed_vectors_hold() {
         .load_snapshot(&unhex(&snaps[0]["file"]))
         .unwrap();
     assert_eq!(
-        (info.sequence, info.keys, info.projects, info.tombstones),
-        (7, 5, 5, 1)
+        (
+            info.sequence,
+            info.organizations,
+            info.keys,
+            info.projects,
+            info.tombstones
+        ),
+        (7, 4, 9, 8, 1)
     );
     for c in cases.iter().filter(|c| c["validator"] == true) {
         let q = &c["request"];
@@ -1525,6 +1779,7 @@ fn tombstones_are_checked_and_end_a_key_for_good() {
         key: Some(rec),
         tombstone: Some(tomb),
         project: Some(q.registration.clone()),
+        organization: Some(q.organization.clone()),
     };
     assert_eq!(
         evaluate(&q.request, &evidence, &trusted),
@@ -1557,6 +1812,12 @@ fn a_validator_keeps_deleted_projects_deleted_and_needs_a_registration() {
         sign_body(&sk, &Body::Project(gone)),
     );
     assert_eq!(v.load(&live_s), Ok(LoadOutcome::Added));
+    // Nor is the key's organization: a project alone does not allow.
+    assert_eq!(
+        v.check(&q.request),
+        Decision::Deny(DenyReason::UnknownOrganization)
+    );
+    assert_eq!(v.load(&q.organization), Ok(LoadOutcome::Added));
     assert!(matches!(v.check(&q.request), Decision::Allow(_)));
     assert_eq!(v.load(&gone_s), Ok(LoadOutcome::Replaced));
     assert_eq!(
@@ -1719,13 +1980,16 @@ fn every_reason_and_error_has_a_code_and_a_message() {
         assert!(codes.insert(r.as_str()));
         assert!(!format!("{r}").is_empty());
     }
-    assert_eq!(DenyReason::ALL.len(), 14);
+    assert_eq!(DenyReason::ALL.len(), 18);
     let errors = [
         RecordError::BadKeyId,
         RecordError::ExpiryOutOfRange(91),
         RecordError::BadProjectId("x y".into()),
         RecordError::KeyDisabled,
         RecordError::ProjectDeleted,
+        RecordError::ExpiryRequired,
+        RecordError::ExpiryExceedsPolicy(30),
+        RecordError::OrganizationDeleted,
     ];
     for e in &errors {
         assert!(e.code().chars().all(|c| c.is_ascii_lowercase() || c == '-'));
@@ -1748,6 +2012,7 @@ fn fixture_snapshots(f: &Fixture) -> Vec<(&'static str, Snapshot, Vec<u8>)> {
         base: Some(7),
         made_at: T0 + 60,
         keys: vec![org_all.with_status(KeyStatus::Disabled).unwrap()],
+        organizations: Vec::new(),
         projects: Vec::new(),
         tombstones: Vec::new(),
         ..full.clone()
@@ -1767,12 +2032,14 @@ fn fixture_snapshot(f: &Fixture, sequence: u64, base: Option<u64>) -> (Snapshot,
         sequence,
         base,
         made_at: T0 + 30,
+        organizations: Vec::new(),
         keys: Vec::new(),
         projects: Vec::new(),
         tombstones: Vec::new(),
     };
     for (_, _, signed) in &f.records {
         match trusted.open(signed) {
+            Ok(Body::Organization(o)) => snap.organizations.push(o),
             Ok(Body::Key(r)) => snap.keys.push(r),
             Ok(Body::Project(p)) => snap.projects.push(p),
             Ok(Body::Tombstone(t)) => snap.tombstones.push(t),
@@ -1782,6 +2049,7 @@ fn fixture_snapshot(f: &Fixture, sequence: u64, base: Option<u64>) -> (Snapshot,
     let dead: Vec<String> = snap.tombstones.iter().map(|t| t.id.clone()).collect();
     snap.keys.retain(|r| !dead.contains(&r.id));
     snap.keys.sort_by(|a, b| a.id.cmp(&b.id));
+    snap.organizations.sort_by(|a, b| a.slug.cmp(&b.slug));
     snap.projects.sort_by(|a, b| a.id.cmp(&b.id));
     snap.tombstones.sort_by(|a, b| a.id.cmp(&b.id));
     let file = sign_snapshot(&f.issuer.0, &snap);
@@ -1810,11 +2078,12 @@ fn a_snapshot_loads_atomically_and_decides_like_the_facts_it_holds() {
         (
             info.sequence,
             info.base,
+            info.organizations,
             info.keys,
             info.projects,
             info.tombstones
         ),
-        (7, None, 5, 5, 1)
+        (7, None, 4, 9, 8, 1)
     );
     assert_eq!((v.sequence(), v.snapshot_time()), (Some(7), Some(T0 + 30)));
     // Every case a validator must agree on: the same answer from a snapshot,
@@ -1843,7 +2112,7 @@ fn a_snapshot_loads_atomically_and_decides_like_the_facts_it_holds() {
             Decision::Deny(r) => assert_eq!(got, Err(*r), "{}", c.name),
         }
     }
-    assert_eq!(compared, 22);
+    assert_eq!(compared, 27);
 }
 
 #[test]
@@ -1936,7 +2205,7 @@ fn a_snapshot_given_as_hex_loads_the_same() {
         Err(SnapshotError::NotCanonical)
     );
     let info = v.load_snapshot_hex(&text.to_uppercase()).unwrap();
-    assert_eq!((info.sequence, info.keys), (7, 5));
+    assert_eq!((info.sequence, info.keys), (7, 9));
     assert_eq!(snapshot::decode_hex("00fF10"), Some(vec![0, 255, 16]));
 }
 
@@ -2024,4 +2293,214 @@ fn a_delta_applies_only_on_its_base() {
         ..delta
     };
     assert_eq!(backwards.encode(), Err(RecordError::NotCanonical));
+}
+
+// ------------------------------------------------------------ organizations
+
+#[test]
+fn organizations_are_checked_encoded_and_amended() {
+    let org = register_organization("acme", "  Acme Corp  ", T0).unwrap();
+    assert_eq!(
+        (org.name.as_str(), org.key_policy, org.version),
+        ("Acme Corp", KeyPolicy::default(), 1)
+    );
+    assert_eq!(
+        register_organization("Acme", "x", T0),
+        Err(RecordError::BadOrganization)
+    );
+    assert_eq!(
+        register_organization("acme", "a\u{202e}b", T0),
+        Err(RecordError::NameControlCharacter)
+    );
+    let strict = org
+        .amend(
+            KeyPolicy {
+                expiry: ExpiryRule::AtMost(30),
+            },
+            None,
+        )
+        .unwrap();
+    assert_eq!((strict.version, strict.name.as_str()), (2, "Acme Corp"));
+    for bad in [6, 91, 0] {
+        assert_eq!(
+            org.amend(
+                KeyPolicy {
+                    expiry: ExpiryRule::AtMost(bad)
+                },
+                None
+            ),
+            Err(RecordError::ExpiryOutOfRange(bad))
+        );
+    }
+    // Every form round-trips, and only its canonical bytes decode.
+    let required = strict
+        .amend(
+            KeyPolicy {
+                expiry: ExpiryRule::Required,
+            },
+            Some("Acme"),
+        )
+        .unwrap();
+    let gone = required.delete(T0 + 5).unwrap();
+    for o in [&org, &strict, &required, &gone] {
+        let bytes = o.encode().unwrap();
+        assert_eq!(&bytes[..4], b"KGO\x01");
+        assert_eq!(Organization::decode(&bytes).as_ref(), Ok(o));
+        assert_eq!(Body::decode(&bytes), Ok(Body::Organization(o.clone())));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(
+            Organization::decode(&longer),
+            Err(RecordError::NotCanonical)
+        );
+        assert_eq!(
+            Organization::decode(&bytes[..bytes.len() - 1]),
+            Err(RecordError::NotCanonical)
+        );
+    }
+    // The rule tag after the name: 3 is no rule; at-most 5 days is out of range.
+    let mut bad_tag = org.encode().unwrap();
+    let at = 4 + 2 + 4 + 2 + "Acme Corp".len();
+    assert_eq!(bad_tag[at], 0);
+    bad_tag[at] = 3;
+    assert_eq!(
+        Organization::decode(&bad_tag),
+        Err(RecordError::NotCanonical)
+    );
+    let mut five = strict.encode().unwrap();
+    five[at + 2] = 5;
+    assert_eq!(
+        Organization::decode(&five),
+        Err(RecordError::ExpiryOutOfRange(5))
+    );
+    // A deleted organization changes no more.
+    assert_eq!(gone.delete(T0 + 6), Err(RecordError::OrganizationDeleted));
+    assert_eq!(
+        gone.amend(KeyPolicy::default(), None),
+        Err(RecordError::OrganizationDeleted)
+    );
+}
+
+#[test]
+fn a_key_policy_holds_at_creation_and_at_use() {
+    let never = create(
+        60,
+        "acme",
+        KeyLevel::Organization,
+        ProjectAccess::AllProjects,
+        ExpiryPolicy::Never,
+    );
+    let d30 = create(
+        61,
+        "acme",
+        KeyLevel::Organization,
+        ProjectAccess::AllProjects,
+        ExpiryPolicy::Days(30),
+    );
+    let d7 = create(
+        62,
+        "acme",
+        KeyLevel::Organization,
+        ProjectAccess::AllProjects,
+        ExpiryPolicy::Days(7),
+    );
+    let with = |expiry| KeyPolicy { expiry };
+    let optional = with(ExpiryRule::Optional);
+    let required = with(ExpiryRule::Required);
+    let at_most_7 = with(ExpiryRule::AtMost(7));
+    let at_most_30 = with(ExpiryRule::AtMost(30));
+    let p = |k: &Made, policy: KeyPolicy| policy.permits(k.record.created_at, k.record.expires_at);
+    assert_eq!(p(&never, optional), Ok(()));
+    assert_eq!(p(&never, required), Err(RecordError::ExpiryRequired));
+    assert_eq!(p(&never, at_most_30), Err(RecordError::ExpiryRequired));
+    assert_eq!(p(&d30, required), Ok(()));
+    assert_eq!(p(&d30, at_most_30), Ok(()));
+    assert_eq!(p(&d30, at_most_7), Err(RecordError::ExpiryExceedsPolicy(7)));
+    assert_eq!(p(&d7, at_most_7), Ok(()));
+    // The same rule for a creation form.
+    assert_eq!(
+        at_most_7.permits_expiry(ExpiryPolicy::Days(8)),
+        Err(RecordError::ExpiryExceedsPolicy(7))
+    );
+    assert_eq!(
+        required.permits_expiry(ExpiryPolicy::Never),
+        Err(RecordError::ExpiryRequired)
+    );
+    assert_eq!(at_most_7.permits_expiry(ExpiryPolicy::Days(7)), Ok(()));
+    // A 30-day key rotated away with one hour of grace after a day lives
+    // 25 hours: it keeps a 7-day policy from then on.
+    let retired = d30.record.retire("AAAAAAAAAAA", T0 + DAY, 3600).unwrap();
+    assert_eq!(
+        at_most_7.permits(retired.created_at, retired.expires_at),
+        Ok(())
+    );
+
+    // At use: the organization's current policy, through evaluate and a
+    // validator, after the expiry checks.
+    let (sk, ik) = issuer(1);
+    let trusted = TrustedIssuers::new(core::slice::from_ref(&ik));
+    let strict = organization("acme", ExpiryRule::AtMost(7));
+    let strict_s = sign_body(&sk, &Body::Organization(strict.clone()));
+    for (k, expect) in [
+        (&never, Some(DenyReason::LifetimeExceedsPolicy)),
+        (&d30, Some(DenyReason::LifetimeExceedsPolicy)),
+        (&d7, None),
+    ] {
+        let q = req(&k.key, "acme", "prj_a", T0 + 1);
+        let mut evidence = Evidence {
+            key: Some(sign(&sk, &k.record)),
+            tombstone: None,
+            project: Some(q.registration.clone()),
+            organization: Some(strict_s.clone()),
+        };
+        assert_eq!(
+            evaluate(&q.request, &evidence, &trusted).deny_reason(),
+            expect
+        );
+        let mut v = Validator::new(core::slice::from_ref(&ik));
+        v.load(evidence.key.as_ref().unwrap()).unwrap();
+        v.load(&q.registration).unwrap();
+        v.load(&strict_s).unwrap();
+        assert_eq!(v.check(&q.request).deny_reason(), expect);
+        // Lifting the policy (a newer version) lets every one of them in.
+        let lifted = strict.amend(KeyPolicy::default(), None).unwrap();
+        let lifted_s = sign_body(&sk, &Body::Organization(lifted));
+        assert_eq!(v.load(&lifted_s), Ok(LoadOutcome::Replaced));
+        assert!(matches!(v.check(&q.request), Decision::Allow(_)));
+        // ...and the older, stricter one never comes back over it.
+        assert_eq!(v.load(&strict_s), Ok(LoadOutcome::Stale));
+        evidence.organization = Some(lifted_s);
+        assert!(matches!(
+            evaluate(&q.request, &evidence, &trusted),
+            Decision::Allow(_)
+        ));
+    }
+    // A deleted organization stays deleted in a validator.
+    let q = req(&d7.key, "acme", "prj_a", T0 + 1);
+    let mut v = Validator::new(core::slice::from_ref(&ik));
+    v.load(&sign(&sk, &d7.record)).unwrap();
+    v.load(&q.registration).unwrap();
+    let live = organization("acme", ExpiryRule::Optional);
+    let gone = live.delete(T0).unwrap();
+    v.load(&sign_body(&sk, &Body::Organization(gone))).unwrap();
+    let mut revived = live;
+    revived.version = 9;
+    assert_eq!(
+        v.load(&sign_body(&sk, &Body::Organization(revived))),
+        Ok(LoadOutcome::Stale)
+    );
+    assert_eq!(
+        v.check(&q.request).deny_reason(),
+        Some(DenyReason::OrganizationDeleted)
+    );
+}
+
+#[test]
+fn a_snapshot_of_format_1_is_refused() {
+    let f = fixture();
+    let (_, file) = fixture_snapshot(&f, 7, None);
+    let mut old = file[..file.len() - 64].to_vec();
+    assert_eq!(old[3], 2);
+    old[3] = 1;
+    assert_eq!(Snapshot::decode(&old), Err(RecordError::NotCanonical));
 }

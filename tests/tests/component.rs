@@ -76,6 +76,7 @@ fn evidence(c: &Value, records: &BTreeMap<String, b::SignedRecord>) -> b::Eviden
         key: pick("key"),
         tombstone: pick("tombstone"),
         project: pick("project"),
+        organization: pick("organization"),
     }
 }
 
@@ -99,7 +100,7 @@ fn every_vector_case_decides_the_same_inside_the_component() {
     let records = signed(&v);
     let mut m = module();
     let cases = v["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 30);
+    assert_eq!(cases.len(), 37);
     for c in cases {
         let got = m
             .evaluate(&request(&c["request"]), &evidence(c, &records), &trusted)
@@ -134,11 +135,12 @@ fn the_validator_resource_agrees_with_evaluate_where_the_vectors_say_so() {
             "org-tampered",
             "org-foreign-issuer",
             "prj-alpha-moved",
-            "tombstone-foreign-issuer"
+            "tombstone-foreign-issuer",
+            "organization-initech-lifted"
         ]
     );
-    // Seven verified key records less the deleted one.
-    assert_eq!(m.validator_len(val).unwrap(), 5);
+    // Ten verified key records less the deleted one.
+    assert_eq!(m.validator_len(val).unwrap(), 9);
     // Loading the verified records again changes nothing; the deleted key's
     // record is refused for good.
     for (name, r) in &records {
@@ -158,7 +160,7 @@ fn the_validator_resource_agrees_with_evaluate_where_the_vectors_say_so() {
         let got = m.validator_check(val, &request(&c["request"])).unwrap();
         assert_eq!(decision_json(&mut m, &got), c["expect"], "{}", c["name"]);
     }
-    assert_eq!(compared, 22);
+    assert_eq!(compared, 27);
     // A forgotten id never comes back.
     let first = &records["org-all-30d"];
     let b::SignedBody::Key(rec) = m.decode(&first.canonical).unwrap().unwrap() else {
@@ -177,7 +179,7 @@ fn keys_and_records_round_trip_through_the_component() {
     let mut m = module();
     let trusted = trusted(&v);
     let keys = v["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), 8);
+    assert_eq!(keys.len(), 12);
     for k in keys {
         let issued = m
             .make_key(k["prefix"].as_str().unwrap(), &unhex(&k["random"]))
@@ -202,17 +204,20 @@ fn keys_and_records_round_trip_through_the_component() {
             b::SignedBody::Key(k) => ("key", k.id.clone()),
             b::SignedBody::Project(p) => ("project", p.id.clone()),
             b::SignedBody::Tombstone(t) => ("tombstone", t.id.clone()),
+            b::SignedBody::Organization(o) => ("organization", o.slug.clone()),
         };
         *kinds.entry(kind).or_insert(0) += 1;
         assert_eq!(r["kind"], kind, "{name}");
-        assert_eq!(r["fields"]["id"], id.as_str(), "{name}");
+        let id_field = if kind == "organization" { "slug" } else { "id" };
+        assert_eq!(r["fields"][id_field], id.as_str(), "{name}");
         assert_eq!(m.encode(&body).unwrap().unwrap(), signed.canonical);
         let opened = m.open(signed, &trusted).unwrap();
         match name {
             "org-tampered"
             | "org-foreign-issuer"
             | "prj-alpha-moved"
-            | "tombstone-foreign-issuer" => {
+            | "tombstone-foreign-issuer"
+            | "organization-initech-lifted" => {
                 assert_eq!(opened, Err(b::LoadError::SignatureInvalid), "{name}")
             }
             _ => assert_eq!(opened, Ok(body), "{name}"),
@@ -220,7 +225,12 @@ fn keys_and_records_round_trip_through_the_component() {
     }
     assert_eq!(
         kinds,
-        BTreeMap::from([("key", 8), ("project", 6), ("tombstone", 2)])
+        BTreeMap::from([
+            ("key", 12),
+            ("project", 9),
+            ("tombstone", 2),
+            ("organization", 5)
+        ])
     );
     let issuer = &trusted[0];
     assert_eq!(
@@ -349,6 +359,7 @@ fn hostile_inputs_get_answers_not_traps() {
             key: None,
             tombstone: None,
             project: None,
+            organization: None,
         };
         assert_eq!(
             m.evaluate(&req, &none, &trusted).unwrap(),
@@ -387,8 +398,14 @@ fn the_snapshot_vectors_load_and_decide_inside_the_component() {
     );
     let info = m.validator_load_snapshot(val, &full).unwrap().unwrap();
     assert_eq!(
-        (info.sequence, info.keys, info.projects, info.tombstones),
-        (7, 5, 5, 1)
+        (
+            info.sequence,
+            info.organizations,
+            info.keys,
+            info.projects,
+            info.tombstones
+        ),
+        (7, 4, 9, 8, 1)
     );
     assert_eq!(m.inspect_snapshot(&full, &trusted).unwrap(), Ok(info));
     // The same file as hex text loads the same (for runtimes that pass
@@ -424,7 +441,7 @@ fn the_snapshot_vectors_load_and_decide_inside_the_component() {
         }
         compared += 1;
     }
-    assert_eq!(compared, 22);
+    assert_eq!(compared, 27);
     m.validator_load_snapshot(val, &delta).unwrap().unwrap();
     let key = v["keys"][0]["key"].as_str().unwrap();
     assert_eq!(

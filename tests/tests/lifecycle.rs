@@ -108,6 +108,7 @@ fn org_key_lifecycle_create_verify_list_disable_enable_delete() {
     assert_eq!(
         actions,
         [
+            "org.create",
             "project.create",
             "project.create",
             "key.create",
@@ -286,11 +287,7 @@ fn keygate_key_env_is_read_when_stdin_is_not_used() {
 #[test]
 fn the_first_write_initialises_the_store_and_says_so() {
     let kg = Kg::new();
-    let o = kg
-        .cmd()
-        .args(["project", "create", "--org", "acme", "P"])
-        .output()
-        .unwrap();
+    let o = kg.cmd().args(["org", "create", "acme"]).output().unwrap();
     assert!(o.status.success());
     let err = String::from_utf8(o.stderr).unwrap();
     assert!(err.contains("initialised a new store"), "{err}");
@@ -446,9 +443,19 @@ fn key_list_fits_the_screen_by_display_width_and_says_what_people_need() {
             || text.contains(&format!("{web} (deleted), billing")),
         "{text}"
     );
+    kg.org("nobody");
     assert_eq!(
         kg.ok(&["key", "list", "--org", "nobody"]),
         "no keys in organization nobody\n"
+    );
+    // An organization that does not exist is an error, with the nearest.
+    assert_eq!(
+        kg.fail(&["key", "list", "--org", "acmee"]),
+        "error: unknown organization `acmee` (did you mean `acme`?)\n"
+    );
+    assert_eq!(
+        kg.fail(&["key", "list", "--org", "zzz"]),
+        "error: unknown organization `zzz`\n"
     );
 }
 

@@ -9,6 +9,7 @@ mod crash;
 mod hardening;
 mod lifecycle;
 mod migrate;
+mod orgs;
 mod rotation;
 mod security;
 mod serve;

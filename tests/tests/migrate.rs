@@ -1,16 +1,31 @@
 //! A store written by keygate 0.1 (schema 1: unsigned project registry and
-//! deletions) is refused until `keygate migrate` signs them.
+//! deletions) or by keygate before organizations were signed (schema 2) is
+//! refused until `keygate migrate` signs what it lacks.
 
 use keygate::schema::{self, tree};
 use serde_json::json;
 
 use crate::support::{Kg, key_id, open_sled};
 
+/// Rewrite a current store the way schema 2 laid it out: no organization
+/// records, schema 2, no lock file.
+fn downgrade_to_schema_2(kg: &Kg) {
+    let db = open_sled(&kg.path().join("db"));
+    db.drop_tree(tree::ORGANIZATIONS).unwrap();
+    let meta = db.open_tree(tree::META).unwrap();
+    meta.insert(schema::meta::SCHEMA, &2u32.to_be_bytes())
+        .unwrap();
+    db.flush().unwrap();
+    drop(db);
+    std::fs::remove_file(kg.path().join("keygate.lock")).unwrap();
+}
+
 /// Rewrite a current store the way keygate 0.1 laid it out: key records as
 /// they are (their format did not change), projects and deleted keys as
-/// `1` + JSON, schema 1, no lock file.
+/// `1` + JSON, no organization records, schema 1, no lock file.
 fn downgrade_to_schema_1(kg: &Kg) {
     let db = open_sled(&kg.path().join("db"));
+    db.drop_tree(tree::ORGANIZATIONS).unwrap();
     let projects = db.open_tree(tree::PROJECTS).unwrap();
     for item in projects.iter() {
         let (k, v) = item.unwrap();
@@ -74,7 +89,7 @@ fn a_schema_1_store_is_refused_until_migrated_then_decides_the_same() {
     assert_eq!(
         err,
         format!(
-            "error: the keygate store at `{}` has schema version 1 (an older keygate); it must be migrated to version 2 before use (review with `keygate migrate`, then `keygate migrate --yes`)\n",
+            "error: the keygate store at `{}` has schema version 1 (an older keygate); it must be migrated to version 3 before use (review with `keygate migrate`, then `keygate migrate --yes`)\n",
             kg.path().display()
         )
     );
@@ -88,6 +103,7 @@ fn a_schema_1_store_is_refused_until_migrated_then_decides_the_same() {
         (plan["from_schema"].clone(), plan["applied"].clone()),
         (json!(1), json!(false))
     );
+    assert_eq!(plan["organizations"], json!(["acme", "globex"]));
     let regs = plan["project_registrations"].as_array().unwrap();
     assert_eq!(regs.len(), 4);
     assert_eq!(
@@ -122,11 +138,72 @@ fn a_schema_1_store_is_refused_until_migrated_then_decides_the_same() {
     assert_eq!(last["action"], "store.migrate");
     // Every fact is signed now: a moved registration is caught again.
     let again = kg.ok(&["migrate"]);
-    assert!(again.contains("already at schema 2"), "{again}");
+    assert!(again.contains("already at schema 3"), "{again}");
     let dump = kg.store_dump();
     let projects_tree = dump.iter().find(|(n, _)| n == tree::PROJECTS).unwrap();
     for (_, v) in &projects_tree.1 {
         let signed = schema::decode_signed(v).unwrap();
         assert_eq!(&signed.canonical[..3], b"KGP");
     }
+}
+
+#[test]
+fn a_schema_2_store_gets_its_organizations_registered_as_they_were_named() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "P");
+    let g = kg.project("globex", "G");
+    let all = kg.key(&["--org", "acme", "--name", "all", "--all-projects"]);
+    let gk = kg.key(&["--org", "globex", "--name", "g", "--all-projects"]);
+    let before: Vec<String> = [(&all, &p), (&all, &g), (&gk, &g), (&gk, &p)]
+        .iter()
+        .map(|(k, p)| kg.decide(k, p, &[]))
+        .collect();
+    assert_eq!(
+        before,
+        ["allow", "wrong organization", "allow", "wrong organization"]
+    );
+
+    downgrade_to_schema_2(&kg);
+    let err = kg.fail(&["key", "list", "--org", "acme"]);
+    assert!(
+        err.contains("has schema version 2 (an older keygate); it must be migrated to version 3"),
+        "{err}"
+    );
+    let plan = kg.json(&["migrate"]);
+    assert_eq!(
+        (
+            plan["from_schema"].clone(),
+            plan["applied"].clone(),
+            plan["organizations"].clone()
+        ),
+        (json!(2), json!(false), json!(["acme", "globex"]))
+    );
+    assert_eq!(plan["project_registrations"], json!([]));
+    let human = kg.run(&["migrate"]);
+    assert!(
+        String::from_utf8_lossy(&human.stdout)
+            .contains("organizations to register (2, no key policy): acme, globex")
+    );
+    assert!(String::from_utf8_lossy(&human.stderr).contains("its organizations are only names"));
+    let m = kg.json(&["migrate", "--yes"]);
+    assert_eq!(m["applied"], true);
+    let after: Vec<String> = [(&all, &p), (&all, &g), (&gk, &g), (&gk, &p)]
+        .iter()
+        .map(|(k, p)| kg.decide(k, p, &[]))
+        .collect();
+    assert_eq!(after, before);
+    let acme = kg.json(&["org", "show", "acme"]);
+    assert_eq!(
+        (
+            acme["name"].clone(),
+            acme["key_policy"].clone(),
+            acme["keys"].clone()
+        ),
+        (
+            json!("acme"),
+            json!({"require_expiry": false, "max_expiry_days": null}),
+            json!(1)
+        )
+    );
+    assert!(kg.ok(&["migrate"]).contains("already at schema 3"));
 }

@@ -242,6 +242,8 @@ fn the_issuer_key_can_live_outside_the_data_directory() {
         a.into_iter().map(String::from).collect::<Vec<_>>()
     };
     let run = |args: Vec<String>| kg.cmd().args(&args).output().unwrap();
+    let o = run(with_issuer(&["org", "create", "acme"]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = run(with_issuer(&["project", "create", "--org", "acme", "P"]));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let p = String::from_utf8(o.stdout).unwrap().trim().to_string();

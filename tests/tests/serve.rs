@@ -385,6 +385,37 @@ fn admin_tokens_reach_only_what_they_were_made_for() {
         403
     );
     assert_eq!(c.get("/v1/snapshot", &acme).0, 403);
+    // Organizations: an org token sees its own, and makes, changes and
+    // deletes none (the deployment's); another's is not confirmed to exist.
+    let (status, v) = c.get("/v1/orgs", &acme);
+    assert_eq!(
+        (status, v.as_array().unwrap().len(), &v[0]["slug"]),
+        (200, 1, &json!("acme"))
+    );
+    assert_eq!(c.get("/v1/orgs", &reader).1.as_array().unwrap().len(), 2);
+    assert_eq!(c.get("/v1/orgs/acme", &acme).0, 200);
+    let (status, v) = c.get("/v1/orgs/globex", &acme);
+    assert_eq!((status, &v["error"]["code"]), (404, &json!("not-found")));
+    assert_eq!(c.get("/v1/orgs/nosuch", &acme).0, 404);
+    for (status, v) in [
+        c.post("/v1/orgs", &acme, json!({"slug": "initech"})),
+        c.post(
+            "/v1/orgs/acme/policy",
+            &acme,
+            json!({"require_expiry": false, "max_expiry_days": null}),
+        ),
+        c.delete("/v1/orgs/acme?cascade=true", &acme),
+    ] {
+        assert_eq!(
+            (status, &v["error"]["code"]),
+            (403, &json!("forbidden")),
+            "{v}"
+        );
+    }
+    assert_eq!(
+        c.post("/v1/orgs", &reader, json!({"slug": "initech"})).0,
+        403
+    );
     let (status, created) = c.post(
         "/v1/keys",
         &acme,
@@ -874,7 +905,21 @@ impl Pair<'_> {
             &bargs.iter().map(String::as_str).collect::<Vec<_>>(),
             key_b.as_deref(),
         );
-        if args.contains(&"list") {
+        if args.contains(&"policy") {
+            // The keys a policy denies are named in id order, and ids are
+            // random: compare the set.
+            let sorted = |t: &str| {
+                let (head, ids) = t.split_once("): ").unwrap_or((t, ""));
+                let mut ids: Vec<&str> = ids.trim_end().split(", ").collect();
+                ids.sort();
+                format!("{head}): {}", ids.join(", "))
+            };
+            assert_eq!(
+                (x.0, &x.1, sorted(&x.2)),
+                (y.0, &y.1, sorted(&y.2)),
+                "keygate {args:?} differs"
+            );
+        } else if args.contains(&"list") {
             // Listings go in id order, and ids are random: compare the lines.
             let lines = |t: &str| {
                 let mut l: Vec<String> = t.lines().map(str::to_string).collect();
@@ -946,6 +991,15 @@ fn the_cli_through_the_service_answers_like_the_cli_on_a_store() {
     // The audit log names who acted: the OS user here, the token there.
     t.a.name("os user tester", "<actor>");
     t.b.name(&format!("admin token {} (ops)", &token[8..19]), "<actor>");
+    assert_eq!(
+        t.step(&["org", "create", "acme", "--name", "Acme Corp"], None),
+        (
+            0,
+            "acme\n".into(),
+            "created organization acme (Acme Corp)\n".into()
+        )
+    );
+    assert_eq!(t.step(&["--json", "org", "create", "globex"], None).0, 0);
     let p = t.made(&["project", "create", "--org", "acme", "billing"], "<P>");
     let g = t.made(&["project", "create", "--org", "globex", "crm"], "<G>");
     let k1 = t.made(
@@ -1026,6 +1080,40 @@ fn the_cli_through_the_service_answers_like_the_cli_on_a_store() {
         "deny: key disabled\n"
     );
     assert_eq!(t.step(&["key", "enable", &id1], None).0, 0);
+    // Organizations and their key policy, at creation and at use.
+    for args in [
+        vec!["org", "list"],
+        vec!["--json", "org", "list"],
+        vec!["org", "show", "acme"],
+        vec!["--json", "org", "show", "acme"],
+    ] {
+        assert_eq!(t.step(&args, None).0, 0);
+    }
+    let (code, out, err) = t.step(
+        &["org", "policy", "set", "acme", "--max-expiry", "7d"],
+        None,
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            0,
+            "organization acme: key policy is now expiry at most 7 days\n"
+        )
+    );
+    assert!(
+        err.starts_with("warning: 3 keys of acme break this policy"),
+        "{err}"
+    );
+    assert_eq!(
+        t.step(&["verify", "--project", &p], Some(&k1)).1,
+        "deny: key lifetime exceeds the organization's key policy\n"
+    );
+    assert_eq!(
+        t.step(&["org", "policy", "set", "acme", "--expiry-optional"], None)
+            .0,
+        0
+    );
+    assert_eq!(t.step(&["verify", "--project", &p], Some(&k1)).0, 0);
     t.made(&["key", "rotate", &id1, "--grace", "1h"], "<K4>");
     // Errors: the same line and exit code.
     for args in [
@@ -1066,6 +1154,11 @@ fn the_cli_through_the_service_answers_like_the_cli_on_a_store() {
         ],
         vec!["project", "delete", "prj_AAAAAAAAAAA"],
         vec!["key", "rotate", &id1],
+        vec!["org", "create", "acme"],
+        vec!["org", "show", "acmee"],
+        vec!["org", "delete", "acme", "--yes"],
+        vec!["org", "policy", "set", "acme", "--max-expiry", "5d"],
+        vec!["project", "create", "--org", "nosuch", "x"],
     ] {
         let (code, out, err) = t.step(&args, None);
         assert_eq!((code, out.as_str()), (2, ""), "{err}");
@@ -1166,6 +1259,7 @@ fn the_delta_of_what_a_process_wrote_decides_like_the_stores_own_delta() {
     let dir = tempfile::tempdir().unwrap();
     let mut kg = Keygate::open(&Location::new(dir.path().join("s")), true).unwrap();
     let now = keygate::admin::now().unwrap();
+    kg.create_organization("acme", None, now).unwrap();
     let p = kg.create_project("acme", "p", now).unwrap().id;
     let spec = |name: &str| KeySpec {
         organization: Some("acme".into()),

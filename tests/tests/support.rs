@@ -42,6 +42,8 @@ pub type StoreDump = Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>;
 pub struct Kg {
     path: PathBuf,
     _tmp: Option<TempDir>,
+    /// Organizations this helper registered (see [`Kg::org`]).
+    orgs: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 impl Kg {
@@ -51,12 +53,17 @@ impl Kg {
         Kg {
             path: tmp.path().to_path_buf(),
             _tmp: Some(tmp),
+            orgs: Default::default(),
         }
     }
 
     /// A data directory at `path` (which the caller cleans up).
     pub fn at(path: PathBuf) -> Kg {
-        Kg { path, _tmp: None }
+        Kg {
+            path,
+            _tmp: None,
+            orgs: Default::default(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -122,7 +129,22 @@ impl Kg {
         err
     }
 
+    /// Register organization `org` unless this helper already did (an
+    /// existing one is fine): keys and projects exist only in one.
+    pub fn org(&self, org: &str) {
+        if !self.orgs.borrow_mut().insert(org.to_string()) {
+            return;
+        }
+        let o = self.run(&["org", "create", org]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            o.status.success() || err.contains("already exists"),
+            "org create {org}: {err}"
+        );
+    }
+
     pub fn project(&self, org: &str, name: &str) -> String {
+        self.org(org);
         self.ok(&["project", "create", "--org", org, name])
             .trim()
             .to_string()
@@ -130,6 +152,11 @@ impl Kg {
 
     /// Create a key; returns the key string.
     pub fn key(&self, args: &[&str]) -> String {
+        if let Some(i) = args.iter().position(|a| *a == "--org")
+            && let Some(org) = args.get(i + 1)
+        {
+            self.org(org);
+        }
         let mut a = vec!["key", "create"];
         a.extend_from_slice(args);
         if !args.iter().any(|a| a.starts_with("--expires")) {

@@ -222,7 +222,17 @@ fn flipping_any_byte_of_any_stored_fact_never_turns_a_deny_into_an_allow() {
         "7d",
     ]);
     let sel = kg.key(&["--org", "acme", "--name", "sel", "--projects", &p1]);
-    let glob = kg.key(&["--org", "globex", "--name", "g", "--all-projects"]);
+    let glob = kg.key(&[
+        "--org",
+        "globex",
+        "--name",
+        "g",
+        "--all-projects",
+        "--expires",
+        "7d",
+    ]);
+    // globex has a key policy, so flips reach its bytes too.
+    kg.ok(&["org", "policy", "set", "globex", "--max-expiry", "7d"]);
     let dead = kg.key(&["--org", "acme", "--name", "dead", "--all-projects"]);
     let off = kg.key(&["--project", &p2, "--name", "off"]);
     kg.ok(&["key", "delete", &key_id(&dead), "--yes"]);
@@ -239,7 +249,12 @@ fn flipping_any_byte_of_any_stored_fact_never_turns_a_deny_into_an_allow() {
     assert_eq!(allowed.iter().filter(|a| **a).count(), 4, "{baseline:?}");
 
     let mut values: BTreeMap<(&str, String), Vec<u8>> = BTreeMap::new();
-    for name in [tree::KEYS, tree::PROJECTS, tree::DELETED_KEYS] {
+    for name in [
+        tree::KEYS,
+        tree::PROJECTS,
+        tree::DELETED_KEYS,
+        tree::ORGANIZATIONS,
+    ] {
         with_tree(&kg, name, |t| {
             for item in t.iter() {
                 let (k, v) = item.unwrap();
@@ -247,7 +262,7 @@ fn flipping_any_byte_of_any_stored_fact_never_turns_a_deny_into_an_allow() {
             }
         });
     }
-    assert_eq!(values.len(), 4 + 4 + 1);
+    assert_eq!(values.len(), 4 + 4 + 1 + 2);
     let (mut flips, mut failed_open) = (0, 0);
     let mut changed = BTreeMap::new();
     for ((name, id), value) in &values {
@@ -288,6 +303,10 @@ fn flipping_any_byte_of_any_stored_fact_never_turns_a_deny_into_an_allow() {
     );
     assert!(
         changed.contains_key("project-registration-invalid"),
+        "{changed:?}"
+    );
+    assert!(
+        changed.contains_key("organization-registration-invalid"),
         "{changed:?}"
     );
     assert!(flips > 1000 && failed_open == 0);

@@ -41,6 +41,8 @@ test('the gateway answers 202/401/403 and follows its snapshot file', async () =
   };
   let child;
   try {
+    ok(['org', 'create', 'acme']);
+    ok(['org', 'create', 'globex']);
     const p = ok(['project', 'create', '--org', 'acme', 'billing']);
     const p2 = ok(['project', 'create', '--org', 'acme', 'web']);
     const g = ok(['project', 'create', '--org', 'globex', 'crm']);

@@ -109,6 +109,8 @@ class Gateway(unittest.TestCase):
         os.replace(tmp, path)
 
     def test_answers_and_follows_its_snapshot_file(self):
+        self.kg("org", "create", "acme")
+        self.kg("org", "create", "globex")
         p = self.kg("project", "create", "--org", "acme", "billing")
         p2 = self.kg("project", "create", "--org", "acme", "web")
         g = self.kg("project", "create", "--org", "globex", "crm")

@@ -8,11 +8,31 @@ use crate::error::Result;
 use crate::runtime::bindings::{IssuerKey, KeyStatus};
 use crate::schema::AuditEvent;
 
-use super::{Created, KeySpec, KeyView, Keygate, ProjectList, ProjectView, SnapshotFile};
+use super::{
+    Created, KeyPolicyView, KeySpec, KeyView, Keygate, OrgDeleted, OrgView, PolicySet, ProjectList,
+    ProjectView, SnapshotFile,
+};
 
 /// Every admin operation the CLI offers on a store. Times (`at`) are the
 /// caller's for a local store; a service uses its own clock.
 pub trait AdminApi {
+    /// Register an organization (its name defaults to its slug).
+    fn create_organization(&mut self, slug: &str, name: Option<&str>, at: u64) -> Result<OrgView>;
+    /// The live organizations, and the slugs of registrations that do not
+    /// verify.
+    fn list_organizations(&mut self) -> Result<(Vec<OrgView>, Vec<String>)>;
+    /// One organization (deleted ones too), with counts when live.
+    fn show_organization(&mut self, slug: &str, at: u64) -> Result<OrgView>;
+    /// Set an organization's key policy (and name).
+    fn set_key_policy(
+        &mut self,
+        slug: &str,
+        policy: KeyPolicyView,
+        name: Option<&str>,
+        at: u64,
+    ) -> Result<PolicySet>;
+    /// Delete an organization (with `cascade`, its projects and keys too).
+    fn delete_organization(&mut self, slug: &str, cascade: bool, at: u64) -> Result<OrgDeleted>;
     /// Register a project.
     fn create_project(&mut self, organization: &str, name: &str, at: u64) -> Result<ProjectView>;
     /// The live projects of an organization.
@@ -56,6 +76,27 @@ pub trait AdminApi {
 }
 
 impl AdminApi for Keygate {
+    fn create_organization(&mut self, slug: &str, name: Option<&str>, at: u64) -> Result<OrgView> {
+        Keygate::create_organization(self, slug, name, at)
+    }
+    fn list_organizations(&mut self) -> Result<(Vec<OrgView>, Vec<String>)> {
+        Keygate::list_organizations(self)
+    }
+    fn show_organization(&mut self, slug: &str, at: u64) -> Result<OrgView> {
+        Keygate::show_organization(self, slug, at)
+    }
+    fn set_key_policy(
+        &mut self,
+        slug: &str,
+        policy: KeyPolicyView,
+        name: Option<&str>,
+        at: u64,
+    ) -> Result<PolicySet> {
+        Keygate::set_key_policy(self, slug, policy, name, at)
+    }
+    fn delete_organization(&mut self, slug: &str, cascade: bool, at: u64) -> Result<OrgDeleted> {
+        Keygate::delete_organization(self, slug, cascade, at)
+    }
     fn create_project(&mut self, organization: &str, name: &str, at: u64) -> Result<ProjectView> {
         Keygate::create_project(self, organization, name, at)
     }

@@ -73,7 +73,7 @@ impl Keygate {
     }
 
     /// A live key's record, its signature verified by the component.
-    fn verified(&mut self, id: &str) -> Result<KeyRecord> {
+    pub(crate) fn verified(&mut self, id: &str) -> Result<KeyRecord> {
         let (id, signed) = self.live_key(id)?;
         match self.open_signed(KEY_RECORD, &id, &signed)? {
             SignedBody::Key(r) => Ok(r),
@@ -129,7 +129,7 @@ impl Keygate {
             }
             other => {
                 let org = spec.organization.clone().ok_or(Error::NeedsOrganization)?;
-                self.check_organization(&org)?;
+                self.live_organization(&org)?;
                 let access = match other {
                     Access::Selected(ids) => {
                         for pid in ids {
@@ -155,6 +155,7 @@ impl Keygate {
             key_hash: issued.key_hash.clone(),
             rotated_from: None,
         })?;
+        self.admit(&record)?;
         self.apply(Change {
             keys: vec![record.clone()],
             audit: vec![event(
@@ -179,7 +180,7 @@ impl Keygate {
         project: Option<&str>,
         at: u64,
     ) -> Result<Vec<KeyView>> {
-        self.check_organization(organization)?;
+        self.live_organization(organization)?;
         if let Some(pid) = project {
             self.project_of(pid, organization)?;
         }
@@ -287,6 +288,7 @@ impl Keygate {
             key_hash: issued.key_hash.clone(),
             rotated_from: Some(old.id.clone()),
         })?;
+        self.admit(&new)?;
         self.apply(Change {
             keys: vec![new.clone(), retired.clone()],
             audit: vec![event(

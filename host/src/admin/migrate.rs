@@ -1,8 +1,11 @@
-//! Migration of a store written by keygate 0.1 (schema 1). Its key records
-//! are already signed in today's format; its project registry and key
-//! deletions were unsigned JSON. Migration signs them as they stand, in one
-//! transaction that also sets schema 2: whoever runs it vouches for the
-//! registry as it is at that moment. Nothing in a 0.1 store can tell it
+//! Migration of a store written by an older keygate. Schema 1 (keygate
+//! 0.1): key records already signed in today's format, the project registry
+//! and key deletions unsigned JSON. Schema 2: organizations were only the
+//! strings that keys and projects named. Migration signs the registry and
+//! deletions as they stand (from 1) and registers every organization that a
+//! verified fact names, with no key policy (from 1 or 2), in one
+//! transaction that also sets the current schema: whoever runs it vouches
+//! for the registry as it is at that moment. Nothing in a 0.1 store can tell it
 //! apart from a current store that a writer of the data directory rewrote in
 //! the 0.1 layout, so migration first shows what it would sign and signs only
 //! when asked again (`apply`).
@@ -18,7 +21,8 @@ use crate::store::Store;
 
 use super::views::ProjectView;
 use super::write::Change;
-use super::{Keygate, Location, event, now};
+use super::{KEY_RECORD, KEY_TOMBSTONE, Keygate, Location, PROJECT_REGISTRATION, event, now};
+use crate::runtime::bindings::SignedBody;
 
 /// A project as schema 1 stored it (`1` + JSON).
 #[derive(Debug, Deserialize)]
@@ -50,6 +54,8 @@ pub struct Migrated {
     pub projects: Vec<ProjectView>,
     /// The ids of the deleted keys whose tombstones are signed.
     pub tombstones: Vec<String>,
+    /// The organizations registered (slugs named by verified facts).
+    pub organizations: Vec<String>,
 }
 
 impl Keygate {
@@ -72,9 +78,10 @@ impl Keygate {
                 applied: false,
                 projects: Vec::new(),
                 tombstones: Vec::new(),
+                organizations: Vec::new(),
             });
         }
-        if from != 1 {
+        if from != 1 && from != 2 {
             return Err(Error::Corrupt {
                 path: loc.dir.clone(),
                 why: format!("schema version {from} cannot be migrated by this keygate"),
@@ -82,16 +89,102 @@ impl Keygate {
         }
         let secret = IssuerSecret::load(&loc.issuer_path())?;
         let mut kg = Keygate::assemble(dir, loc, store, secret)?;
-        kg.migrate_v1(now()?, apply)
+        kg.migrate_from(from, now()?, apply)
     }
 
-    fn migrate_v1(&mut self, at: u64, apply: bool) -> Result<Migrated> {
+    fn migrate_from(&mut self, from: u32, at: u64, apply: bool) -> Result<Migrated> {
+        let mut change = Change::default();
+        if from == 1 {
+            self.sign_v1_registry(&mut change)?;
+        }
+        // Every organization a verified fact names: the registry being
+        // signed (from 1) or already signed (from 2), and the key records.
+        // An unverified fact vouches for nothing and is skipped.
+        let mut slugs = std::collections::BTreeSet::new();
+        slugs.extend(change.projects.iter().map(|p| p.organization.clone()));
+        slugs.extend(
+            change
+                .tombstones
+                .iter()
+                .filter_map(|t| t.organization.clone()),
+        );
+        if from == 2 {
+            for (id, signed) in self.store.projects()? {
+                if let Ok(SignedBody::Project(p)) =
+                    self.open_signed(PROJECT_REGISTRATION, &id, &signed)
+                {
+                    slugs.insert(p.organization);
+                }
+            }
+            for (id, signed) in self.store.tombstones()? {
+                if let Ok(SignedBody::Tombstone(t)) = self.open_signed(KEY_TOMBSTONE, &id, &signed)
+                {
+                    slugs.extend(t.organization);
+                }
+            }
+        }
+        for (id, signed) in self.store.keys()? {
+            if let Ok(SignedBody::Key(r)) = self.open_signed(KEY_RECORD, &id, &signed) {
+                slugs.insert(r.organization);
+            }
+        }
+        for slug in slugs {
+            if self.store.organization(&slug)?.is_some() {
+                continue;
+            }
+            match self.module.register_organization(&slug, &slug, at)? {
+                Ok(o) => change.organizations.push(o),
+                Err(e) => {
+                    return Err(in_migration(
+                        format!("organization `{slug}`"),
+                        self.policy(e),
+                    ));
+                }
+            }
+        }
+        let migrated = Migrated {
+            from,
+            applied: apply,
+            projects: change
+                .projects
+                .iter()
+                .cloned()
+                .map(ProjectView::from)
+                .collect(),
+            tombstones: change.tombstones.iter().map(|t| t.id.clone()).collect(),
+            organizations: change
+                .organizations
+                .iter()
+                .map(|o| o.slug.clone())
+                .collect(),
+        };
+        if !apply {
+            return Ok(migrated);
+        }
+        change.audit.push(event(
+            at,
+            "store.migrate",
+            None,
+            &format!("schema {SCHEMA_VERSION}"),
+            Some(format!(
+                "from schema {from}: {} project registrations, {} key tombstones and {} organizations signed",
+                migrated.projects.len(),
+                migrated.tombstones.len(),
+                migrated.organizations.len()
+            )),
+        ));
+        change.schema = Some(SCHEMA_VERSION);
+        self.apply(change)?;
+        Ok(migrated)
+    }
+
+    /// Schema 1's unsigned registry and deletions, as facts to sign.
+    fn sign_v1_registry(&mut self, change: &mut Change) -> Result<()> {
         let path = self.dir().to_path_buf();
         let damaged = |what: String| Error::Corrupt {
             path: path.clone(),
             why: format!("{what} cannot be migrated: it is damaged"),
         };
-        let mut change = Change::default();
         for (key, value) in self.store.raw(crate::schema::tree::PROJECTS)? {
             let what = || format!("project `{}`", String::from_utf8_lossy(&key));
             let p: ProjectV1 = schema::decode_json(&value)
@@ -131,34 +224,7 @@ impl Keygate {
                 last_version: d.last_version,
             });
         }
-        let migrated = Migrated {
-            from: 1,
-            applied: apply,
-            projects: change
-                .projects
-                .iter()
-                .cloned()
-                .map(ProjectView::from)
-                .collect(),
-            tombstones: change.tombstones.iter().map(|t| t.id.clone()).collect(),
-        };
-        if !apply {
-            return Ok(migrated);
-        }
-        change.audit.push(event(
-            at,
-            "store.migrate",
-            None,
-            &format!("schema {SCHEMA_VERSION}"),
-            Some(format!(
-                "from schema 1: {} project registrations and {} key tombstones signed",
-                migrated.projects.len(),
-                migrated.tombstones.len()
-            )),
-        ));
-        change.schema = Some(SCHEMA_VERSION);
-        self.apply(change)?;
-        Ok(migrated)
+        Ok(())
     }
 }
 

@@ -24,6 +24,7 @@ use crate::store::Store;
 pub mod api;
 pub mod keys;
 pub mod migrate;
+pub mod orgs;
 pub mod projects;
 pub mod snapshot;
 pub mod tokens;
@@ -34,12 +35,13 @@ mod write;
 pub use api::AdminApi;
 pub use keys::{Access, Created, KeySpec};
 pub use migrate::Migrated;
+pub use orgs::{OrgDeleted, PolicySet};
 pub use snapshot::SnapshotFile;
 pub use tokens::{AdminToken, IssuedToken};
 pub use verify::{Verdict, decision_json};
 pub use views::{
-    AccessView, KeyView, ProjectList, ProjectView, audit_from_json, audit_json, parse_rfc3339,
-    rfc3339,
+    AccessView, KeyPolicyView, KeyView, OrgView, ProjectList, ProjectView, audit_from_json,
+    audit_json, expiry_rule_text, parse_rfc3339, rfc3339,
 };
 
 /// The deployment prefix used when `init` is not given one.
@@ -491,6 +493,7 @@ impl Keygate {
             SignedBody::Key(r) => r.id == id && kind == KEY_RECORD,
             SignedBody::Project(p) => p.id == id && kind == PROJECT_REGISTRATION,
             SignedBody::Tombstone(t) => t.id == id && kind == KEY_TOMBSTONE,
+            SignedBody::Organization(o) => o.slug == id && kind == ORGANIZATION,
         };
         if named { Ok(body) } else { Err(tampered()) }
     }
@@ -545,7 +548,7 @@ impl Keygate {
     /// Audit events, oldest first, optionally of one organization.
     pub fn audit(&mut self, organization: Option<&str>) -> Result<Vec<AuditEvent>> {
         if let Some(org) = organization {
-            self.check_organization(org)?;
+            self.organization(org)?;
         }
         Ok(self
             .store
@@ -562,6 +565,7 @@ pub(crate) const KEY_RECORD: &str = "key record";
 pub(crate) const PROJECT_REGISTRATION: &str = "project registration";
 /// See [`KEY_RECORD`].
 pub(crate) const KEY_TOMBSTONE: &str = "key tombstone";
+pub(crate) const ORGANIZATION: &str = "organization";
 
 fn event(
     at: u64,

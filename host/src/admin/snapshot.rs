@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::runtime::bindings::{SignedBody, Snapshot, SnapshotInfo};
 use crate::schema::change;
 
-use super::{KEY_RECORD, KEY_TOMBSTONE, Keygate, PROJECT_REGISTRATION};
+use super::{KEY_RECORD, KEY_TOMBSTONE, Keygate, ORGANIZATION, PROJECT_REGISTRATION};
 
 /// A snapshot file just made.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,8 +17,8 @@ pub struct SnapshotFile {
 }
 
 impl Keygate {
-    /// A full snapshot of the store at `at`: every live key record, every
-    /// project registration and every tombstone, each verified first (a
+    /// A full snapshot of the store at `at`: every organization, every live
+    /// key record, every project registration and every tombstone, each verified first (a
     /// tampered fact is never re-signed into a snapshot: the snapshot is
     /// refused with [`Error::Tampered`]), signed as a whole.
     ///
@@ -47,6 +47,7 @@ impl Keygate {
             sequence,
             base: since,
             made_at: at,
+            organizations: Vec::new(),
             keys: Vec::new(),
             projects: Vec::new(),
             tombstones: Vec::new(),
@@ -79,6 +80,15 @@ impl Keygate {
             match self.open_signed(PROJECT_REGISTRATION, &id, &signed)? {
                 SignedBody::Project(p) => snap.projects.push(p),
                 _ => return Err(tampered(PROJECT_REGISTRATION, &id)),
+            }
+        }
+        for (slug, signed) in self.store.organizations()? {
+            if !changed(&self.store, change::ORGANIZATION, &slug)? {
+                continue;
+            }
+            match self.open_signed(ORGANIZATION, &slug, &signed)? {
+                SignedBody::Organization(o) => snap.organizations.push(o),
+                _ => return Err(tampered(ORGANIZATION, &slug)),
             }
         }
         self.seal(&snap)

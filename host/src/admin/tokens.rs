@@ -129,10 +129,7 @@ impl Keygate {
             return Err(Error::KeyLooking);
         }
         if let Some(org) = organization {
-            self.check_organization(org)?;
-            if !self.organization_exists(org, at)? {
-                return Err(Error::UnknownOrganization(org.to_string()));
-            }
+            self.live_organization(org)?;
         }
         let issued = loop {
             let issued = match self.module.make_key(TOKEN_PREFIX, &random::<40>()?)? {
@@ -180,11 +177,6 @@ impl Keygate {
             token: issued.expose_key().to_string(),
             info,
         })
-    }
-
-    fn organization_exists(&mut self, org: &str, at: u64) -> Result<bool> {
-        Ok(!self.list_projects(org)?.projects.is_empty()
-            || !self.list_keys(org, None, at)?.is_empty())
     }
 
     /// Every admin token whose record verifies, revoked ones included, and

@@ -4,7 +4,9 @@
 use crate::error::Result;
 use serde_json::{Value, json};
 
-use crate::runtime::bindings::{Decision, DenyClass, Evidence, Text, ValidationRequest};
+use crate::runtime::bindings::{
+    Decision, DenyClass, Evidence, SignedBody, Text, ValidationRequest,
+};
 
 use super::Keygate;
 
@@ -42,10 +44,20 @@ impl Keygate {
             Some(id) => (self.store.key(id)?, self.store.tombstone(id)?),
             None => (None, None),
         };
+        // The organization the key's record names (its signature is the
+        // component's to check, with the record's).
+        let organization = match &key {
+            Some(signed) => match self.module.decode(&signed.canonical)? {
+                Ok(SignedBody::Key(r)) => self.store.organization(&r.organization)?,
+                _ => None,
+            },
+            None => None,
+        };
         let evidence = Evidence {
             key,
             tombstone,
             project: self.store.project(project)?,
+            organization,
         };
         let req = ValidationRequest {
             presented_key: presented.to_string(),

@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::runtime::bindings::{
-    EffectiveStatus, ExpiryPolicy, KeyLevel, KeyRecord, ProjectAccess, ProjectRegistration,
+    EffectiveStatus, ExpiryPolicy, ExpiryRule, KeyLevel, KeyRecord, Organization, ProjectAccess,
+    ProjectRegistration,
 };
 use crate::schema::AuditEvent;
 
@@ -95,6 +96,128 @@ impl From<ProjectRegistration> for ProjectView {
             deleted_at: p.deleted_at,
             version: p.version,
         }
+    }
+}
+
+/// An organization's key policy as listed and as the admin API takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPolicyView {
+    /// Every key must expire.
+    pub require_expiry: bool,
+    /// Keys last at most this many days (implies `require_expiry`).
+    pub max_expiry_days: Option<u16>,
+}
+
+impl KeyPolicyView {
+    /// The component's rule (a maximum implies that expiry is required).
+    pub fn rule(self) -> ExpiryRule {
+        match (self.require_expiry, self.max_expiry_days) {
+            (false, None) => ExpiryRule::Optional,
+            (true, None) => ExpiryRule::Required,
+            (_, Some(d)) => ExpiryRule::AtMost(d),
+        }
+    }
+}
+
+impl From<ExpiryRule> for KeyPolicyView {
+    fn from(rule: ExpiryRule) -> Self {
+        match rule {
+            ExpiryRule::Optional => KeyPolicyView {
+                require_expiry: false,
+                max_expiry_days: None,
+            },
+            ExpiryRule::Required => KeyPolicyView {
+                require_expiry: true,
+                max_expiry_days: None,
+            },
+            ExpiryRule::AtMost(d) => KeyPolicyView {
+                require_expiry: true,
+                max_expiry_days: Some(d),
+            },
+        }
+    }
+}
+
+/// A key policy in words: `expiry optional`, `expiry required`, `expiry
+/// at most 30 days`.
+pub fn expiry_rule_text(rule: ExpiryRule) -> String {
+    match rule {
+        ExpiryRule::Optional => "expiry optional".into(),
+        ExpiryRule::Required => "expiry required".into(),
+        ExpiryRule::AtMost(1) => "expiry at most 1 day".into(),
+        ExpiryRule::AtMost(d) => format!("expiry at most {d} days"),
+    }
+}
+
+/// What `org show` counts in a live organization.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrgCounts {
+    /// Live projects.
+    pub projects: u64,
+    /// Live keys.
+    pub keys: u64,
+    /// Ids of the keys the current key policy denies, in id order.
+    pub keys_outside_policy: Vec<String>,
+}
+
+/// An organization as listed (from its verified, signed registration).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgView {
+    /// Slug.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// Its key policy.
+    pub key_policy: KeyPolicyView,
+    /// Registration time.
+    pub created_at: u64,
+    /// Deletion time, if deleted.
+    pub deleted_at: Option<u64>,
+    /// Registration version.
+    pub version: u64,
+    /// Live projects (`org show` of a live organization).
+    #[serde(default)]
+    pub projects: Option<u64>,
+    /// Live keys (`org show` of a live organization).
+    #[serde(default)]
+    pub keys: Option<u64>,
+    /// Keys the key policy now denies (`org show` of a live organization).
+    #[serde(default)]
+    pub keys_outside_policy: Option<Vec<String>>,
+}
+
+impl OrgView {
+    /// A view of a verified registration, with counts when made.
+    pub fn from_parts(o: Organization, counts: Option<OrgCounts>) -> OrgView {
+        OrgView {
+            slug: o.slug,
+            name: o.name,
+            key_policy: o.key_policy.expiry.into(),
+            created_at: o.created_at,
+            deleted_at: o.deleted_at,
+            version: o.version,
+            projects: counts.as_ref().map(|c| c.projects),
+            keys: counts.as_ref().map(|c| c.keys),
+            keys_outside_policy: counts.map(|c| c.keys_outside_policy),
+        }
+    }
+
+    /// The policy in words.
+    pub fn policy_text(&self) -> String {
+        expiry_rule_text(self.key_policy.rule())
+    }
+
+    /// The JSON the CLI's `--json` and the service answer with.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut j = serde_json::json!(self);
+        j["created_at"] = serde_json::json!(rfc3339(self.created_at));
+        j["deleted_at"] = serde_json::json!(self.deleted_at.map(rfc3339));
+        j
+    }
+
+    /// Read back what [`OrgView::to_json`] wrote.
+    pub fn from_json(v: serde_json::Value) -> Option<OrgView> {
+        serde_json::from_value(times_to_seconds(v, &["created_at", "deleted_at"])?).ok()
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::error::Result;
 use crate::runtime::bindings::{
-    KeyRecord, ProjectRegistration, SignedBody, SignedRecord, Snapshot, Tombstone,
+    KeyRecord, Organization, ProjectRegistration, SignedBody, SignedRecord, Snapshot, Tombstone,
 };
 use crate::schema::AuditEvent;
 use crate::store::Batch;
@@ -23,6 +23,8 @@ pub(crate) struct Change {
     pub keys: Vec<KeyRecord>,
     /// Project registrations to write.
     pub projects: Vec<ProjectRegistration>,
+    /// Organizations to write.
+    pub organizations: Vec<Organization>,
     /// Tombstones of keys to delete.
     pub tombstones: Vec<Tombstone>,
     /// Audit events.
@@ -40,6 +42,7 @@ pub(crate) struct Written {
     sequence: u64,
     keys: BTreeMap<String, KeyRecord>,
     projects: BTreeMap<String, ProjectRegistration>,
+    organizations: BTreeMap<String, Organization>,
     tombstones: BTreeMap<String, Tombstone>,
 }
 
@@ -68,6 +71,7 @@ impl Keygate {
             sequence: w.sequence,
             base: Some(held),
             made_at: at,
+            organizations: w.organizations.into_values().collect(),
             keys: w.keys.into_values().collect(),
             projects: w.projects.into_values().collect(),
             tombstones: w.tombstones.into_values().collect(),
@@ -87,6 +91,7 @@ impl Keygate {
                 change.keys.clone(),
                 change.projects.clone(),
                 change.tombstones.clone(),
+                change.organizations.clone(),
             )
         });
         let mut batch = Batch {
@@ -110,8 +115,14 @@ impl Keygate {
                 .delete_keys
                 .push((id, self.sign(SignedBody::Tombstone(t))?));
         }
+        for o in change.organizations {
+            let slug = o.slug.clone();
+            batch
+                .put_organizations
+                .push((slug, self.sign(SignedBody::Organization(o))?));
+        }
         let after = self.commit_batch(batch)?;
-        if let (Some(before), Some((keys, projects, tombstones)), Some(w)) =
+        if let (Some(before), Some((keys, projects, tombstones, organizations)), Some(w)) =
             (before, kept, self.written.as_mut())
         {
             if w.sequence != before || w.sequence == 0 {
@@ -127,6 +138,9 @@ impl Keygate {
             }
             for p in projects {
                 w.projects.insert(p.id.clone(), p);
+            }
+            for o in organizations {
+                w.organizations.insert(o.slug.clone(), o);
             }
             for t in tombstones {
                 w.keys.remove(&t.id);

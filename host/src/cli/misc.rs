@@ -224,8 +224,9 @@ pub fn cmd_migrate(ctx: &Ctx, a: MigrateArgs) -> CmdResult {
     if ctx.json {
         out_json(&json!({
             "data_dir": loc.dir, "from_schema": m.from, "schema": current,
-            "applied": m.applied, "project_registrations": m.projects,
-            "key_tombstones": m.tombstones,
+            "applied": m.applied,
+            "project_registrations": m.projects.iter().map(|p| p.to_json()).collect::<Vec<_>>(),
+            "key_tombstones": m.tombstones, "organizations": m.organizations,
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -253,7 +254,18 @@ pub fn cmd_migrate(ctx: &Ctx, a: MigrateArgs) -> CmdResult {
             ]
         })
         .collect();
-    table(&["ORGANIZATION", "PROJECT", "NAME", "STATE"], &rows)?;
+    if !rows.is_empty() {
+        table(&["ORGANIZATION", "PROJECT", "NAME", "STATE"], &rows)?;
+    }
+    let orgs = if m.organizations.is_empty() {
+        "-".to_string()
+    } else {
+        m.organizations.join(", ")
+    };
+    out(&format!(
+        "organizations to register ({}, no key policy): {orgs}",
+        m.organizations.len()
+    ))?;
     let dead = if m.tombstones.is_empty() {
         "-".to_string()
     } else {
@@ -262,10 +274,15 @@ pub fn cmd_migrate(ctx: &Ctx, a: MigrateArgs) -> CmdResult {
     out(&format!("deleted keys ({}): {dead}", m.tombstones.len()))?;
     if m.applied {
         eprintln!(
-            "keygate: migrated the store at {dir} from schema {} to {current}: signed the {} project registrations and {} key tombstones above, as they stood",
+            "keygate: migrated the store at {dir} from schema {} to {current}: signed the {} project registrations, {} key tombstones and {} organizations above, as they stood",
             m.from,
             m.projects.len(),
-            m.tombstones.len()
+            m.tombstones.len(),
+            m.organizations.len()
+        );
+    } else if m.from == 2 {
+        eprintln!(
+            "keygate: the store at {dir} has schema 2: its organizations are only names. Check that each organization above is one of yours (a writer of the data directory can make a current store look like an old one), then run `keygate migrate --yes` to register them, with no key policy (set one with `keygate org policy set`)"
         );
     } else {
         eprintln!(

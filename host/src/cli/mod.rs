@@ -3,6 +3,7 @@
 
 mod key;
 mod misc;
+mod org;
 mod project;
 mod serve;
 mod shell;
@@ -29,7 +30,7 @@ use keygate::client::Client;
     version,
     max_term_width = 100,
     after_help = "Exit status: 0 success (verify: allow), 1 verify: deny, 2 error.\n\
-Example:\n  KEY=$(keygate key create --org acme --name crm-sync --all-projects --expires 30d)\n  \
+Example:\n  keygate org create acme\n  KEY=$(keygate key create --org acme --name crm-sync --all-projects --expires 30d)\n  \
 P=$(keygate project create --org acme billing)\n  echo \"$KEY\" | keygate verify --project \"$P\""
 )]
 pub struct Cli {
@@ -56,6 +57,9 @@ pub struct Cli {
 enum Command {
     /// Initialise a new store (done automatically by the first write).
     Init(misc::InitArgs),
+    /// Create, list, show and delete organizations; set their key policy.
+    #[command(subcommand)]
+    Org(org::OrgCommand),
     /// Register, list and delete projects.
     #[command(subcommand)]
     Project(project::ProjectCommand),
@@ -75,8 +79,9 @@ enum Command {
     /// Write signed snapshots for validators elsewhere, and check them.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
-    /// Upgrade a store written by keygate 0.1: show its unsigned project
-    /// registry and deletions, and sign them as they stand with --yes.
+    /// Upgrade a store written by an older keygate: show what it would sign
+    /// (an unsigned project registry and deletions, organizations that were
+    /// only names), and sign them as they stand with --yes.
     Migrate(misc::MigrateArgs),
     /// Run the HTTP service: verification, the admin API, snapshots.
     Serve(serve::ServeArgs),
@@ -326,6 +331,7 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Init(a) => misc::cmd_init(&ctx, a),
+        Command::Org(c) => org::run(&ctx, c),
         Command::Project(c) => project::run(&ctx, c),
         Command::Key(c) => key::run(&ctx, c),
         Command::Verify(a) => verify::cmd_verify(&ctx, a),

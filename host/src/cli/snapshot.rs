@@ -189,7 +189,8 @@ fn report(ctx: &Ctx, file: &Path, bytes: &[u8], info: &SnapshotInfo, issuer: &st
     if ctx.json {
         out_json(&json!({
             "file": file, "sequence": info.sequence, "base": info.base,
-            "made_at": time(info.made_at), "keys": info.keys, "projects": info.projects,
+            "made_at": time(info.made_at), "organizations": info.organizations,
+            "keys": info.keys, "projects": info.projects,
             "tombstones": info.tombstones, "issuer_key_id": issuer,
             "bytes": bytes.len(), "sha256": sha,
         }))?;
@@ -199,9 +200,10 @@ fn report(ctx: &Ctx, file: &Path, bytes: &[u8], info: &SnapshotInfo, issuer: &st
             None => format!("snapshot at sequence {}", info.sequence),
         };
         out(&format!(
-            "{}: {kind}, made {}, signed by issuer {issuer}: {} keys, {} projects, {} tombstones, {} bytes, sha256 {sha}",
+            "{}: {kind}, made {}, signed by issuer {issuer}: {} organizations, {} keys, {} projects, {} tombstones, {} bytes, sha256 {sha}",
             safe(&file.display().to_string()),
             time(info.made_at),
+            info.organizations,
             info.keys,
             info.projects,
             info.tombstones,

@@ -22,6 +22,7 @@ export interface SnapshotInfo {
   base: number | null;
   /** Seconds since 1970. */
   madeAt: number;
+  organizations: number;
   keys: number;
   projects: number;
   tombstones: number;
@@ -37,9 +38,13 @@ export type DenyReason =
   | 'project-registration-invalid'
   | 'project-deleted'
   | 'wrong-organization'
+  | 'unknown-organization'
+  | 'organization-registration-invalid'
+  | 'organization-deleted'
   | 'disabled'
   | 'not-yet-valid'
   | 'expired'
+  | 'lifetime-exceeds-policy'
   | 'scope-not-granted'
   | 'project-not-granted';
 

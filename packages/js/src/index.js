@@ -73,6 +73,7 @@ function info(i) {
     sequence: Number(i.sequence),
     base: number(i.base),
     madeAt: Number(i.madeAt),
+    organizations: i.organizations,
     keys: i.keys,
     projects: i.projects,
     tombstones: i.tombstones,

@@ -53,7 +53,7 @@ test('the vector snapshot decides every validator case, and the delta disables i
     }
     compared += 1;
   }
-  assert.equal(compared, 22);
+  assert.equal(compared, 27);
   const info = v.apply(hex(vectors.snapshots[1].file));
   assert.deepEqual([info.sequence, info.base, info.keys], [9, 7, 1]);
   const key = vectors.keys[0].key;
@@ -138,6 +138,8 @@ test('snapshots and deltas made by the CLI decide like keygate verify', () => {
       assert.equal(r.status, 0, r.stderr);
       return r.stdout.trim();
     };
+    ok(['org', 'create', 'acme']);
+    ok(['org', 'create', 'globex']);
     const p = ok(['project', 'create', '--org', 'acme', 'P']);
     const g = ok(['project', 'create', '--org', 'globex', 'G']);
     const all = ok(['key', 'create', '--org', 'acme', '--name', 'all', '--all-projects', '--expires', 'never']);

@@ -78,6 +78,7 @@ class SnapshotInfo:
     sequence: int
     base: Optional[int]
     made_at: int
+    organizations: int
     keys: int
     projects: int
     tombstones: int
@@ -138,6 +139,7 @@ def _info(r: Record) -> SnapshotInfo:
         sequence=getattr(r, "sequence"),
         base=getattr(r, "base"),
         made_at=getattr(r, "made-at"),
+        organizations=getattr(r, "organizations"),
         keys=getattr(r, "keys"),
         projects=getattr(r, "projects"),
         tombstones=getattr(r, "tombstones"),

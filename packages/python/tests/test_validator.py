@@ -46,7 +46,7 @@ class Vectors(unittest.TestCase):
             else:
                 self.assertEqual((got.allow, got.reason), (False, c["expect"]["deny"]), c["name"])
             compared += 1
-        self.assertEqual(compared, 22)
+        self.assertEqual(compared, 27)
         info = v.apply(DELTA)
         self.assertEqual((info.sequence, info.base, info.keys), (9, 7, 1))
         self.assertEqual(v.authorize(KEY, "prj_alpha", now=1800000001), Deny("disabled", "forbidden", "key disabled"))
@@ -119,6 +119,8 @@ class CliSnapshots(unittest.TestCase):
                 self.assertEqual(r.returncode, 0, r.stderr)
                 return r.stdout.strip()
 
+            ok(["org", "create", "acme"])
+            ok(["org", "create", "globex"])
             p = ok(["project", "create", "--org", "acme", "P"])
             g = ok(["project", "create", "--org", "globex", "G"])
             all_key = ok(["key", "create", "--org", "acme", "--name", "all", "--all-projects", "--expires", "never"])

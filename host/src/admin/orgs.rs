@@ -1,0 +1,322 @@
+//! Organizations: signed registrations of a slug with its key policy. Keys
+//! and projects exist only in a live organization; the policy's rule is the
+//! component's (`admits`), at creation, at rotation and in every decision.
+
+use crate::error::{Error, Result};
+use crate::runtime::bindings::{KeyPolicy, KeyRecord, Organization, SignedBody};
+
+use super::views::{KeyPolicyView, OrgView};
+use super::write::Change;
+use super::{KEY_RECORD, Keygate, ORGANIZATION, event};
+
+/// What deleting an organization took with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgDeleted {
+    /// The organization, now deleted.
+    pub organization: OrgView,
+    /// The ids of its projects deleted with it.
+    pub projects: Vec<String>,
+    /// The ids of its keys deleted with it.
+    pub keys: Vec<String>,
+}
+
+/// What changing a key policy did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySet {
+    /// The organization, as it now is.
+    pub organization: OrgView,
+    /// Whether anything changed.
+    pub changed: bool,
+}
+
+impl Keygate {
+    /// Register an organization; its name defaults to its slug.
+    pub fn create_organization(
+        &mut self,
+        slug: &str,
+        name: Option<&str>,
+        at: u64,
+    ) -> Result<OrgView> {
+        self.refuse_key_like(&[slug, name.unwrap_or("")])?;
+        let org = match self
+            .module
+            .register_organization(slug, name.unwrap_or(slug), at)?
+        {
+            Ok(o) => o,
+            Err(e) => return Err(self.policy(e)),
+        };
+        if let Some(signed) = self.store.organization(slug)? {
+            return Err(match self.open_signed(ORGANIZATION, slug, &signed)? {
+                SignedBody::Organization(o) if o.deleted_at.is_some() => {
+                    Error::OrganizationDeleted(slug.to_string())
+                }
+                _ => Error::OrganizationExists(slug.to_string()),
+            });
+        }
+        self.apply(Change {
+            organizations: vec![org.clone()],
+            audit: vec![event(
+                at,
+                "org.create",
+                Some(slug),
+                slug,
+                Some(org.name.clone()),
+            )],
+            ..Change::default()
+        })?;
+        self.org_view(org, at)
+    }
+
+    /// An organization's registration, verified (deleted ones too); an
+    /// unknown slug is refused with the nearest live one, if close.
+    pub(crate) fn organization(&mut self, slug: &str) -> Result<Organization> {
+        self.refuse_key_like(&[slug])?;
+        // A slug that breaks the rules gets the rule's message.
+        if let Err(e) = self.module.register_organization(slug, "-", 0)? {
+            return Err(self.policy(e));
+        }
+        let Some(signed) = self.store.organization(slug)? else {
+            return Err(Error::UnknownOrganization {
+                slug: slug.to_string(),
+                suggestion: self.nearest_organization(slug)?,
+            });
+        };
+        match self.open_signed(ORGANIZATION, slug, &signed)? {
+            SignedBody::Organization(o) => Ok(o),
+            _ => Err(Error::Tampered {
+                kind: ORGANIZATION,
+                id: slug.to_string(),
+            }),
+        }
+    }
+
+    /// A live organization, verified, or why not.
+    pub(crate) fn live_organization(&mut self, slug: &str) -> Result<Organization> {
+        let org = self.organization(slug)?;
+        if org.deleted_at.is_some() {
+            return Err(Error::OrganizationDeleted(slug.to_string()));
+        }
+        Ok(org)
+    }
+
+    /// The live organization whose slug is nearest to `slug` (a typo), if
+    /// any is close: Jaro-Winkler similarity of at least 0.8, as clap
+    /// suggests subcommands.
+    fn nearest_organization(&mut self, slug: &str) -> Result<Option<String>> {
+        let mut best: Option<(f64, String)> = None;
+        for (other, signed) in self.store.organizations()? {
+            let score = strsim::jaro_winkler(slug, &other);
+            if score < 0.8 || best.as_ref().is_some_and(|(b, _)| *b >= score) {
+                continue;
+            }
+            if let Ok(SignedBody::Organization(o)) = self.open_signed(ORGANIZATION, &other, &signed)
+                && o.deleted_at.is_none()
+            {
+                best = Some((score, other));
+            }
+        }
+        Ok(best.map(|(_, s)| s))
+    }
+
+    /// Every live organization, by slug; registrations that fail
+    /// verification are returned apart, never listed as trusted.
+    pub fn list_organizations(&mut self) -> Result<(Vec<OrgView>, Vec<String>)> {
+        let mut live = Vec::new();
+        let mut untrusted = Vec::new();
+        for (slug, signed) in self.store.organizations()? {
+            match self.open_signed(ORGANIZATION, &slug, &signed) {
+                Ok(SignedBody::Organization(o)) => {
+                    if o.deleted_at.is_none() {
+                        live.push(o);
+                    }
+                }
+                Ok(_) | Err(Error::Tampered { .. }) => untrusted.push(slug),
+                Err(e) => return Err(e),
+            }
+        }
+        let mut views = Vec::with_capacity(live.len());
+        for o in live {
+            views.push(OrgView::from_parts(o, None));
+        }
+        Ok((views, untrusted))
+    }
+
+    /// One organization (deleted ones too), with its live projects and
+    /// keys counted and the keys that its key policy now denies.
+    pub fn show_organization(&mut self, slug: &str, at: u64) -> Result<OrgView> {
+        let org = self.organization(slug)?;
+        self.org_view(org, at)
+    }
+
+    fn org_view(&mut self, org: Organization, at: u64) -> Result<OrgView> {
+        if org.deleted_at.is_some() {
+            return Ok(OrgView::from_parts(org, None));
+        }
+        let counts = {
+            let projects = self.list_projects(&org.slug)?.projects.len();
+            let keys = self.list_keys(&org.slug, None, at)?;
+            let mut outside = Vec::new();
+            for k in &keys {
+                if k.inactive_reason.as_deref() == Some("signature-invalid") {
+                    continue;
+                }
+                let record = self.verified(&k.id)?;
+                if self.module.admits(&org, &record)?.is_err() {
+                    outside.push(k.id.clone());
+                }
+            }
+            outside.sort();
+            super::views::OrgCounts {
+                projects: projects as u64,
+                keys: keys.len() as u64,
+                keys_outside_policy: outside,
+            }
+        };
+        Ok(OrgView::from_parts(org, Some(counts)))
+    }
+
+    /// Set an organization's key policy (and, when given, its name). Keys
+    /// that break the new policy are denied from then on (`org show` lists
+    /// them); lifting it lets them in again.
+    pub fn set_key_policy(
+        &mut self,
+        slug: &str,
+        policy: KeyPolicyView,
+        name: Option<&str>,
+        at: u64,
+    ) -> Result<PolicySet> {
+        let expiry = policy.rule();
+        self.refuse_key_like(&[name.unwrap_or("")])?;
+        let org = self.live_organization(slug)?;
+        let next = match self
+            .module
+            .amend_organization(&org, KeyPolicy { expiry }, name)?
+        {
+            Ok(o) => o,
+            Err(e) => return Err(self.policy(e)),
+        };
+        if next.key_policy == org.key_policy && next.name == org.name {
+            return Ok(PolicySet {
+                organization: self.org_view(org, at)?,
+                changed: false,
+            });
+        }
+        let detail = super::views::expiry_rule_text(expiry);
+        self.apply(Change {
+            organizations: vec![next.clone()],
+            audit: vec![event(at, "org.policy", Some(slug), slug, Some(detail))],
+            ..Change::default()
+        })?;
+        Ok(PolicySet {
+            organization: self.org_view(next, at)?,
+            changed: true,
+        })
+    }
+
+    /// Delete an organization. Refused while it has live projects or keys,
+    /// unless `cascade`: then its projects and every key are deleted in the
+    /// same transaction. The slug is never registered again.
+    pub fn delete_organization(
+        &mut self,
+        slug: &str,
+        cascade: bool,
+        at: u64,
+    ) -> Result<OrgDeleted> {
+        let org = self.live_organization(slug)?;
+        let projects = self.list_projects(slug)?;
+        let keys = self.list_keys(slug, None, at)?;
+        if !cascade && (!projects.projects.is_empty() || !keys.is_empty()) {
+            return Err(Error::OrganizationNotEmpty {
+                slug: slug.to_string(),
+                projects: projects.projects.len(),
+                keys: keys.len(),
+            });
+        }
+        let deleted = match self.module.delete_organization(&org, at)? {
+            Ok(o) => o,
+            Err(e) => return Err(self.policy(e)),
+        };
+        let mut change = Change::default();
+        let mut project_ids = Vec::new();
+        for p in &projects.projects {
+            let reg = self.registration(&p.id)?;
+            match self.module.delete_project(&reg, at)? {
+                Ok(r) => change.projects.push(r),
+                Err(e) => return Err(self.policy(e)),
+            }
+            project_ids.push(p.id.clone());
+        }
+        let mut key_ids = Vec::new();
+        for k in &keys {
+            // Untrusted records of this organization go too, without their
+            // last version (deleting can only take away).
+            let record = match self.store.key(&k.id)? {
+                Some(signed) => match self.open_signed(KEY_RECORD, &k.id, &signed) {
+                    Ok(SignedBody::Key(r)) => Some(r),
+                    Ok(_) | Err(Error::Tampered { .. }) => None,
+                    Err(e) => return Err(e),
+                },
+                None => continue,
+            };
+            match self.module.make_tombstone(&k.id, record.as_ref(), at)? {
+                Ok(t) => change.tombstones.push(t),
+                Err(e) => return Err(self.policy(e)),
+            }
+            key_ids.push(k.id.clone());
+        }
+        let count = |n: usize, what: &str| match n {
+            1 => format!("1 {what}"),
+            n => format!("{n} {what}s"),
+        };
+        change.audit.push(event(
+            at,
+            "org.delete",
+            Some(slug),
+            slug,
+            Some(format!(
+                "{} and {} deleted",
+                count(project_ids.len(), "project"),
+                count(key_ids.len(), "key")
+            )),
+        ));
+        for id in &project_ids {
+            change.audit.push(event(
+                at,
+                "project.delete",
+                Some(slug),
+                id,
+                Some(format!("with organization {slug}")),
+            ));
+        }
+        for (id, k) in key_ids.iter().zip(&keys) {
+            let level = match k.level.as_str() {
+                "project" => "project key",
+                _ => "key",
+            };
+            change.audit.push(event(
+                at,
+                "key.delete",
+                Some(slug),
+                id,
+                Some(format!("{} ({level}, with organization {slug})", k.name)),
+            ));
+        }
+        change.organizations.push(deleted.clone());
+        self.apply(change)?;
+        Ok(OrgDeleted {
+            organization: OrgView::from_parts(deleted, None),
+            projects: project_ids,
+            keys: key_ids,
+        })
+    }
+
+    /// Refuse a key record its organization's policy does not admit (at
+    /// creation and rotation: the rule `evaluate` applies at use).
+    pub(crate) fn admit(&mut self, record: &KeyRecord) -> Result<()> {
+        let org = self.live_organization(&record.organization)?;
+        match self.module.admits(&org, record)? {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.policy(e)),
+        }
+    }
+}
