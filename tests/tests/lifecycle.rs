@@ -45,7 +45,10 @@ fn org_key_lifecycle_create_verify_list_disable_enable_delete() {
     assert_eq!(row["name"], "crm-sync");
     assert_eq!(row["level"], "organization");
     assert_eq!(row["scopes"][0], "trigger-workflows");
-    assert_eq!(row["access"], "all-projects");
+    assert_eq!(
+        row["access"],
+        serde_json::json!({"all_projects": true, "projects": []})
+    );
     assert_eq!(row["status"], "active");
     assert_eq!(row["expiry_policy"], "30d");
     assert!(row["expires_at"].as_str().unwrap().ends_with('Z'));
@@ -136,7 +139,8 @@ fn project_level_keys_act_only_on_their_project() {
     let v = kg.json(&["key", "show", &key_id(&key)]);
     assert_eq!(v["level"], "project");
     assert_eq!(v["project"], alpha.as_str());
-    assert_eq!(v["access"][0], alpha.as_str());
+    assert_eq!(v["access"]["projects"][0], alpha.as_str());
+    assert_eq!(v["access"]["all_projects"], false);
     // The org listing includes project-level keys; --project narrows it.
     assert_eq!(
         kg.json(&["key", "list", "--org", "acme"])
@@ -656,4 +660,20 @@ fn key_show_finds_a_key_by_a_name_unique_in_its_organization() {
     // Without --org, an id only.
     let err = kg.fail(&["key", "show", "crm-sync"]);
     assert!(err.contains("unknown key id"), "{err}");
+    // An id as the key starts (with the deployment's prefix) is the id.
+    let prefixed = &crm[..14];
+    assert_eq!(
+        kg.json(&["key", "show", prefixed])["id"],
+        key_id(&crm).as_str()
+    );
+    assert_eq!(
+        kg.json(&["key", "show", prefixed, "--org", "acme"])["id"],
+        key_id(&crm).as_str()
+    );
+    kg.ok(&["key", "disable", prefixed]);
+    assert_eq!(kg.json(&["key", "show", &key_id(&crm)])["status"], "inactive");
+    // Anything more after the prefix is refused, and not repeated.
+    let longer = &crm[..20];
+    let err = kg.fail(&["key", "show", longer]);
+    assert!(err.contains("looks like an API key") && !err.contains(longer), "{err}");
 }

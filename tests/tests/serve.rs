@@ -214,7 +214,10 @@ fn the_key_lifecycle_over_http_holds_for_the_next_request() {
     );
     assert_eq!(status, 201, "{created}");
     let key = created["key"].as_str().unwrap().to_string();
-    assert_eq!(created["access"], json!([p]));
+    assert_eq!(
+        created["access"],
+        json!({"all_projects": false, "projects": [p]})
+    );
     assert_eq!(created["expiry_policy"], "30d");
     assert_eq!(c.decide(&key, &p), "allow");
     assert_eq!(c.decide(&key, &web), "project-not-granted");

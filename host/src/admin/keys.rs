@@ -49,9 +49,18 @@ pub struct Created {
 }
 
 impl Keygate {
-    /// A key id given by a caller: refused without being echoed if it looks
-    /// like a key (the deployment's prefix and `_`, or a whole key).
+    /// A key id given by a caller, with or without the deployment's prefix
+    /// (`kg_8MlaSOg1Skx`, as a key starts: the id is public), else refused
+    /// without being echoed if it looks like a key (the prefix and `_` with
+    /// anything else after it, or a whole key).
     pub fn key_id_arg(&mut self, arg: &str) -> Result<String> {
+        let arg = match arg
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix('_'))
+        {
+            Some(id) if id.len() == 11 && id.bytes().all(|b| b.is_ascii_alphanumeric()) => id,
+            _ => arg,
+        };
         if self.module.looks_like_key(arg, Some(&self.prefix))? {
             return Err(Error::KeyLooking);
         }

@@ -50,14 +50,50 @@ pub struct KeyView {
     pub last_used_at: Option<u64>,
 }
 
-/// Project access as listed.
+/// Project access as listed. In JSON always an object:
+/// `{"all_projects": true, "projects": []}` or `{"all_projects": false,
+/// "projects": ["prj_…"]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(into = "AccessJson", try_from = "AccessJson")]
 pub enum AccessView {
     /// `"all-projects"`.
     All(String),
     /// The selected project ids.
     Selected(Vec<String>),
+}
+
+/// [`AccessView`]'s JSON shape.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessJson {
+    all_projects: bool,
+    projects: Vec<String>,
+}
+
+impl From<AccessView> for AccessJson {
+    fn from(a: AccessView) -> Self {
+        match a {
+            AccessView::All(_) => AccessJson {
+                all_projects: true,
+                projects: Vec::new(),
+            },
+            AccessView::Selected(projects) => AccessJson {
+                all_projects: false,
+                projects,
+            },
+        }
+    }
+}
+
+impl TryFrom<AccessJson> for AccessView {
+    type Error = &'static str;
+    fn try_from(a: AccessJson) -> Result<Self, Self::Error> {
+        match (a.all_projects, a.projects.is_empty()) {
+            (true, true) => Ok(AccessView::All("all-projects".into())),
+            (false, false) => Ok(AccessView::Selected(a.projects)),
+            _ => Err("all_projects and projects disagree"),
+        }
+    }
 }
 
 impl std::fmt::Display for AccessView {

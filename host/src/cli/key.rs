@@ -245,7 +245,15 @@ fn view_json(v: &KeyView) -> serde_json::Value {
 /// unique among its live keys).
 fn by_name(ctx: &Ctx, org: &str, key: &str, now: u64) -> Result<KeyView, CliError> {
     let views = ctx.api(false, |api| api.list_keys(org, None, now))?;
-    if let Some(v) = views.iter().find(|v| v.id == key) {
+    // An id, with or without the deployment's prefix (`kg_…`).
+    let is_id = |v: &&KeyView| {
+        v.id == key
+            || key
+                .strip_suffix(v.id.as_str())
+                .and_then(|p| p.strip_suffix('_'))
+                .is_some_and(|p| !p.is_empty())
+    };
+    if let Some(v) = views.iter().find(is_id) {
         return Ok(v.clone());
     }
     let named: Vec<&KeyView> = views.iter().filter(|v| v.name == key).collect();
