@@ -364,6 +364,60 @@ fn completions_and_the_man_page_come_from_the_parser() {
     assert!(!kg.path().exists() || std::fs::read_dir(kg.path()).unwrap().next().is_none());
 }
 
+/// Every command's `--help`, walked from `keygate --help` down: each one
+/// that runs something shows an example; a mistyped subcommand gets a
+/// suggestion only when it is close.
+#[test]
+fn every_command_has_examples_in_its_help() {
+    let kg = Kg::new();
+    let help = |path: &[String]| {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        kg.ok(&args)
+    };
+    let mut todo = vec![Vec::<String>::new()];
+    let mut leaves = Vec::new();
+    while let Some(path) = todo.pop() {
+        let text = help(&path);
+        let subs: Vec<String> = text
+            .split("\nCommands:\n")
+            .nth(1)
+            .map(|rest| {
+                rest.lines()
+                    .take_while(|l| l.starts_with("  "))
+                    .filter_map(|l| l.split_whitespace().next())
+                    .filter(|c| *c != "help")
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let runs_itself = subs.is_empty() || path == ["audit"];
+        if runs_itself || path.is_empty() {
+            assert!(
+                text.contains("\nExample:\n  ") || text.contains("\nExamples:\n  "),
+                "no example in `keygate {} --help`",
+                path.join(" ")
+            );
+            leaves.push(path.join(" "));
+        }
+        for s in subs {
+            let mut p = path.clone();
+            p.push(s);
+            todo.push(p);
+        }
+    }
+    // Every command was reached (the walk found them, the list is a floor).
+    for c in ["org policy set", "key rotate", "snapshot inspect", "admin-token revoke", "audit verify"] {
+        assert!(leaves.iter().any(|l| l == c), "{c} not reached: {leaves:?}");
+    }
+    assert!(leaves.len() >= 30, "{}", leaves.len());
+    assert_eq!(
+        kg.fail(&["key", "frobnicate"]),
+        "error: unrecognized subcommand 'frobnicate' (see --help)\n"
+    );
+    assert!(kg.fail(&["key", "rotat"]).contains("a similar subcommand exists: 'rotate'"));
+}
+
 #[test]
 fn key_list_fits_the_screen_by_display_width_and_says_what_people_need() {
     use unicode_width::UnicodeWidthStr;
@@ -671,9 +725,15 @@ fn key_show_finds_a_key_by_a_name_unique_in_its_organization() {
         key_id(&crm).as_str()
     );
     kg.ok(&["key", "disable", prefixed]);
-    assert_eq!(kg.json(&["key", "show", &key_id(&crm)])["status"], "inactive");
+    assert_eq!(
+        kg.json(&["key", "show", &key_id(&crm)])["status"],
+        "inactive"
+    );
     // Anything more after the prefix is refused, and not repeated.
     let longer = &crm[..20];
     let err = kg.fail(&["key", "show", longer]);
-    assert!(err.contains("looks like an API key") && !err.contains(longer), "{err}");
+    assert!(
+        err.contains("looks like an API key") && !err.contains(longer),
+        "{err}"
+    );
 }

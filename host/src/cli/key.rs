@@ -16,19 +16,34 @@ use super::{
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
     /// Create a key and print it, once, on stdout.
+    #[command(
+        after_help = "Examples:\n  keygate key create --org acme --name crm-sync --all-projects --expires 30d\n  keygate key create --org acme --name etl --projects prj_A,prj_B --expires never\n  keygate key create --project prj_8MlaSOg1Skx --name billing-ci --expires 7d"
+    )]
     Create(CreateArgs),
     /// List every key of an organization (never the secret).
+    #[command(
+        after_help = "Examples:\n  keygate key list --org acme\n  keygate key list --org acme --status inactive --expiring-within 7d --sort expires\n  keygate key list --org acme --project prj_8MlaSOg1Skx --wide"
+    )]
     List(ListArgs),
     /// Show one key's metadata.
+    #[command(
+        after_help = "Examples:\n  keygate key show 8MlaSOg1Skx\n  keygate key show kg_8MlaSOg1Skx\n  keygate key show crm-sync --org acme"
+    )]
     Show(ShowArgs),
     /// Switch a key off; it stops validating at once.
+    #[command(after_help = "Example:\n  keygate key disable 8MlaSOg1Skx")]
     Disable(IdArg),
     /// Switch a disabled key back on.
+    #[command(after_help = "Example:\n  keygate key enable 8MlaSOg1Skx")]
     Enable(IdArg),
     /// Replace a key by a new one with the same settings; the old key keeps
     /// working for the grace period, then expires.
+    #[command(after_help = "Example:\n  NEW=$(keygate key rotate 8MlaSOg1Skx --grace 24h)")]
     Rotate(RotateArgs),
     /// Delete a key; it stops validating at once.
+    #[command(
+        after_help = "Examples:\n  keygate key delete 8MlaSOg1Skx\n  keygate key delete 8MlaSOg1Skx --yes    # in a script"
+    )]
     Delete(DeleteArgs),
 }
 

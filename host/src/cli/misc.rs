@@ -24,6 +24,9 @@ pub struct InitArgs {
 #[derive(Debug, Subcommand)]
 pub enum IssuerCommand {
     /// Print the issuer key id and ed25519 public key (hex).
+    #[command(
+        after_help = "Examples:\n  keygate issuer show\n  keygate --json issuer show > issuer.json    # what validators pin"
+    )]
     Show,
 }
 
@@ -31,6 +34,7 @@ pub enum IssuerCommand {
 #[derive(Debug, Subcommand)]
 pub enum ModuleCommand {
     /// Write the exact component bytes this keygate runs to PATH, and print their SHA-256.
+    #[command(after_help = "Example:\n  keygate module write keygate.wasm")]
     Write {
         /// Where to write the component (.wasm).
         path: PathBuf,
@@ -62,6 +66,7 @@ pub struct AuditArgs {
 pub enum AuditCommand {
     /// Check the audit log's chain (HMAC links under a key derived from the
     /// issuer secret): finds an edited event, or one removed from the middle.
+    #[command(after_help = "Example:\n  keygate audit verify")]
     Verify,
 }
 

@@ -56,6 +56,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Initialise a new store (done automatically by the first write).
+    #[command(
+        after_help = "Examples:\n  keygate init\n  keygate init --prefix acme\n  keygate --issuer-key /etc/keygate/issuer.key init"
+    )]
     Init(misc::InitArgs),
     /// Create, list, show and delete organizations; set their key policy.
     #[command(subcommand)]
@@ -67,6 +70,9 @@ enum Command {
     #[command(subcommand)]
     Key(key::KeyCommand),
     /// Decide whether a key (from stdin or KEYGATE_KEY) may act on a project.
+    #[command(
+        after_help = "Examples:\n  echo \"$KEY\" | keygate verify --project prj_8MlaSOg1Skx\n  KEYGATE_KEY=\"$KEY\" keygate verify --project prj_8MlaSOg1Skx --at +31d --json"
+    )]
     Verify(verify::VerifyArgs),
     /// Show the issuer's public key.
     #[command(subcommand)]
@@ -75,6 +81,9 @@ enum Command {
     #[command(subcommand)]
     Module(misc::ModuleCommand),
     /// Show the audit log of admin actions.
+    #[command(
+        after_help = "Examples:\n  keygate audit --org acme --action key. --since -7d --limit 50\n  keygate audit verify"
+    )]
     Audit(misc::AuditArgs),
     /// Write signed snapshots for validators elsewhere, and check them.
     #[command(subcommand)]
@@ -82,12 +91,22 @@ enum Command {
     /// Upgrade a store written by an older keygate: show what it would sign
     /// (an unsigned project registry and deletions, organizations that were
     /// only names), and sign them as they stand with --yes.
+    #[command(
+        after_help = "Examples:\n  keygate migrate          # what it would sign\n  keygate migrate --yes    # sign it"
+    )]
     Migrate(misc::MigrateArgs),
     /// Run the HTTP service: verification, the admin API, snapshots.
+    #[command(
+        after_help = "Examples:\n  keygate serve --listen 127.0.0.1:7700\n  KEYGATE_SERVER=http://127.0.0.1:7700 KEYGATE_ADMIN_TOKEN=kgadmin_… keygate key list --org acme"
+    )]
     Serve(serve::ServeArgs),
     /// Print a shell completion script: `keygate completions bash > /etc/bash_completion.d/keygate`.
+    #[command(
+        after_help = "Examples:\n  keygate completions bash > /etc/bash_completion.d/keygate\n  keygate completions zsh > ~/.zfunc/_keygate"
+    )]
     Completions(shell::CompletionsArgs),
     /// Print the man page (roff): `keygate man > keygate.1`.
+    #[command(after_help = "Example:\n  keygate man > /usr/local/share/man/man1/keygate.1")]
     Man,
     /// Make, list and revoke the admin tokens of `keygate serve`.
     #[command(subcommand)]
@@ -316,6 +335,17 @@ pub fn main() -> ExitCode {
                     let _ = e.print();
                     ExitCode::from(2)
                 }
+                K::InvalidSubcommand if weak_suggestion(&e) => {
+                    let typed = match e.get(clap::error::ContextKind::InvalidSubcommand) {
+                        Some(clap::error::ContextValue::String(s)) => s.clone(),
+                        _ => String::new(),
+                    };
+                    eprintln!(
+                        "error: unrecognized subcommand '{}' (see --help)",
+                        safe(&typed)
+                    );
+                    ExitCode::from(2)
+                }
                 _ => {
                     eprintln!("{} (see --help)", safe(&one_line(&e.render().to_string())));
                     ExitCode::from(2)
@@ -394,6 +424,22 @@ fn hint(e: &Error) -> &'static str {
 }
 
 /// A clap error folded into one line: everything before its usage section.
+/// Whether clap's "a similar subcommand exists" tip is a poor match (clap
+/// suggests `rotate` for `frobnicate`): kept only at a Jaro-Winkler
+/// similarity of 0.8 or more, the bar organization slugs use.
+fn weak_suggestion(e: &clap::Error) -> bool {
+    use clap::error::{ContextKind, ContextValue};
+    let typed = match e.get(ContextKind::InvalidSubcommand) {
+        Some(ContextValue::String(s)) => s.as_str(),
+        _ => return false,
+    };
+    match e.get(ContextKind::SuggestedSubcommand) {
+        Some(ContextValue::Strings(s)) => s.iter().all(|s| strsim::jaro_winkler(typed, s) < 0.8),
+        Some(ContextValue::String(s)) => strsim::jaro_winkler(typed, s) < 0.8,
+        _ => false,
+    }
+}
+
 fn one_line(rendered: &str) -> String {
     rendered
         .lines()

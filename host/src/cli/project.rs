@@ -11,10 +11,15 @@ use super::{CmdResult, Ctx, now, out, out_json, table, time};
 #[derive(Debug, Subcommand)]
 pub enum ProjectCommand {
     /// Register a project in an organization; prints its id.
+    #[command(after_help = "Example:\n  P=$(keygate project create --org acme billing)")]
     Create(CreateArgs),
     /// List the projects of an organization.
+    #[command(after_help = "Example:\n  keygate project list --org acme")]
     List(ListArgs),
     /// Delete a project and its project-level keys (listed).
+    #[command(
+        after_help = "Examples:\n  keygate project delete prj_8MlaSOg1Skx\n  keygate project delete prj_8MlaSOg1Skx --yes    # in a script"
+    )]
     Delete(DeleteArgs),
 }
 

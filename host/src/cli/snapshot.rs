@@ -20,8 +20,14 @@ pub enum SnapshotCommand {
     /// Write a signed snapshot of the store (every key record, project
     /// registration and tombstone, with the store's sequence) to FILE, or
     /// with --since SEQ a delta of what changed after SEQ.
+    #[command(
+        after_help = "Examples:\n  keygate snapshot write /srv/keygate/snapshot.kgs\n  keygate snapshot write delta.kgs --since 41"
+    )]
     Write(WriteArgs),
     /// Check a snapshot file's signature and print its header.
+    #[command(
+        after_help = "Examples:\n  keygate snapshot inspect snapshot.kgs\n  keygate snapshot inspect snapshot.kgs --trust 3b6a27bc…    # no store needed"
+    )]
     Inspect(InspectArgs),
 }
 

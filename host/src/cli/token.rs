@@ -12,10 +12,15 @@ use super::{CliError, CmdResult, Ctx, now, out, out_json, safe, time, usage};
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Make an admin token and print it once on stdout.
+    #[command(
+        after_help = "Examples:\n  TOKEN=$(keygate admin-token create --name ops)\n  keygate admin-token create --name acme-ci --org acme --read-only"
+    )]
     Create(CreateArgs),
     /// List admin tokens (never the tokens themselves).
+    #[command(after_help = "Example:\n  keygate admin-token list")]
     List,
     /// Revoke an admin token for good.
+    #[command(after_help = "Example:\n  keygate admin-token revoke 8MlaSOg1Skx")]
     Revoke(RevokeArgs),
 }
 
