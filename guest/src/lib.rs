@@ -579,6 +579,7 @@ fn record_error_out(e: p::RecordError) -> t::RecordError {
         E::ExpiryRequired => t::RecordError::ExpiryRequired,
         E::ExpiryExceedsPolicy(d) => t::RecordError::ExpiryExceedsPolicy(d),
         E::OrganizationDeleted => t::RecordError::OrganizationDeleted,
+        E::MaxExpiryOutOfRange(d) => t::RecordError::MaxExpiryOutOfRange(d),
     }
 }
 
@@ -606,6 +607,7 @@ fn record_error_in(e: t::RecordError) -> p::RecordError {
         t::RecordError::ExpiryRequired => E::ExpiryRequired,
         t::RecordError::ExpiryExceedsPolicy(d) => E::ExpiryExceedsPolicy(d),
         t::RecordError::OrganizationDeleted => E::OrganizationDeleted,
+        t::RecordError::MaxExpiryOutOfRange(d) => E::MaxExpiryOutOfRange(d),
     }
 }
 

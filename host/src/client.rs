@@ -468,11 +468,20 @@ impl AdminApi for Client {
         Ok((self.view_of(v, id)?, changed))
     }
 
-    fn rotate_key(&mut self, id: &str, grace_seconds: u64, _at: u64) -> Result<(Created, KeyView)> {
-        let mut v = self.admin(
-            Method::Post(json!({"grace_seconds": grace_seconds})),
-            &format!("/v1/keys/{}/rotate", enc(id)),
-        )?;
+    fn rotate_key(
+        &mut self,
+        id: &str,
+        grace_seconds: u64,
+        expiry: Option<ExpiryPolicy>,
+        _at: u64,
+    ) -> Result<(Created, KeyView)> {
+        let mut body = json!({"grace_seconds": grace_seconds});
+        match expiry {
+            None => {}
+            Some(ExpiryPolicy::Never) => body["expiry_days"] = Value::Null,
+            Some(ExpiryPolicy::Days(d)) => body["expiry_days"] = json!(d),
+        }
+        let mut v = self.admin(Method::Post(body), &format!("/v1/keys/{}/rotate", enc(id)))?;
         let old = v
             .as_object_mut()
             .and_then(|o| o.remove("rotated"))

@@ -72,6 +72,17 @@ pub enum Error {
     /// The organization was deleted.
     #[error("organization `{0}` was deleted; its slug is not used again")]
     OrganizationDeleted(String),
+    /// A slug without an organization record that the store's facts name:
+    /// its record was removed, and it is not registered again.
+    #[error(
+        "organization `{slug}` has no record, but the store names it ({trace}): its record was removed from the data directory; restore the store from a backup (a slug is never registered twice)"
+    )]
+    OrganizationRecordMissing {
+        /// The slug.
+        slug: String,
+        /// What names it.
+        trace: String,
+    },
     /// The organization already exists.
     #[error("organization `{0}` already exists")]
     OrganizationExists(String),
@@ -204,6 +215,7 @@ impl Error {
             Error::UnknownOrganization { .. } => "unknown-organization",
             Error::OrganizationDeleted(_) => "organization-deleted",
             Error::OrganizationExists(_) => "organization-exists",
+            Error::OrganizationRecordMissing { .. } => "organization-record-missing",
             Error::OrganizationNotEmpty { .. } => "organization-not-empty",
             Error::UnknownAdminToken(_) => "unknown-admin-token",
             Error::BadPrefix(_) => "bad-prefix",

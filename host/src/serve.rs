@@ -401,9 +401,9 @@ impl From<Error> for ApiError {
             Error::KeyDeleted(_) | Error::ProjectDeleted(_) | Error::OrganizationDeleted(_) => {
                 (StatusCode::GONE, "deleted")
             }
-            Error::OrganizationExists(_) | Error::OrganizationNotEmpty { .. } => {
-                (StatusCode::CONFLICT, "conflict")
-            }
+            Error::OrganizationExists(_)
+            | Error::OrganizationNotEmpty { .. }
+            | Error::OrganizationRecordMissing { .. } => (StatusCode::CONFLICT, "conflict"),
             Error::ProjectInOtherOrganization { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "wrong-organization")
             }
@@ -1103,6 +1103,18 @@ async fn enable_key(
 #[serde(deny_unknown_fields)]
 struct Rotate {
     grace_seconds: Option<u64>,
+    /// Absent: the old key's expiry policy; `null`: never; a number: days.
+    #[serde(default, deserialize_with = "present")]
+    expiry_days: Option<Option<u16>>,
+}
+
+/// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 async fn rotate_key(
@@ -1119,7 +1131,10 @@ async fn rotate_key(
     admin_op(app, &headers, Need::Write, move |kg, token, at| {
         let v = kg.show_key(&id, at)?;
         reach(token, &v.organization)?;
-        let (created, old) = kg.rotate_key(&id, req.grace_seconds.unwrap_or(86_400), at)?;
+        let expiry = req
+            .expiry_days
+            .map(|d| d.map_or(ExpiryPolicy::Never, ExpiryPolicy::Days));
+        let (created, old) = kg.rotate_key(&id, req.grace_seconds.unwrap_or(86_400), expiry, at)?;
         let mut j = created.view.to_json();
         j["key"] = json!(created.issued.expose_key());
         j["rotated"] = old.to_json();

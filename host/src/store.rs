@@ -329,6 +329,17 @@ impl Store {
         self.all_signed(&self.organizations, schema::is_org_slug, "organization")
     }
 
+    /// Whether the `changes` tree records any fact of this kind.
+    pub fn any_change_of(&self, kind: u8) -> Result<bool> {
+        Ok(self
+            .changes
+            .scan_prefix([kind])
+            .next()
+            .transpose()
+            .map_err(|e| self.err(e))?
+            .is_some())
+    }
+
     /// The sequence of a fact's last change, if recorded (facts written
     /// before changes were recorded have none).
     pub fn changed_at(&self, kind: u8, id: &str) -> Result<Option<u64>> {

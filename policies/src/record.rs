@@ -230,6 +230,9 @@ pub enum RecordError {
     /// The organization was deleted; it cannot change or get keys any more.
     #[error("the organization was deleted")]
     OrganizationDeleted,
+    /// A key policy's maximum outside 7 to 90 days (carried).
+    #[error("a key policy's maximum expiry of {0} days is outside 7 to 90 days")]
+    MaxExpiryOutOfRange(u16),
 }
 
 impl RecordError {
@@ -257,6 +260,7 @@ impl RecordError {
             RecordError::ExpiryRequired => "expiry-required",
             RecordError::ExpiryExceedsPolicy(_) => "expiry-exceeds-policy",
             RecordError::OrganizationDeleted => "organization-deleted",
+            RecordError::MaxExpiryOutOfRange(_) => "max-expiry-out-of-range",
         }
     }
 }

@@ -87,7 +87,7 @@ impl KeyPolicy {
     pub fn check(&self) -> Result<(), RecordError> {
         match self.expiry {
             ExpiryRule::AtMost(d) if !(MIN_EXPIRY_DAYS..=MAX_EXPIRY_DAYS).contains(&d) => {
-                Err(RecordError::ExpiryOutOfRange(d))
+                Err(RecordError::MaxExpiryOutOfRange(d))
             }
             _ => Ok(()),
         }

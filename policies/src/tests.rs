@@ -1990,6 +1990,7 @@ fn every_reason_and_error_has_a_code_and_a_message() {
         RecordError::ExpiryRequired,
         RecordError::ExpiryExceedsPolicy(30),
         RecordError::OrganizationDeleted,
+        RecordError::MaxExpiryOutOfRange(6),
     ];
     for e in &errors {
         assert!(e.code().chars().all(|c| c.is_ascii_lowercase() || c == '-'));
@@ -2329,7 +2330,7 @@ fn organizations_are_checked_encoded_and_amended() {
                 },
                 None
             ),
-            Err(RecordError::ExpiryOutOfRange(bad))
+            Err(RecordError::MaxExpiryOutOfRange(bad))
         );
     }
     // Every form round-trips, and only its canonical bytes decode.
@@ -2371,7 +2372,7 @@ fn organizations_are_checked_encoded_and_amended() {
     five[at + 2] = 5;
     assert_eq!(
         Organization::decode(&five),
-        Err(RecordError::ExpiryOutOfRange(5))
+        Err(RecordError::MaxExpiryOutOfRange(5))
     );
     // A deleted organization changes no more.
     assert_eq!(gone.delete(T0 + 6), Err(RecordError::OrganizationDeleted));

@@ -482,7 +482,9 @@ fn arguments_that_look_like_keys_are_refused_and_never_echoed() {
     let id = key_id(&f.key);
     let secret = &f.key[f.key.len() - 49..f.key.len() - 6];
     let cut = &f.key[..f.key.len() - 3];
-    let with_prefix = format!("kg_{id}");
+    // The id with the deployment's prefix is the id (public); one
+    // character more is not an id any more.
+    let with_prefix = format!("kg_{id}{}", &f.key[14..15]);
     let name_arg = format!("--name={}", f.key);
     // The key's body without its prefix, or with the separator changed.
     let body = &f.key[3..];

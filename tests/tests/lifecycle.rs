@@ -407,7 +407,13 @@ fn every_command_has_examples_in_its_help() {
         }
     }
     // Every command was reached (the walk found them, the list is a floor).
-    for c in ["org policy set", "key rotate", "snapshot inspect", "admin-token revoke", "audit verify"] {
+    for c in [
+        "org policy set",
+        "key rotate",
+        "snapshot inspect",
+        "admin-token revoke",
+        "audit verify",
+    ] {
         assert!(leaves.iter().any(|l| l == c), "{c} not reached: {leaves:?}");
     }
     assert!(leaves.len() >= 30, "{}", leaves.len());
@@ -415,7 +421,10 @@ fn every_command_has_examples_in_its_help() {
         kg.fail(&["key", "frobnicate"]),
         "error: unrecognized subcommand 'frobnicate' (see --help)\n"
     );
-    assert!(kg.fail(&["key", "rotat"]).contains("a similar subcommand exists: 'rotate'"));
+    assert!(
+        kg.fail(&["key", "rotat"])
+            .contains("a similar subcommand exists: 'rotate'")
+    );
 }
 
 #[test]

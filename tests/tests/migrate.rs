@@ -7,11 +7,40 @@ use serde_json::json;
 
 use crate::support::{Kg, key_id, open_sled};
 
-/// Rewrite a current store the way schema 2 laid it out: no organization
-/// records, schema 2, no lock file.
-fn downgrade_to_schema_2(kg: &Kg) {
-    let db = open_sled(&kg.path().join("db"));
+/// Remove every trace of organizations a schema-3 keygate leaves: their
+/// records, their recorded changes, their audit events, and the audit
+/// chain (as a store written before the chain existed has none).
+fn erase_organization_traces(db: &sled::Db) {
     db.drop_tree(tree::ORGANIZATIONS).unwrap();
+    let changes = db.open_tree(tree::CHANGES).unwrap();
+    for item in changes.scan_prefix([schema::change::ORGANIZATION]) {
+        changes.remove(item.unwrap().0).unwrap();
+    }
+    let audit = db.open_tree(tree::AUDIT).unwrap();
+    for item in audit.iter() {
+        let (k, v) = item.unwrap();
+        let mut e: serde_json::Value = serde_json::from_slice(&v[1..]).unwrap();
+        if e["action"].as_str().unwrap().starts_with("org.") {
+            audit.remove(k).unwrap();
+            continue;
+        }
+        e["chain"] = serde_json::Value::Null;
+        audit
+            .insert(k, [b"\x01".as_slice(), e.to_string().as_bytes()].concat())
+            .unwrap();
+    }
+}
+
+/// Rewrite a current store the way schema 2 laid it out: no organization
+/// records, schema 2, no lock file. With `faithful`, every other trace of
+/// organizations goes too, as in a store a schema-2 keygate wrote.
+fn downgrade_to_schema_2(kg: &Kg, faithful: bool) {
+    let db = open_sled(&kg.path().join("db"));
+    if faithful {
+        erase_organization_traces(&db);
+    } else {
+        db.drop_tree(tree::ORGANIZATIONS).unwrap();
+    }
     let meta = db.open_tree(tree::META).unwrap();
     meta.insert(schema::meta::SCHEMA, &2u32.to_be_bytes())
         .unwrap();
@@ -25,7 +54,7 @@ fn downgrade_to_schema_2(kg: &Kg) {
 /// `1` + JSON, no organization records, schema 1, no lock file.
 fn downgrade_to_schema_1(kg: &Kg) {
     let db = open_sled(&kg.path().join("db"));
-    db.drop_tree(tree::ORGANIZATIONS).unwrap();
+    erase_organization_traces(&db);
     let projects = db.open_tree(tree::PROJECTS).unwrap();
     for item in projects.iter() {
         let (k, v) = item.unwrap();
@@ -163,7 +192,7 @@ fn a_schema_2_store_gets_its_organizations_registered_as_they_were_named() {
         ["allow", "wrong organization", "allow", "wrong organization"]
     );
 
-    downgrade_to_schema_2(&kg);
+    downgrade_to_schema_2(&kg, true);
     let err = kg.fail(&["key", "list", "--org", "acme"]);
     assert!(
         err.contains("has schema version 2 (an older keygate); it must be migrated to version 3"),
@@ -206,4 +235,55 @@ fn a_schema_2_store_gets_its_organizations_registered_as_they_were_named() {
         )
     );
     assert!(kg.ok(&["migrate"]).contains("already at schema 3"));
+}
+
+/// The attack a schema number invites: lower it on a current store and
+/// remove an organization's record, so that migration registers it again
+/// without its key policy. Every trace a current store keeps refuses it.
+#[test]
+fn a_current_store_made_to_look_older_is_not_migrated() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "P");
+    let never = kg.key(&["--org", "acme", "--name", "forever", "--all-projects"]);
+    kg.ok(&["org", "policy", "set", "acme", "--require-expiry"]);
+    let denied = "key lifetime exceeds the organization's key policy";
+    assert_eq!(kg.decide(&never, &p, &[]), denied);
+    downgrade_to_schema_2(&kg, false);
+    let err = kg.fail(&["migrate", "--yes"]);
+    assert!(
+        err.contains("it says schema 2, but it records changes of organizations, which only a keygate of schema 3 writes"),
+        "{err}"
+    );
+    // Its recorded changes removed too: the audit log still names them.
+    {
+        let db = open_sled(&kg.path().join("db"));
+        let changes = db.open_tree(tree::CHANGES).unwrap();
+        for item in changes.scan_prefix([schema::change::ORGANIZATION]) {
+            changes.remove(item.unwrap().0).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let err = kg.fail(&["migrate", "--yes"]);
+    assert!(err.contains("its audit log records organizations"), "{err}");
+    // The organization's events removed as well: the chain breaks there.
+    {
+        let db = open_sled(&kg.path().join("db"));
+        let audit = db.open_tree(tree::AUDIT).unwrap();
+        for item in audit.iter() {
+            let (k, v) = item.unwrap();
+            let e: serde_json::Value = serde_json::from_slice(&v[1..]).unwrap();
+            if e["action"].as_str().unwrap().starts_with("org.") {
+                audit.remove(k).unwrap();
+            }
+        }
+        db.flush().unwrap();
+    }
+    let err = kg.fail(&["migrate", "--yes"]);
+    assert!(
+        err.contains("its audit log does not verify at event"),
+        "{err}"
+    );
+    // Nothing was signed: the key is still not allowed.
+    assert_eq!(kg.run(&["migrate"]).status.code(), Some(2));
+    assert!(kg.run(&["key", "list", "--org", "acme"]).status.code() == Some(2));
 }

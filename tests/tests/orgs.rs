@@ -180,6 +180,31 @@ fn the_key_policy_holds_at_creation_at_rotation_and_at_use() {
         kg.json(&["org", "show", "acme"])["keys_outside_policy"],
         json!(outside)
     );
+    // Listings say so too, as verify does.
+    let shown = kg.json(&["key", "show", &key_id(&never)]);
+    assert_eq!(
+        (shown["status"].clone(), shown["inactive_reason"].clone()),
+        (json!("inactive"), json!("lifetime-exceeds-policy"))
+    );
+    let active: Vec<String> = kg
+        .json(&["key", "list", "--org", "acme", "--status", "active"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(active, [key_id(&d7)]);
+    let table = kg.ok(&["key", "list", "--org", "acme"]);
+    assert_eq!(table.matches("outside policy").count(), 2, "{table}");
+    kg.ok(&["key", "disable", &key_id(&never)]);
+    let o = kg.run(&["key", "enable", &key_id(&never)]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "note: key {} breaks its organization's key policy (lifetime-exceeds-policy): it does not validate whatever its switch says; rotate it with a shorter --expires\n",
+            key_id(&never)
+        )
+    );
 
     // Creation refuses what breaks it, with the component's message.
     let before = kg.store_dump();
@@ -248,7 +273,7 @@ fn the_key_policy_holds_at_creation_at_rotation_and_at_use() {
     // Policy bounds, a missing rule, and setting the same policy again.
     assert_eq!(
         kg.fail(&["org", "policy", "set", "acme", "--max-expiry", "91d"]),
-        "error: expiry of 91 days is outside the policy (7 to 90 days, or never)\n"
+        "error: a key policy's maximum expiry of 91 days is outside 7 to 90 days\n"
     );
     assert_eq!(
         kg.fail(&["org", "policy", "set", "acme", "--max-expiry", "30x"]),
@@ -278,6 +303,18 @@ fn the_key_policy_holds_at_creation_at_rotation_and_at_use() {
     ]);
     assert_eq!(kg.decide(&never, &p, &[]), "allow");
     assert_eq!(kg.json(&["org", "show", "acme"])["name"], "Acme");
+    // Rotating with a shorter expiry brings a key back within the policy.
+    kg.ok(&["org", "policy", "set", "acme", "--max-expiry", "14d"]);
+    assert_eq!(
+        kg.decide(&d30, &p, &[]),
+        "key lifetime exceeds the organization's key policy"
+    );
+    let back = kg.ok(&["key", "rotate", &key_id(&d30), "--expires", "14d"]);
+    assert_eq!(kg.decide(back.trim(), &p, &[]), "allow");
+    assert_eq!(
+        kg.json(&["key", "show", &key_id(back.trim())])["expiry_policy"],
+        "14d"
+    );
     let actions: Vec<String> = kg
         .json(&["audit", "--org", "acme", "--action", "org.policy"])
         .as_array()
@@ -290,7 +327,8 @@ fn the_key_policy_holds_at_creation_at_rotation_and_at_use() {
         [
             "expiry at most 14 days",
             "expiry required",
-            "expiry optional"
+            "expiry optional",
+            "expiry at most 14 days"
         ]
     );
 }
@@ -303,6 +341,21 @@ fn deleting_an_organization_names_what_goes_and_ends_it_for_good() {
     let k = kg.key(&["--org", "acme", "--name", "crm", "--all-projects"]);
     let pk = kg.key(&["--project", &q, "--name", "web-only"]);
     kg.org("empty");
+    // A registration that does not verify may be acme's: no cascade
+    // deletes around it.
+    let good = tree_get(&kg, tree::PROJECTS, &q).unwrap();
+    let mut bad = good.clone();
+    let last = bad.len() - 20;
+    bad[last] ^= 1;
+    tree_set(&kg, tree::PROJECTS, &q, Some(&bad));
+    let err = kg.fail(&["org", "delete", "acme", "--cascade", "--yes"]);
+    assert!(
+        err.contains(&format!(
+            "the stored project registration `{q}` failed signature verification"
+        )),
+        "{err}"
+    );
+    tree_set(&kg, tree::PROJECTS, &q, Some(&good));
     let before = kg.store_dump();
     assert_eq!(
         kg.fail(&["org", "delete", "acme", "--yes"]),
@@ -418,6 +471,15 @@ fn a_writer_of_the_data_directory_cannot_loosen_or_remove_an_organization() {
     // Back as it was: denied by the policy again.
     tree_set(&kg, tree::ORGANIZATIONS, "acme", Some(&strict));
     assert_eq!(kg.decide(&never, &p, &[]), denied);
+    // Removed, then registered again to shed its policy: refused, since
+    // the store still names it.
+    tree_set(&kg, tree::ORGANIZATIONS, "acme", None);
+    assert_eq!(
+        kg.fail(&["org", "create", "acme"]),
+        "error: organization `acme` has no record, but the store names it (a recorded change): its record was removed from the data directory; restore the store from a backup (a slug is never registered twice)\n"
+    );
+    assert_eq!(kg.decide(&never, &p, &[]), "unknown organization");
+    tree_set(&kg, tree::ORGANIZATIONS, "acme", Some(&strict));
     // The one thing a store alone cannot see: its own older, genuinely
     // signed record put back (a rollback of one fact). Validators fed by
     // sequenced snapshots refuse that; the README says so.

@@ -1649,3 +1649,47 @@ fn last_use_is_recorded_by_verify_and_by_the_service() {
     assert_eq!(code, 0);
     assert!(last(&idle).as_str().unwrap().ends_with('Z'));
 }
+
+#[test]
+fn an_organization_token_ends_with_its_organization_and_a_rotation_can_change_expiry() {
+    let kg = Kg::new();
+    let p = kg.project("globex", "crm");
+    let key = kg.key(&["--org", "globex", "--name", "k", "--all-projects"]);
+    let ops = token(&kg, &["--name", "ops"]);
+    let globex = token(&kg, &["--name", "globex-ci", "--org", "globex"]);
+    let s = Server::start(&kg, &[]);
+    let c = Client::new(&s);
+    assert_eq!(c.get("/v1/orgs/globex", &globex).0, 200);
+    // Over HTTP: a rotation with another expiry (null: never; absent: the
+    // old key's).
+    let (status, rotated) = c.post(
+        &format!("/v1/keys/{}/rotate", id_of(&key)),
+        &ops,
+        json!({"grace_seconds": 0, "expiry_days": 7}),
+    );
+    assert_eq!(
+        (status, &rotated["expiry_policy"]),
+        (201, &json!("7d")),
+        "{rotated}"
+    );
+    let (status, again) = c.post(
+        &format!("/v1/keys/{}/rotate", rotated["id"].as_str().unwrap()),
+        &ops,
+        json!({"expiry_days": null}),
+    );
+    assert_eq!((status, &again["expiry_policy"]), (201, &json!("never")));
+    assert_eq!(c.decide(again["key"].as_str().unwrap(), &p), "allow");
+    let (status, v) = c.delete("/v1/orgs/globex?cascade=true", &ops);
+    assert_eq!(
+        (status, v["deleted_keys"].as_array().unwrap().len()),
+        (200, 3)
+    );
+    // The organization's token is no token any more.
+    let (status, v) = c.get("/v1/orgs/globex", &globex);
+    assert_eq!(
+        (status, &v["error"]["code"]),
+        (401, &json!("unauthenticated"))
+    );
+    assert_eq!(c.get("/v1/keys", &globex).0, 401);
+    assert_eq!(c.get("/v1/orgs/globex", &ops).0, 200);
+}

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::error::Result;
-use crate::runtime::bindings::{IssuerKey, KeyStatus};
+use crate::runtime::bindings::{ExpiryPolicy, IssuerKey, KeyStatus};
 use crate::schema::AuditEvent;
 
 use super::{
@@ -54,8 +54,15 @@ pub trait AdminApi {
     fn show_key(&mut self, id: &str, at: u64) -> Result<KeyView>;
     /// Disable or enable a key; whether it changed.
     fn set_status(&mut self, id: &str, status: KeyStatus, at: u64) -> Result<(KeyView, bool)>;
-    /// Rotate a key: the new key (shown once) and the old key's view.
-    fn rotate_key(&mut self, id: &str, grace_seconds: u64, at: u64) -> Result<(Created, KeyView)>;
+    /// Rotate a key (with another expiry policy, or the old one's): the new
+    /// key (shown once) and the old key's view.
+    fn rotate_key(
+        &mut self,
+        id: &str,
+        grace_seconds: u64,
+        expiry: Option<ExpiryPolicy>,
+        at: u64,
+    ) -> Result<(Created, KeyView)>;
     /// Delete a key; its organization when its record could be read.
     fn delete_key(&mut self, id: &str, at: u64) -> Result<Option<String>>;
     /// The audit log (of one organization).
@@ -126,8 +133,14 @@ impl AdminApi for Keygate {
     fn set_status(&mut self, id: &str, status: KeyStatus, at: u64) -> Result<(KeyView, bool)> {
         Keygate::set_status(self, id, status, at)
     }
-    fn rotate_key(&mut self, id: &str, grace_seconds: u64, at: u64) -> Result<(Created, KeyView)> {
-        Keygate::rotate_key(self, id, grace_seconds, at)
+    fn rotate_key(
+        &mut self,
+        id: &str,
+        grace_seconds: u64,
+        expiry: Option<ExpiryPolicy>,
+        at: u64,
+    ) -> Result<(Created, KeyView)> {
+        Keygate::rotate_key(self, id, grace_seconds, expiry, at)
     }
     fn delete_key(&mut self, id: &str, at: u64) -> Result<Option<String>> {
         Keygate::delete_key(self, id, at)

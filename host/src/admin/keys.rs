@@ -189,7 +189,7 @@ impl Keygate {
         project: Option<&str>,
         at: u64,
     ) -> Result<Vec<KeyView>> {
-        self.live_organization(organization)?;
+        let org = Ok(self.live_organization(organization)?);
         if let Some(pid) = project {
             self.project_of(pid, organization)?;
         }
@@ -213,7 +213,7 @@ impl Keygate {
                     if let Ok(SignedBody::Key(r)) = self.module.decode(&signed.canonical)?
                         && r.organization == organization
                     {
-                        let mut v = self.view(&r, at)?;
+                        let mut v = self.view_in(&r, &org, at)?;
                         v.id = id;
                         v.status = "inactive".into();
                         v.inactive_reason = Some("signature-invalid".into());
@@ -231,7 +231,7 @@ impl Keygate {
             {
                 continue;
             }
-            out.push(self.view(&record, at)?);
+            out.push(self.view_in(&record, &org, at)?);
         }
         out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(out)
@@ -277,6 +277,7 @@ impl Keygate {
         &mut self,
         id: &str,
         grace_seconds: u64,
+        expiry: Option<ExpiryPolicy>,
         at: u64,
     ) -> Result<(Created, KeyView)> {
         let old = self.verified(id)?;
@@ -292,7 +293,7 @@ impl Keygate {
             level: old.level.clone(),
             scopes: old.scopes.clone(),
             access: old.access.clone(),
-            expiry: old.expiry,
+            expiry: expiry.unwrap_or(old.expiry),
             now: at,
             key_hash: issued.key_hash.clone(),
             rotated_from: Some(old.id.clone()),

@@ -93,6 +93,7 @@ impl Keygate {
     }
 
     fn migrate_from(&mut self, from: u32, at: u64, apply: bool) -> Result<Migrated> {
+        self.refuse_newer_traces(from)?;
         let mut change = Change::default();
         if from == 1 {
             self.sign_v1_registry(&mut change)?;
@@ -176,6 +177,43 @@ impl Keygate {
         change.schema = Some(SCHEMA_VERSION);
         self.apply(change)?;
         Ok(migrated)
+    }
+
+    /// Refuse a store that a keygate of the current schema wrote, made to
+    /// look older (its schema number lowered and its organization records
+    /// removed, to have them registered again without their key policy):
+    /// an older store never held an organization record, a change of one,
+    /// or an `org.` audit event, and its audit chain verifies (an event
+    /// removed from the middle breaks it).
+    fn refuse_newer_traces(&mut self, from: u32) -> Result<()> {
+        let path = self.dir().to_path_buf();
+        let refuse = |what: &str| Error::Corrupt {
+            path: path.clone(),
+            why: format!(
+                "it says schema {from}, but {what}, which only a keygate of schema {SCHEMA_VERSION} writes: it was not written by an older keygate, and migrating it would register organizations without their key policy; restore the store from a backup"
+            ),
+        };
+        if !self.store.organizations()?.is_empty() {
+            return Err(refuse("it holds organization records"));
+        }
+        if self.store.any_change_of(schema::change::ORGANIZATION)? {
+            return Err(refuse("it records changes of organizations"));
+        }
+        match self.verify_audit() {
+            Ok(_) => {}
+            Err(Error::AuditBroken(seq)) => {
+                return Err(refuse(&format!(
+                    "its audit log does not verify at event {seq}"
+                )));
+            }
+            Err(e) => return Err(e),
+        }
+        if self.store.audit()?.iter().any(|e| {
+            e.action.starts_with("org.") || e.subject == format!("schema {SCHEMA_VERSION}")
+        }) {
+            return Err(refuse("its audit log records organizations"));
+        }
+        Ok(())
     }
 
     /// Schema 1's unsigned registry and deletions, as facts to sign.

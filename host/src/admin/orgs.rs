@@ -53,6 +53,12 @@ impl Keygate {
                 _ => Error::OrganizationExists(slug.to_string()),
             });
         }
+        if let Some(trace) = self.trace_of(slug)? {
+            return Err(Error::OrganizationRecordMissing {
+                slug: slug.to_string(),
+                trace,
+            });
+        }
         self.apply(Change {
             organizations: vec![org.clone()],
             audit: vec![event(
@@ -65,6 +71,45 @@ impl Keygate {
             ..Change::default()
         })?;
         self.org_view(org, at)
+    }
+
+    /// What in the store names `slug` although it has no organization
+    /// record: then its record was removed from the data directory, and
+    /// registering the slug again would bring back its keys without its key
+    /// policy (or a deleted organization). Any trace counts, verified or
+    /// not: a project registration, a key record or tombstone, a recorded
+    /// change, an audit event.
+    fn trace_of(&mut self, slug: &str) -> Result<Option<String>> {
+        use crate::schema::change;
+        if self.store.changed_at(change::ORGANIZATION, slug)?.is_some() {
+            return Ok(Some("a recorded change".into()));
+        }
+        let all = self
+            .store
+            .projects()?
+            .into_iter()
+            .chain(self.store.keys()?)
+            .chain(self.store.tombstones()?);
+        for (id, signed) in all {
+            let named = match self.module.decode(&signed.canonical)? {
+                Ok(SignedBody::Project(p)) => p.organization == slug,
+                Ok(SignedBody::Key(r)) => r.organization == slug,
+                Ok(SignedBody::Tombstone(t)) => t.organization.as_deref() == Some(slug),
+                _ => false,
+            };
+            if named {
+                return Ok(Some(format!("`{id}`")));
+            }
+        }
+        if let Some(e) = self
+            .store
+            .audit()?
+            .into_iter()
+            .find(|e| e.organization.as_deref() == Some(slug))
+        {
+            return Ok(Some(format!("audit event {}", e.sequence)));
+        }
+        Ok(None)
     }
 
     /// An organization's registration, verified (deleted ones too); an
@@ -224,6 +269,25 @@ impl Keygate {
     ) -> Result<OrgDeleted> {
         let org = self.live_organization(slug)?;
         let projects = self.list_projects(slug)?;
+        // A registration that does not verify may be one of this
+        // organization's projects: deleting around it would leave it live
+        // once restored. The operator decides first.
+        for id in &projects.untrusted {
+            let signed = self.store.project(id)?;
+            let claims = match signed
+                .map(|s| self.module.decode(&s.canonical))
+                .transpose()?
+            {
+                Some(Ok(SignedBody::Project(p))) => p.organization == slug,
+                _ => true,
+            };
+            if claims {
+                return Err(Error::Tampered {
+                    kind: super::PROJECT_REGISTRATION,
+                    id: id.clone(),
+                });
+            }
+        }
         let keys = self.list_keys(slug, None, at)?;
         if !cascade && (!projects.projects.is_empty() || !keys.is_empty()) {
             return Err(Error::OrganizationNotEmpty {

@@ -253,6 +253,18 @@ impl Keygate {
         if !matches || stored.token.revoked_at.is_some() {
             return Ok(None);
         }
+        // An organization's token ends with its organization.
+        if let Some(org) = &stored.token.organization {
+            match self.live_organization(org) {
+                Ok(_) => {}
+                Err(
+                    Error::UnknownOrganization { .. }
+                    | Error::OrganizationDeleted(_)
+                    | Error::Tampered { .. },
+                ) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
         Ok(Some(stored.token))
     }
 }

@@ -30,7 +30,10 @@ pub struct KeyView {
     pub access: AccessView,
     /// `active` or `inactive`.
     pub status: String,
-    /// Why inactive: `disabled`, `not-yet-valid`, `expired`, or `signature-invalid`.
+    /// Why inactive: `disabled`, `not-yet-valid`, `expired`,
+    /// `lifetime-exceeds-policy`, `signature-invalid`, or the organization's
+    /// state (`unknown-organization`, `organization-deleted`,
+    /// `organization-registration-invalid`).
     pub inactive_reason: Option<String>,
     /// `never` or `<N>d`.
     pub expiry_policy: String,
@@ -270,8 +273,40 @@ pub struct ProjectList {
 impl Keygate {
     /// A key's listing view at `at`; statuses come from the component.
     pub(crate) fn view(&mut self, r: &KeyRecord, at: u64) -> Result<KeyView> {
+        let org = self.org_state(&r.organization)?;
+        self.view_in(r, &org, at)
+    }
+
+    /// The organization a key is judged by in listings: its verified, live
+    /// record, or the deny reason a decision would give for it.
+    pub(crate) fn org_state(&mut self, slug: &str) -> Result<Result<Organization, &'static str>> {
+        match self.organization(slug) {
+            Ok(o) if o.deleted_at.is_some() => Ok(Err("organization-deleted")),
+            Ok(o) => Ok(Ok(o)),
+            Err(crate::Error::UnknownOrganization { .. }) => Ok(Err("unknown-organization")),
+            Err(crate::Error::Tampered { .. }) => Ok(Err("organization-registration-invalid")),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A key's view, judged by `org` (see [`Keygate::org_state`]): the
+    /// component's status at `at`, then, for a key that would otherwise be
+    /// active, its organization and key policy (the order of the deny
+    /// reasons).
+    pub(crate) fn view_in(
+        &mut self,
+        r: &KeyRecord,
+        org: &Result<Organization, &'static str>,
+        at: u64,
+    ) -> Result<KeyView> {
         let (status, reason) = match self.module.status_at(r, at)? {
-            EffectiveStatus::Active => ("active", None),
+            EffectiveStatus::Active => match org {
+                Err(code) => ("inactive", Some(*code)),
+                Ok(o) => match self.module.admits(o, r)? {
+                    Ok(()) => ("active", None),
+                    Err(_) => ("inactive", Some("lifetime-exceeds-policy")),
+                },
+            },
             EffectiveStatus::Disabled => ("inactive", Some("disabled")),
             EffectiveStatus::NotYetValid => ("inactive", Some("not-yet-valid")),
             EffectiveStatus::Expired => ("inactive", Some("expired")),

@@ -200,6 +200,11 @@ pub struct RotateArgs {
     /// How long the old key keeps working (e.g. 30m, 24h, 7d; at most 7d).
     #[arg(long, default_value = "24h")]
     grace: String,
+    /// The new key's expiry (7d to 90d, or never); default: the old key's
+    /// expiry policy. Rotating with a shorter one brings a key back within
+    /// its organization's key policy.
+    #[arg(long)]
+    expires: Option<String>,
 }
 
 fn parse_expiry(s: &str) -> Result<ExpiryPolicy, CliError> {
@@ -301,7 +306,9 @@ fn short_status(v: &KeyView) -> &'static str {
         Some("expired") => "expired",
         Some("disabled") => "disabled",
         Some("not-yet-valid") => "not yet valid",
-        Some(_) => "bad signature",
+        Some("lifetime-exceeds-policy") => "outside policy",
+        Some("signature-invalid") => "bad signature",
+        Some(_) => "bad organization",
     }
 }
 
@@ -569,7 +576,9 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> CmdResult {
         KeyCommand::Rotate(a) => {
             stdout_is_open()?;
             let grace = parse_duration(&a.grace)?;
-            let (created, old) = ctx.api(false, |api| api.rotate_key(&a.key_id, grace, now))?;
+            let expiry = a.expires.as_deref().map(parse_expiry).transpose()?;
+            let (created, old) =
+                ctx.api(false, |api| api.rotate_key(&a.key_id, grace, expiry, now))?;
             let r = show_created(ctx, &created, "rotated in");
             match old.expires_at {
                 Some(t) if t > now => eprintln!(
@@ -636,7 +645,19 @@ fn set_status(ctx: &Ctx, id: &str, status: KeyStatus, now: u64) -> CmdResult {
                 time(t)
             ),
             _ if v.created_at > now => eprintln!("note: key {id} is not valid yet"),
-            _ => {}
+            _ => match v.inactive_reason.as_deref() {
+                Some("lifetime-exceeds-policy") => eprintln!(
+                    "note: key {id} breaks its organization's key policy (lifetime-exceeds-policy): it does not validate whatever its switch says; rotate it with a shorter --expires"
+                ),
+                Some(
+                    r @ ("unknown-organization"
+                    | "organization-deleted"
+                    | "organization-registration-invalid"),
+                ) => {
+                    eprintln!("note: key {id} does not validate: {r}")
+                }
+                _ => {}
+            },
         }
     }
     Ok(ExitCode::SUCCESS)

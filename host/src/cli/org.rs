@@ -41,10 +41,11 @@ pub enum PolicyCommand {
     /// and at use: a key that breaks it is denied (`lifetime-exceeds-policy`)
     /// until the policy allows it again.
     #[command(
-        group(ArgGroup::new("rule").required(true).args(["max_expiry", "require_expiry", "expiry_optional"])),
+        group(ArgGroup::new("rule").multiple(true).args(["max_expiry", "require_expiry", "expiry_optional"])),
         after_help = "Examples:\n  keygate org policy set acme --max-expiry 30d     # keys expire within 30 days\n  \
 keygate org policy set acme --require-expiry     # keys must expire (7 to 90 days)\n  \
-keygate org policy set acme --expiry-optional    # lift the rule"
+keygate org policy set acme --expiry-optional    # lift the rule\n  \
+keygate org policy set acme --name \"Acme Corp\"  # rename, the policy as it is"
     )]
     Set(PolicySetArgs),
 }
@@ -242,11 +243,23 @@ pub fn run(ctx: &Ctx, cmd: OrgCommand) -> CmdResult {
             }
         }
         OrgCommand::Policy(PolicyCommand::Set(a)) => {
-            let policy = KeyPolicyView {
+            let rule_given = a.max_expiry.is_some() || a.require_expiry || a.expiry_optional;
+            if !rule_given && a.name.is_none() {
+                return Err(usage(
+                    "say what to set: --max-expiry DAYS, --require-expiry or --expiry-optional (and/or --name)",
+                ));
+            }
+            let asked = KeyPolicyView {
                 require_expiry: a.require_expiry || a.max_expiry.is_some(),
                 max_expiry_days: a.max_expiry.as_deref().map(parse_days).transpose()?,
             };
             let set = ctx.api(false, |api| {
+                // A rename alone keeps the policy as it is.
+                let policy = if rule_given {
+                    asked
+                } else {
+                    api.show_organization(&a.slug, now)?.key_policy
+                };
                 api.set_key_policy(&a.slug, policy, a.name.as_deref(), now)
             })?;
             let o = &set.organization;
@@ -263,9 +276,12 @@ pub fn run(ctx: &Ctx, cmd: OrgCommand) -> CmdResult {
             match o.keys_outside_policy.as_deref() {
                 Some([]) | None => {}
                 Some(ids) => eprintln!(
-                    "warning: {} of {} break this policy and are denied from now on (lifetime-exceeds-policy): {}",
+                    "warning: {} of {} {} this policy and {} denied{} (lifetime-exceeds-policy): {}",
                     counted(ids.len() as u64, "key"),
                     o.slug,
+                    if ids.len() == 1 { "breaks" } else { "break" },
+                    if ids.len() == 1 { "is" } else { "are" },
+                    if set.changed { " from now on" } else { "" },
                     ids.join(", ")
                 ),
             }
