@@ -478,11 +478,12 @@ impl KeyRecord {
         if grace_seconds > MAX_GRACE_SECONDS {
             return Err(RecordError::GraceTooLong);
         }
-        if self.status == KeyStatus::Disabled {
-            return Err(RecordError::KeyDisabled);
-        }
+        // Already rotated first: enabling would not help then.
         if self.rotated_to.is_some() {
             return Err(RecordError::AlreadyRotated);
+        }
+        if self.status == KeyStatus::Disabled {
+            return Err(RecordError::KeyDisabled);
         }
         if !valid_key_id(successor) || successor == self.id {
             return Err(RecordError::BadKeyId);

@@ -1654,6 +1654,10 @@ fn status_changes_and_retirement_make_new_versions() {
     assert_eq!(old.retire(&succ, T0, 0), Err(RecordError::AlreadyRotated));
     // A disabled key cannot be rotated: the rule lives here, not in a host.
     assert_eq!(off.retire(&succ, T0, 0), Err(RecordError::KeyDisabled));
+    // Disabled and already rotated: "already rotated", since enabling it
+    // would not make it rotate.
+    let off_old = old.with_status(KeyStatus::Disabled).unwrap();
+    assert_eq!(off_old.retire(&succ, T0, 0), Err(RecordError::AlreadyRotated));
     assert_eq!(off.status_at(T0 - 1), EffectiveStatus::Disabled);
     assert_eq!(r.status_at(T0 - 1), EffectiveStatus::NotYetValid);
     assert_eq!(r.retire(&r.id, T0, 0), Err(RecordError::BadKeyId));
