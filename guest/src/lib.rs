@@ -580,6 +580,7 @@ fn record_error_out(e: p::RecordError) -> t::RecordError {
         E::ExpiryExceedsPolicy(d) => t::RecordError::ExpiryExceedsPolicy(d),
         E::OrganizationDeleted => t::RecordError::OrganizationDeleted,
         E::MaxExpiryOutOfRange(d) => t::RecordError::MaxExpiryOutOfRange(d),
+        E::PredatesOrganization => t::RecordError::PredatesOrganization,
     }
 }
 
@@ -608,6 +609,7 @@ fn record_error_in(e: t::RecordError) -> p::RecordError {
         t::RecordError::ExpiryExceedsPolicy(d) => E::ExpiryExceedsPolicy(d),
         t::RecordError::OrganizationDeleted => E::OrganizationDeleted,
         t::RecordError::MaxExpiryOutOfRange(d) => E::MaxExpiryOutOfRange(d),
+        t::RecordError::PredatesOrganization => E::PredatesOrganization,
     }
 }
 
@@ -734,6 +736,7 @@ fn deny_in(r: t::DenyReason) -> p::DenyReason {
         t::DenyReason::UnknownOrganization => D::UnknownOrganization,
         t::DenyReason::OrganizationRegistrationInvalid => D::OrganizationRegistrationInvalid,
         t::DenyReason::OrganizationDeleted => D::OrganizationDeleted,
+        t::DenyReason::PredatesOrganization => D::PredatesOrganization,
         t::DenyReason::Disabled => D::Disabled,
         t::DenyReason::NotYetValid => D::NotYetValid,
         t::DenyReason::Expired => D::Expired,
@@ -815,6 +818,7 @@ fn deny_out(r: p::DenyReason) -> t::DenyReason {
             t::DenyReason::OrganizationRegistrationInvalid
         }
         p::DenyReason::OrganizationDeleted => t::DenyReason::OrganizationDeleted,
+        p::DenyReason::PredatesOrganization => t::DenyReason::PredatesOrganization,
         p::DenyReason::Disabled => t::DenyReason::Disabled,
         p::DenyReason::NotYetValid => t::DenyReason::NotYetValid,
         p::DenyReason::Expired => t::DenyReason::Expired,

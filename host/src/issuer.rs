@@ -29,6 +29,7 @@ pub struct Issuer {
     public: [u8; 32],
     id: String,
     audit_key: [u8; 32],
+    change_key: [u8; 32],
 }
 
 impl std::fmt::Debug for Issuer {
@@ -45,10 +46,13 @@ pub struct IssuerSecret {
     signing: SigningKey,
     cache_key: CacheKey,
     audit_key: [u8; 32],
+    change_key: [u8; 32],
 }
 
 /// The HKDF label of the audit chain's key: changing it breaks every chain.
 const AUDIT_LABEL: &[u8] = b"keygate audit chain hmac-sha256 v1";
+/// The HKDF label of the change index's key (see [`Issuer::change_tag`]).
+const CHANGE_LABEL: &[u8] = b"keygate change index hmac-sha256 v1";
 
 impl std::fmt::Debug for IssuerSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -138,11 +142,14 @@ impl IssuerSecret {
         let mut audit_key = [0u8; 32];
         // 32 bytes is far below HKDF-SHA-256's limit of 255 * 32.
         let _ = hkdf::Hkdf::<sha2::Sha256>::new(None, &seed).expand(AUDIT_LABEL, &mut audit_key);
+        let mut change_key = [0u8; 32];
+        let _ = hkdf::Hkdf::<sha2::Sha256>::new(None, &seed).expand(CHANGE_LABEL, &mut change_key);
         seed.fill(0);
         IssuerSecret {
             signing,
             cache_key,
             audit_key,
+            change_key,
         }
     }
 
@@ -178,6 +185,7 @@ impl Issuer {
             public,
             id,
             audit_key: secret.audit_key,
+            change_key: secret.change_key,
         })
     }
 
@@ -197,6 +205,27 @@ impl Issuer {
             id: self.id.clone(),
             public_key: self.public.to_vec(),
         }
+    }
+
+    /// The tag of a change-index entry: HMAC-SHA-256 over the fact's kind,
+    /// id, the sequence of its change, and the stored value it changed to.
+    /// A delta includes a fact unless its entry's tag verifies for the value
+    /// stored now, so nobody without the secret can hide a change from a
+    /// delta by lowering its sequence (putting a fact and its entry back
+    /// together is the rollback of one fact, as for the fact alone).
+    pub fn change_tag(&self, kind: u8, id: &str, sequence: u64, value: &[u8]) -> [u8; 32] {
+        use hmac::{KeyInit, Mac};
+        let Ok(mut mac) = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&self.change_key)
+        else {
+            return [0; 32];
+        };
+        mac.update(&[kind]);
+        mac.update(&(id.len() as u64).to_be_bytes());
+        mac.update(id.as_bytes());
+        mac.update(&sequence.to_be_bytes());
+        mac.update(&(value.len() as u64).to_be_bytes());
+        mac.update(value);
+        mac.finalize().into_bytes().into()
     }
 
     /// The audit chain's link after `prev` for an event's bytes.

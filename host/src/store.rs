@@ -35,6 +35,11 @@ pub struct Store {
     last_used: sled::Tree,
 }
 
+/// Makes a change-index entry's tag from the fact's kind, id, the
+/// sequence of its change and its stored value (the issuer's
+/// `change_tag`).
+pub(crate) type ChangeTagger<'a> = dyn Fn(u8, &str, u64, &[u8]) -> [u8; 32] + 'a;
+
 /// One change to the trees, committed atomically. Values are signed already.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
@@ -340,14 +345,23 @@ impl Store {
             .is_some())
     }
 
-    /// The sequence of a fact's last change, if recorded (facts written
-    /// before changes were recorded have none).
-    pub fn changed_at(&self, kind: u8, id: &str) -> Result<Option<u64>> {
+    /// The sequence of a fact's last change and its tag (see
+    /// [`crate::issuer::Issuer::change_tag`]), if recorded (facts written
+    /// before changes were recorded have none; entries written before they
+    /// were tagged have no tag). Not trusted until the tag is checked.
+    pub fn changed_at(&self, kind: u8, id: &str) -> Result<Option<(u64, Option<[u8; 32]>)>> {
         let v = self
             .changes
             .get(schema::change_key(kind, id))
             .map_err(|e| self.err(e))?;
-        Ok(v.and_then(|v| schema::read_u64(&v)))
+        Ok(v.and_then(|v| {
+            let seq = schema::read_u64(v.get(..8)?)?;
+            match v.len() {
+                8 => Some((seq, None)),
+                40 => Some((seq, v[8..].try_into().ok())),
+                _ => None,
+            }
+        }))
     }
 
     /// An admin token's stored record (its signature not yet checked).
@@ -406,8 +420,13 @@ impl Store {
     }
 
     /// Apply a batch atomically, then flush and sync. Returns the last
-    /// sequence number. Only the write seam calls this.
-    pub(crate) fn commit(&self, batch: Batch) -> Result<u64> {
+    /// sequence number. Only the write seam calls this; `tag` makes each
+    /// change-index entry's tag (kind, id, sequence, stored value).
+    pub(crate) fn commit(
+        &self,
+        batch: Batch,
+        tag: &ChangeTagger<'_>,
+    ) -> Result<u64> {
         // Encode everything first: a value that does not fit is refused
         // before anything is written.
         let enc = |list: &[(String, SignedRecord)]| -> Result<Vec<(String, Vec<u8>)>> {
@@ -479,20 +498,31 @@ impl Store {
                         seq += 1;
                     }
                     m.insert(meta::SEQUENCE, &schema::u64_key(seq))?;
-                    let at = schema::u64_key(seq);
-                    for (id, _) in &put_keys {
-                        changes.insert(schema::change_key(schema::change::KEY, id), &at)?;
+                    let entry = |kind: u8, id: &str, value: &[u8]| -> Vec<u8> {
+                        let mut e = schema::u64_key(seq).to_vec();
+                        e.extend_from_slice(&tag(kind, id, seq, value));
+                        e
+                    };
+                    use schema::change::{KEY, ORGANIZATION, PROJECT, TOMBSTONE};
+                    for (id, value) in &put_keys {
+                        changes.insert(schema::change_key(KEY, id), entry(KEY, id, value))?;
                     }
-                    for (id, _) in &delete_keys {
-                        changes.remove(schema::change_key(schema::change::KEY, id))?;
-                        changes.insert(schema::change_key(schema::change::TOMBSTONE, id), &at)?;
+                    for (id, value) in &delete_keys {
+                        changes.remove(schema::change_key(KEY, id))?;
+                        changes.insert(
+                            schema::change_key(TOMBSTONE, id),
+                            entry(TOMBSTONE, id, value),
+                        )?;
                     }
-                    for (id, _) in &put_projects {
-                        changes.insert(schema::change_key(schema::change::PROJECT, id), &at)?;
-                    }
-                    for (slug, _) in &put_orgs {
+                    for (id, value) in &put_projects {
                         changes
-                            .insert(schema::change_key(schema::change::ORGANIZATION, slug), &at)?;
+                            .insert(schema::change_key(PROJECT, id), entry(PROJECT, id, value))?;
+                    }
+                    for (slug, value) in &put_orgs {
+                        changes.insert(
+                            schema::change_key(ORGANIZATION, slug),
+                            entry(ORGANIZATION, slug, value),
+                        )?;
                     }
                     if let Some(v) = batch.schema {
                         m.insert(meta::SCHEMA, &v.to_be_bytes())?;

@@ -6,7 +6,7 @@
 //! tombstone), secret mismatch, record signature invalid, unknown project,
 //! project registration invalid, project deleted, wrong organization,
 //! unknown organization, organization registration invalid, organization
-//! deleted, disabled, not yet valid, expired, lifetime exceeds policy, scope
+//! deleted, predates organization, disabled, not yet valid, expired, lifetime exceeds policy, scope
 //! not granted, project not granted.
 
 use alloc::collections::BTreeMap;
@@ -118,6 +118,10 @@ pub enum DenyReason {
     /// The organization was deleted.
     #[error("organization deleted")]
     OrganizationDeleted,
+    /// The key or the project was made before its organization was
+    /// registered: it belongs to an earlier organization of the same slug.
+    #[error("key or project older than its organization")]
+    PredatesOrganization,
     /// Disabled key.
     #[error("key disabled")]
     Disabled,
@@ -141,7 +145,7 @@ pub enum DenyReason {
 
 impl DenyReason {
     /// Every reason, in checking order.
-    pub const ALL: [DenyReason; 18] = [
+    pub const ALL: [DenyReason; 19] = [
         DenyReason::Malformed,
         DenyReason::BadChecksum,
         DenyReason::UnknownKey,
@@ -154,6 +158,7 @@ impl DenyReason {
         DenyReason::UnknownOrganization,
         DenyReason::OrganizationRegistrationInvalid,
         DenyReason::OrganizationDeleted,
+        DenyReason::PredatesOrganization,
         DenyReason::Disabled,
         DenyReason::NotYetValid,
         DenyReason::Expired,
@@ -177,6 +182,7 @@ impl DenyReason {
             | DenyReason::UnknownOrganization
             | DenyReason::OrganizationRegistrationInvalid
             | DenyReason::OrganizationDeleted
+            | DenyReason::PredatesOrganization
             | DenyReason::Disabled
             | DenyReason::NotYetValid
             | DenyReason::Expired
@@ -201,6 +207,7 @@ impl DenyReason {
             DenyReason::UnknownOrganization => "unknown-organization",
             DenyReason::OrganizationRegistrationInvalid => "organization-registration-invalid",
             DenyReason::OrganizationDeleted => "organization-deleted",
+            DenyReason::PredatesOrganization => "predates-organization",
             DenyReason::Disabled => "disabled",
             DenyReason::NotYetValid => "not-yet-valid",
             DenyReason::Expired => "expired",
@@ -431,11 +438,11 @@ impl<'a> From<&'a Request> for Ask<'a> {
 }
 
 /// The project checks: a registration for the requested project that is
-/// not deleted. Returns its organization.
+/// not deleted.
 fn project_step<'r>(
     reg: Option<&'r ProjectRegistration>,
     req: &Ask<'_>,
-) -> Result<&'r str, DenyReason> {
+) -> Result<&'r ProjectRegistration, DenyReason> {
     let reg = reg.ok_or(DenyReason::UnknownProject)?;
     if reg.id != req.project {
         return Err(DenyReason::ProjectRegistrationInvalid);
@@ -443,17 +450,19 @@ fn project_step<'r>(
     if reg.is_deleted() {
         return Err(DenyReason::ProjectDeleted);
     }
-    Ok(&reg.organization)
+    Ok(reg)
 }
 
-/// The organization checks: the project's organization is the key's, and
-/// its registration is held, names it and is not deleted.
+/// The organization checks: the project's organization is the key's, its
+/// registration is held, names it and is not deleted, and neither the key
+/// nor the project was made before it (they would belong to an earlier
+/// organization of the same slug, whose record was removed).
 fn organization_step<'o>(
     record: &KeyRecord,
-    project_org: &str,
+    project: &ProjectRegistration,
     org: Option<&'o Organization>,
 ) -> Result<&'o Organization, DenyReason> {
-    if record.organization != project_org {
+    if record.organization != project.organization {
         return Err(DenyReason::WrongOrganization);
     }
     let org = org.ok_or(DenyReason::UnknownOrganization)?;
@@ -462,6 +471,9 @@ fn organization_step<'o>(
     }
     if org.is_deleted() {
         return Err(DenyReason::OrganizationDeleted);
+    }
+    if record.created_at < org.created_at || project.created_at < org.created_at {
+        return Err(DenyReason::PredatesOrganization);
     }
     Ok(org)
 }
@@ -568,8 +580,8 @@ fn evaluate_inner(
         },
     };
     let ask = Ask::from(req);
-    let project_org = project_step(registration.as_ref(), &ask)?;
-    if record.organization != project_org {
+    let project = project_step(registration.as_ref(), &ask)?;
+    if record.organization != project.organization {
         return Err(DenyReason::WrongOrganization);
     }
     let org = match &evidence.organization {
@@ -579,7 +591,7 @@ fn evaluate_inner(
             _ => return Err(DenyReason::OrganizationRegistrationInvalid),
         },
     };
-    let org = organization_step(&record, project_org, org.as_ref())?;
+    let org = organization_step(&record, project, org.as_ref())?;
     rules(&record, org, &ask)?;
     Ok(record)
 }
@@ -773,10 +785,10 @@ impl Validator {
         if !secret_matches(req.presented_key, &record.key_hash) {
             return Err(DenyReason::SecretMismatch);
         }
-        let project_org = project_step(self.projects.get(req.project), req)?;
+        let project = project_step(self.projects.get(req.project), req)?;
         let org = organization_step(
             record,
-            project_org,
+            project,
             self.organizations.get(record.organization.as_str()),
         )?;
         rules(record, org, req)?;

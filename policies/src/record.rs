@@ -230,6 +230,11 @@ pub enum RecordError {
     /// The organization was deleted; it cannot change or get keys any more.
     #[error("the organization was deleted")]
     OrganizationDeleted,
+    /// The key was made before its organization was registered.
+    #[error(
+        "the key is older than its organization (it belongs to an earlier organization of the same slug)"
+    )]
+    PredatesOrganization,
     /// A key policy's maximum outside 7 to 90 days (carried).
     #[error("a key policy's maximum expiry of {0} days is outside 7 to 90 days")]
     MaxExpiryOutOfRange(u16),
@@ -261,6 +266,7 @@ impl RecordError {
             RecordError::ExpiryExceedsPolicy(_) => "expiry-exceeds-policy",
             RecordError::OrganizationDeleted => "organization-deleted",
             RecordError::MaxExpiryOutOfRange(_) => "max-expiry-out-of-range",
+            RecordError::PredatesOrganization => "predates-organization",
         }
     }
 }

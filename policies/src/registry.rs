@@ -455,13 +455,17 @@ impl Organization {
 
     /// Whether a key record may be made, kept by rotation, or used under
     /// this organization: it belongs to it, the organization is not
-    /// deleted, and the record keeps the key policy.
+    /// deleted, the key is not older than the organization, and the record
+    /// keeps the key policy.
     pub fn admits(&self, record: &KeyRecord) -> Result<(), RecordError> {
         if record.organization != self.slug {
             return Err(RecordError::BadOrganization);
         }
         if self.is_deleted() {
             return Err(RecordError::OrganizationDeleted);
+        }
+        if record.created_at < self.created_at {
+            return Err(RecordError::PredatesOrganization);
         }
         self.key_policy
             .permits(record.created_at, record.expires_at)

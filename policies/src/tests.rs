@@ -261,6 +261,15 @@ fn fixture() -> Fixture {
         ProjectAccess::AllProjects,
         ExpiryPolicy::Never,
     );
+    // A key of an earlier "phoenix", whose record was removed; the slug
+    // was registered again a day later, with a project of its own.
+    let phoenix = create(
+        22,
+        "phoenix",
+        KeyLevel::Organization,
+        ProjectAccess::AllProjects,
+        ExpiryPolicy::Never,
+    );
 
     // The tampered record: signed with one project, then widened to all.
     let mut tampered_signed = sign(&sk, &tampered.record);
@@ -299,6 +308,8 @@ fn fixture() -> Fixture {
     let prj_initech = registration("initech", "prj_initech");
     let prj_defunct = registration("defunct", "prj_defunct");
     let prj_hooli = registration("hooli", "prj_hooli");
+    let org_phoenix = register_organization("phoenix", "reborn", T0 + DAY).unwrap();
+    let prj_phoenix = register_project("prj_phoenix", "phoenix", "new", T0 + 2 * DAY).unwrap();
     let signed_org = |o: &Organization| {
         (
             Body::Organization(o.clone()),
@@ -396,6 +407,21 @@ fn fixture() -> Fixture {
             sign(&sk, &defunct.record),
         ),
         ("hooli-key", key(&hooli.record), sign(&sk, &hooli.record)),
+        (
+            "phoenix-key",
+            key(&phoenix.record),
+            sign(&sk, &phoenix.record),
+        ),
+        (
+            "prj-phoenix",
+            signed_prj(&prj_phoenix).0,
+            signed_prj(&prj_phoenix).1,
+        ),
+        (
+            "organization-phoenix",
+            signed_org(&org_phoenix).0,
+            signed_org(&org_phoenix).1,
+        ),
         (
             "prj-initech",
             signed_prj(&prj_initech).0,
@@ -551,6 +577,15 @@ fn fixture() -> Fixture {
             None,
             Some("prj-defunct"),
             deny(D::OrganizationDeleted),
+            true,
+        ),
+        case(
+            "key older than its organization (an earlier one of the same slug)",
+            r(&phoenix.key, "prj_phoenix", T0 + 3 * DAY),
+            Some("phoenix-key"),
+            None,
+            Some("prj-phoenix"),
+            deny(D::PredatesOrganization),
             true,
         ),
         case(
@@ -846,6 +881,7 @@ fn fixture() -> Fixture {
         ("initech-7d", random(19), initech_7.key),
         ("defunct-key", random(20), defunct.key),
         ("hooli-key", random(21), hooli.key),
+        ("phoenix-key", random(22), phoenix.key),
     ];
     // An honest store gives the key's organization as evidence.
     for c in &mut cases {
@@ -1033,18 +1069,18 @@ fn committed_vectors_hold() {
         records.insert(r["name"].as_str().unwrap().to_string(), signed);
     }
     assert_eq!(
-        loaded, 23,
+        loaded, 26,
         "the tampered and foreign-issuer records must not load"
     );
-    // Nine live keys (the deleted one is gone), eight project
-    // registrations, four organizations.
+    // Ten live keys (the deleted one is gone), nine project
+    // registrations, five organizations.
     assert_eq!(
         (
             validator.len(),
             validator.project_count(),
             validator.organization_count()
         ),
-        (9, 8, 4)
+        (10, 9, 5)
     );
 
     let cases = v["cases"].as_array().unwrap();
@@ -1077,7 +1113,7 @@ fn committed_vectors_hold() {
             );
         }
     }
-    assert_eq!(validator_cases, 27);
+    assert_eq!(validator_cases, 28);
 
     // The snapshot vectors: the full one answers like the records, the delta
     // then disables org-all-30d.
@@ -1098,7 +1134,7 @@ fn committed_vectors_hold() {
             info.projects,
             info.tombstones
         ),
-        (7, 4, 9, 8, 1)
+        (7, 5, 10, 9, 1)
     );
     for c in cases.iter().filter(|c| c["validator"] == true) {
         let q = &c["request"];
@@ -1657,7 +1693,10 @@ fn status_changes_and_retirement_make_new_versions() {
     // Disabled and already rotated: "already rotated", since enabling it
     // would not make it rotate.
     let off_old = old.with_status(KeyStatus::Disabled).unwrap();
-    assert_eq!(off_old.retire(&succ, T0, 0), Err(RecordError::AlreadyRotated));
+    assert_eq!(
+        off_old.retire(&succ, T0, 0),
+        Err(RecordError::AlreadyRotated)
+    );
     assert_eq!(off.status_at(T0 - 1), EffectiveStatus::Disabled);
     assert_eq!(r.status_at(T0 - 1), EffectiveStatus::NotYetValid);
     assert_eq!(r.retire(&r.id, T0, 0), Err(RecordError::BadKeyId));
@@ -1984,7 +2023,7 @@ fn every_reason_and_error_has_a_code_and_a_message() {
         assert!(codes.insert(r.as_str()));
         assert!(!format!("{r}").is_empty());
     }
-    assert_eq!(DenyReason::ALL.len(), 18);
+    assert_eq!(DenyReason::ALL.len(), 19);
     let errors = [
         RecordError::BadKeyId,
         RecordError::ExpiryOutOfRange(91),
@@ -1995,6 +2034,7 @@ fn every_reason_and_error_has_a_code_and_a_message() {
         RecordError::ExpiryExceedsPolicy(30),
         RecordError::OrganizationDeleted,
         RecordError::MaxExpiryOutOfRange(6),
+        RecordError::PredatesOrganization,
     ];
     for e in &errors {
         assert!(e.code().chars().all(|c| c.is_ascii_lowercase() || c == '-'));
@@ -2088,7 +2128,7 @@ fn a_snapshot_loads_atomically_and_decides_like_the_facts_it_holds() {
             info.projects,
             info.tombstones
         ),
-        (7, None, 4, 9, 8, 1)
+        (7, None, 5, 10, 9, 1)
     );
     assert_eq!((v.sequence(), v.snapshot_time()), (Some(7), Some(T0 + 30)));
     // Every case a validator must agree on: the same answer from a snapshot,
@@ -2117,7 +2157,7 @@ fn a_snapshot_loads_atomically_and_decides_like_the_facts_it_holds() {
             Decision::Deny(r) => assert_eq!(got, Err(*r), "{}", c.name),
         }
     }
-    assert_eq!(compared, 27);
+    assert_eq!(compared, 28);
 }
 
 #[test]
@@ -2210,7 +2250,7 @@ fn a_snapshot_given_as_hex_loads_the_same() {
         Err(SnapshotError::NotCanonical)
     );
     let info = v.load_snapshot_hex(&text.to_uppercase()).unwrap();
-    assert_eq!((info.sequence, info.keys), (7, 9));
+    assert_eq!((info.sequence, info.keys), (7, 10));
     assert_eq!(snapshot::decode_hex("00fF10"), Some(vec![0, 255, 16]));
 }
 

@@ -100,7 +100,7 @@ fn every_vector_case_decides_the_same_inside_the_component() {
     let records = signed(&v);
     let mut m = module();
     let cases = v["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 37);
+    assert_eq!(cases.len(), 38);
     for c in cases {
         let got = m
             .evaluate(&request(&c["request"]), &evidence(c, &records), &trusted)
@@ -139,8 +139,8 @@ fn the_validator_resource_agrees_with_evaluate_where_the_vectors_say_so() {
             "organization-initech-lifted"
         ]
     );
-    // Ten verified key records less the deleted one.
-    assert_eq!(m.validator_len(val).unwrap(), 9);
+    // Eleven verified key records less the deleted one.
+    assert_eq!(m.validator_len(val).unwrap(), 10);
     // Loading the verified records again changes nothing; the deleted key's
     // record is refused for good.
     for (name, r) in &records {
@@ -160,7 +160,7 @@ fn the_validator_resource_agrees_with_evaluate_where_the_vectors_say_so() {
         let got = m.validator_check(val, &request(&c["request"])).unwrap();
         assert_eq!(decision_json(&mut m, &got), c["expect"], "{}", c["name"]);
     }
-    assert_eq!(compared, 27);
+    assert_eq!(compared, 28);
     // A forgotten id never comes back.
     let first = &records["org-all-30d"];
     let b::SignedBody::Key(rec) = m.decode(&first.canonical).unwrap().unwrap() else {
@@ -179,7 +179,7 @@ fn keys_and_records_round_trip_through_the_component() {
     let mut m = module();
     let trusted = trusted(&v);
     let keys = v["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), 12);
+    assert_eq!(keys.len(), 13);
     for k in keys {
         let issued = m
             .make_key(k["prefix"].as_str().unwrap(), &unhex(&k["random"]))
@@ -226,10 +226,10 @@ fn keys_and_records_round_trip_through_the_component() {
     assert_eq!(
         kinds,
         BTreeMap::from([
-            ("key", 12),
-            ("project", 9),
+            ("key", 13),
+            ("project", 10),
             ("tombstone", 2),
-            ("organization", 5)
+            ("organization", 6)
         ])
     );
     let issuer = &trusted[0];
@@ -405,7 +405,7 @@ fn the_snapshot_vectors_load_and_decide_inside_the_component() {
             info.projects,
             info.tombstones
         ),
-        (7, 4, 9, 8, 1)
+        (7, 5, 10, 9, 1)
     );
     assert_eq!(m.inspect_snapshot(&full, &trusted).unwrap(), Ok(info));
     // The same file as hex text loads the same (for runtimes that pass
@@ -441,7 +441,7 @@ fn the_snapshot_vectors_load_and_decide_inside_the_component() {
         }
         compared += 1;
     }
-    assert_eq!(compared, 27);
+    assert_eq!(compared, 28);
     m.validator_load_snapshot(val, &delta).unwrap().unwrap();
     let key = v["keys"][0]["key"].as_str().unwrap();
     assert_eq!(

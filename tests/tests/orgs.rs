@@ -524,6 +524,52 @@ fn snapshots_carry_organizations_and_their_policy_to_validators() {
         ),
         (json!(seq), json!(1), json!(0))
     );
+    // The change index is not trusted to leave a change out: an entry
+    // lowered below the base (with a made-up tag, its old tag, or none)
+    // still puts the organization in the delta.
+    let key = [&[4u8][..], b"acme"].concat();
+    let genuine = {
+        let db = open_sled(&kg.path().join("db"));
+        let v = db
+            .open_tree(tree::CHANGES)
+            .unwrap()
+            .get(&key)
+            .unwrap()
+            .unwrap();
+        v.to_vec()
+    };
+    assert_eq!(genuine.len(), 40);
+    for forged in [
+        [&1u64.to_be_bytes()[..], &[0u8; 32][..]].concat(),
+        [&1u64.to_be_bytes()[..], &genuine[8..]].concat(),
+        1u64.to_be_bytes().to_vec(),
+    ] {
+        {
+            let db = open_sled(&kg.path().join("db"));
+            db.open_tree(tree::CHANGES)
+                .unwrap()
+                .insert(&key, forged)
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let again = out.path().join("again.kgs");
+        kg.ok(&[
+            "snapshot",
+            "write",
+            again.to_str().unwrap(),
+            "--since",
+            &seq.to_string(),
+        ]);
+        assert_eq!(inspect(&again)["organizations"], json!(1));
+    }
+    {
+        let db = open_sled(&kg.path().join("db"));
+        db.open_tree(tree::CHANGES)
+            .unwrap()
+            .insert(&key, genuine)
+            .unwrap();
+        db.flush().unwrap();
+    }
     // A validator: the full snapshot allows, the delta brings the policy.
     let mut m = keygate::runtime::Runtime::new()
         .unwrap()
@@ -563,5 +609,68 @@ fn snapshots_carry_organizations_and_their_policy_to_validators() {
         keygate::runtime::bindings::Authorization::Deny(
             keygate::runtime::bindings::DenyReason::LifetimeExceedsPolicy
         )
+    );
+}
+
+/// The slug-reuse attack with every trace hidden while the operator
+/// innocently registers the slug again: the record removed, its change
+/// entry removed, its audit events stripped of it, its keys and projects
+/// taken out and put back afterwards. The new organization is not the old
+/// one: what was made before it is denied.
+#[test]
+fn facts_older_than_their_organization_are_not_its_own() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "billing");
+    let never = kg.key(&["--org", "acme", "--name", "forever", "--all-projects"]);
+    kg.ok(&["org", "policy", "set", "acme", "--require-expiry"]);
+    let denied = "key lifetime exceeds the organization's key policy";
+    assert_eq!(kg.decide(&never, &p, &[]), denied);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // Hide every trace.
+    let (key_value, project_value) = (
+        tree_get(&kg, tree::KEYS, &key_id(&never)).unwrap(),
+        tree_get(&kg, tree::PROJECTS, &p).unwrap(),
+    );
+    tree_set(&kg, tree::ORGANIZATIONS, "acme", None);
+    tree_set(&kg, tree::KEYS, &key_id(&never), None);
+    tree_set(&kg, tree::PROJECTS, &p, None);
+    {
+        let db = open_sled(&kg.path().join("db"));
+        let changes = db.open_tree(tree::CHANGES).unwrap();
+        for item in changes.iter() {
+            let (k, _) = item.unwrap();
+            if k.ends_with(b"acme") {
+                changes.remove(k).unwrap();
+            }
+        }
+        let audit = db.open_tree(tree::AUDIT).unwrap();
+        for item in audit.iter() {
+            let (k, v) = item.unwrap();
+            let mut e: serde_json::Value = serde_json::from_slice(&v[1..]).unwrap();
+            e["organization"] = serde_json::Value::Null;
+            audit
+                .insert(k, [b"\x01".as_slice(), e.to_string().as_bytes()].concat())
+                .unwrap();
+        }
+        db.flush().unwrap();
+    }
+    kg.ok(&["org", "create", "acme"]);
+    tree_set(&kg, tree::KEYS, &key_id(&never), Some(&key_value));
+    tree_set(&kg, tree::PROJECTS, &p, Some(&project_value));
+    // Not allowed: the key (and the project) predate this organization.
+    assert_eq!(
+        kg.decide(&never, &p, &[]),
+        "key or project older than its organization"
+    );
+    assert_eq!(
+        kg.json(&["key", "show", &key_id(&never)])["inactive_reason"],
+        "predates-organization"
+    );
+    assert_eq!(kg.json(&["project", "list", "--org", "acme"]), json!([]));
+    // A project of the new organization does not take the old key either.
+    let fresh = kg.project("acme", "fresh");
+    assert_eq!(
+        kg.decide(&never, &fresh, &[]),
+        "key or project older than its organization"
     );
 }

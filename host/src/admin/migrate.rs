@@ -101,39 +101,51 @@ impl Keygate {
         // Every organization a verified fact names: the registry being
         // signed (from 1) or already signed (from 2), and the key records.
         // An unverified fact vouches for nothing and is skipped.
-        let mut slugs = std::collections::BTreeSet::new();
-        slugs.extend(change.projects.iter().map(|p| p.organization.clone()));
-        slugs.extend(
-            change
-                .tombstones
-                .iter()
-                .filter_map(|t| t.organization.clone()),
-        );
+        // Each is registered as of its oldest fact: a key or project older
+        // than its organization is denied (it would belong to an earlier
+        // organization of the same slug).
+        let mut slugs = std::collections::BTreeMap::<String, u64>::new();
+        let mut named = |slug: String, since: u64| {
+            let e = slugs.entry(slug).or_insert(since);
+            *e = (*e).min(since);
+        };
+        for p in &change.projects {
+            named(p.organization.clone(), p.created_at);
+        }
+        for t in &change.tombstones {
+            if let Some(o) = &t.organization {
+                named(o.clone(), t.deleted_at);
+            }
+        }
         if from == 2 {
             for (id, signed) in self.store.projects()? {
                 if let Ok(SignedBody::Project(p)) =
                     self.open_signed(PROJECT_REGISTRATION, &id, &signed)
                 {
-                    slugs.insert(p.organization);
+                    named(p.organization, p.created_at);
                 }
             }
             for (id, signed) in self.store.tombstones()? {
                 if let Ok(SignedBody::Tombstone(t)) = self.open_signed(KEY_TOMBSTONE, &id, &signed)
+                    && let Some(o) = t.organization
                 {
-                    slugs.extend(t.organization);
+                    named(o, t.deleted_at);
                 }
             }
         }
         for (id, signed) in self.store.keys()? {
             if let Ok(SignedBody::Key(r)) = self.open_signed(KEY_RECORD, &id, &signed) {
-                slugs.insert(r.organization);
+                named(r.organization, r.created_at);
             }
         }
-        for slug in slugs {
+        for (slug, since) in slugs {
             if self.store.organization(&slug)?.is_some() {
                 continue;
             }
-            match self.module.register_organization(&slug, &slug, at)? {
+            match self
+                .module
+                .register_organization(&slug, &slug, since.min(at))?
+            {
                 Ok(o) => change.organizations.push(o),
                 Err(e) => {
                     return Err(in_migration(

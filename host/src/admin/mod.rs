@@ -642,7 +642,10 @@ impl Keygate {
             ev.chain = Some(link.clone());
             prev = link;
         }
-        self.store.commit(batch)
+        let issuer = &self.issuer;
+        self.store.commit(batch, &|kind, id, seq, value| {
+            issuer.change_tag(kind, id, seq, value)
+        })
     }
 
     /// Check the audit log's chain: every event after the first chained one

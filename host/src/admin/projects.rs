@@ -92,7 +92,7 @@ impl Keygate {
     /// The live projects of an organization, oldest first; registrations
     /// that fail verification are reported apart, never listed as trusted.
     pub fn list_projects(&mut self, organization: &str) -> Result<ProjectList> {
-        self.live_organization(organization)?;
+        let org = self.live_organization(organization)?;
         let mut list = ProjectList {
             projects: Vec::new(),
             untrusted: Vec::new(),
@@ -100,7 +100,13 @@ impl Keygate {
         for (id, signed) in self.store.projects()? {
             match self.open_signed(PROJECT_REGISTRATION, &id, &signed) {
                 Ok(SignedBody::Project(p)) => {
-                    if p.organization == organization && p.deleted_at.is_none() {
+                    // A project older than its organization belongs to an
+                    // earlier one of the same slug: it is not listed (and
+                    // every key is denied on it).
+                    if p.organization == organization
+                        && p.deleted_at.is_none()
+                        && p.created_at >= org.created_at
+                    {
                         list.projects.push(p.into());
                     }
                 }

@@ -1,6 +1,8 @@
 //! Snapshots of the store for validators elsewhere: every verified fact,
 //! signed as a whole with the store's sequence number.
 
+use subtle::ConstantTimeEq;
+
 use crate::error::{Error, Result};
 use crate::runtime::bindings::{SignedBody, Snapshot, SnapshotInfo};
 use crate::schema::change;
@@ -36,12 +38,6 @@ impl Keygate {
                 sequence,
             });
         }
-        let changed = |store: &crate::store::Store, kind: u8, id: &str| -> Result<bool> {
-            Ok(match since {
-                None => true,
-                Some(base) => store.changed_at(kind, id)?.is_none_or(|at| at > base),
-            })
-        };
         let mut snap = Snapshot {
             issuer_key_id: self.issuer.id().to_string(),
             sequence,
@@ -55,7 +51,14 @@ impl Keygate {
         let mut dead = std::collections::BTreeSet::new();
         for (id, signed) in self.store.tombstones()? {
             dead.insert(id.clone());
-            if !changed(&self.store, change::TOMBSTONE, &id)? {
+            if !in_delta(
+                &self.store,
+                &self.issuer,
+                since,
+                change::TOMBSTONE,
+                &id,
+                &signed,
+            )? {
                 continue;
             }
             match self.open_signed(KEY_TOMBSTONE, &id, &signed)? {
@@ -65,7 +68,9 @@ impl Keygate {
         }
         for (id, signed) in self.store.keys()? {
             // A record beside a tombstone is not live (the tombstone wins).
-            if dead.contains(&id) || !changed(&self.store, change::KEY, &id)? {
+            if dead.contains(&id)
+                || !in_delta(&self.store, &self.issuer, since, change::KEY, &id, &signed)?
+            {
                 continue;
             }
             match self.open_signed(KEY_RECORD, &id, &signed)? {
@@ -74,7 +79,14 @@ impl Keygate {
             }
         }
         for (id, signed) in self.store.projects()? {
-            if !changed(&self.store, change::PROJECT, &id)? {
+            if !in_delta(
+                &self.store,
+                &self.issuer,
+                since,
+                change::PROJECT,
+                &id,
+                &signed,
+            )? {
                 continue;
             }
             match self.open_signed(PROJECT_REGISTRATION, &id, &signed)? {
@@ -83,7 +95,14 @@ impl Keygate {
             }
         }
         for (slug, signed) in self.store.organizations()? {
-            if !changed(&self.store, change::ORGANIZATION, &slug)? {
+            if !in_delta(
+                &self.store,
+                &self.issuer,
+                since,
+                change::ORGANIZATION,
+                &slug,
+                &signed,
+            )? {
                 continue;
             }
             match self.open_signed(ORGANIZATION, &slug, &signed)? {
@@ -110,6 +129,33 @@ impl Keygate {
             ))),
         }
     }
+}
+
+/// Whether a fact belongs in a snapshot (always) or in a delta since
+/// `since`: it is left out only when its change-index entry says it last
+/// changed at or before the base and the entry's tag proves it belongs to
+/// the value stored now. An entry lowered, planted, or put back without its
+/// fact includes the fact (applying an unchanged fact again changes
+/// nothing).
+fn in_delta(
+    store: &crate::store::Store,
+    issuer: &crate::issuer::Issuer,
+    since: Option<u64>,
+    kind: u8,
+    id: &str,
+    signed: &crate::runtime::bindings::SignedRecord,
+) -> Result<bool> {
+    let Some(base) = since else {
+        return Ok(true);
+    };
+    let Some((at, Some(tag))) = store.changed_at(kind, id)? else {
+        return Ok(true);
+    };
+    let Ok(value) = crate::schema::encode_signed(signed) else {
+        return Ok(true);
+    };
+    let genuine: bool = issuer.change_tag(kind, id, at, &value).ct_eq(&tag).into();
+    Ok(!genuine || at > base)
 }
 
 fn tampered(kind: &'static str, id: &str) -> Error {

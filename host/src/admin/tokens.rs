@@ -230,9 +230,41 @@ impl Keygate {
         Ok((stored.token, true))
     }
 
+    /// The token with this id, if it is still live (its record verifies,
+    /// it is not revoked, its organization is live): what a session made
+    /// from it asks on every request, so that revoking a token ends its
+    /// sessions at once.
+    pub fn live_admin_token(&mut self, id: &str) -> Result<Option<AdminToken>> {
+        let Some(signed) = self.store.admin_token(id)? else {
+            return Ok(None);
+        };
+        let Some(stored) = self.open_token(id, &signed) else {
+            return Ok(None);
+        };
+        if stored.token.revoked_at.is_some() {
+            return Ok(None);
+        }
+        if let Some(org) = &stored.token.organization {
+            match self.live_organization(org) {
+                // A token older than its organization was made for an
+                // earlier organization of the same slug.
+                Ok(o) if stored.token.created_at < o.created_at => return Ok(None),
+                Ok(_) => {}
+                Err(
+                    Error::UnknownOrganization { .. }
+                    | Error::OrganizationDeleted(_)
+                    | Error::Tampered { .. },
+                ) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some(stored.token))
+    }
+
     /// The live token `presented` is, or `None`: not a token, unknown,
-    /// revoked, a record that does not verify, or the wrong secret. The
-    /// secret is compared as SHA-256 digests, in constant time.
+    /// revoked, a record that does not verify, the wrong secret, or its
+    /// organization gone. The secret is compared as SHA-256 digests, in
+    /// constant time.
     pub fn authenticate_admin(&mut self, presented: &str) -> Result<Option<AdminToken>> {
         if !presented.starts_with(TOKEN_PREFIX)
             || presented.as_bytes().get(TOKEN_PREFIX.len()) != Some(&b'_')
@@ -254,17 +286,6 @@ impl Keygate {
             return Ok(None);
         }
         // An organization's token ends with its organization.
-        if let Some(org) = &stored.token.organization {
-            match self.live_organization(org) {
-                Ok(_) => {}
-                Err(
-                    Error::UnknownOrganization { .. }
-                    | Error::OrganizationDeleted(_)
-                    | Error::Tampered { .. },
-                ) => return Ok(None),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(Some(stored.token))
+        self.live_admin_token(&id)
     }
 }

@@ -304,6 +304,9 @@ impl Keygate {
                 Err(code) => ("inactive", Some(*code)),
                 Ok(o) => match self.module.admits(o, r)? {
                     Ok(()) => ("active", None),
+                    Err(crate::runtime::bindings::RecordError::PredatesOrganization) => {
+                        ("inactive", Some("predates-organization"))
+                    }
                     Err(_) => ("inactive", Some("lifetime-exceeds-policy")),
                 },
             },

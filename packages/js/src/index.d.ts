@@ -41,6 +41,7 @@ export type DenyReason =
   | 'unknown-organization'
   | 'organization-registration-invalid'
   | 'organization-deleted'
+  | 'predates-organization'
   | 'disabled'
   | 'not-yet-valid'
   | 'expired'

@@ -53,7 +53,7 @@ test('the vector snapshot decides every validator case, and the delta disables i
     }
     compared += 1;
   }
-  assert.equal(compared, 27);
+  assert.equal(compared, 28);
   const info = v.apply(hex(vectors.snapshots[1].file));
   assert.deepEqual([info.sequence, info.base, info.keys], [9, 7, 1]);
   const key = vectors.keys[0].key;

@@ -46,7 +46,7 @@ class Vectors(unittest.TestCase):
             else:
                 self.assertEqual((got.allow, got.reason), (False, c["expect"]["deny"]), c["name"])
             compared += 1
-        self.assertEqual(compared, 27)
+        self.assertEqual(compared, 28)
         info = v.apply(DELTA)
         self.assertEqual((info.sequence, info.base, info.keys), (9, 7, 1))
         self.assertEqual(v.authorize(KEY, "prj_alpha", now=1800000001), Deny("disabled", "forbidden", "key disabled"))
