@@ -15,7 +15,12 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     rustup target add wasm32-wasip2
 fi
 
-echo "== native: policy, host, component and end-to-end (CLI) tests"
+if [ ! -x /usr/bin/chromedriver ] || [ ! -x /usr/bin/chromium ]; then
+    echo "error: the page's browser tests need Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; .ci/run installs them)" >&2
+    exit 1
+fi
+
+echo "== native: policy, host, component and end-to-end (CLI, service, browser) tests"
 # The CLI tests run the real binary: build it first so it is never stale.
 cargo build --release --locked -p keygate
 cargo test --release --locked

@@ -422,11 +422,7 @@ impl Store {
     /// Apply a batch atomically, then flush and sync. Returns the last
     /// sequence number. Only the write seam calls this; `tag` makes each
     /// change-index entry's tag (kind, id, sequence, stored value).
-    pub(crate) fn commit(
-        &self,
-        batch: Batch,
-        tag: &ChangeTagger<'_>,
-    ) -> Result<u64> {
+    pub(crate) fn commit(&self, batch: Batch, tag: &ChangeTagger<'_>) -> Result<u64> {
         // Encode everything first: a value that does not fit is refused
         // before anything is written.
         let enc = |list: &[(String, SignedRecord)]| -> Result<Vec<(String, Vec<u8>)>> {

@@ -10,6 +10,7 @@ mod hardening;
 mod lifecycle;
 mod migrate;
 mod orgs;
+mod page;
 mod rotation;
 mod security;
 mod serve;

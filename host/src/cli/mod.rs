@@ -217,6 +217,18 @@ impl Ctx {
         Ok(kg)
     }
 
+    /// Open the store, initialising an empty or missing data directory (and
+    /// saying so): for `serve`, whose store lives on after this call.
+    pub fn open_or_init(&self) -> Result<Keygate, CliError> {
+        let mut kg = Keygate::open(&self.location()?, true)?;
+        warn_cache(&kg);
+        kg.set_actor(os_user());
+        if kg.created() {
+            announce_init(&kg);
+        }
+        Ok(kg)
+    }
+
     /// Open the store, initialising an empty or missing data directory, then
     /// run `f`. If `f` fails on a store this call created, the store is
     /// removed again so that a failed command changes nothing.

@@ -46,9 +46,27 @@ pub fn cmd_serve(ctx: &Ctx, a: ServeArgs) -> CmdResult {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
-    let kg = ctx.open()?;
-    keygate::serve::run(kg, cfg, |addr| {
+    // The first run of a fresh machine: the store is made, and a sign-in
+    // link is printed once (below).
+    let kg = ctx.open_or_init()?;
+    cfg.first_run_token = true;
+    keygate::serve::run(kg, cfg, |addr, first| {
         let _ = out(&format!("listening on http://{addr}"));
+        if let Some(t) = first {
+            // The page's address as a browser on this machine reaches it.
+            let shown = keygate::serve::reachable_here(addr);
+            // The token goes in the fragment: browsers never send it to a
+            // server, so it reaches no log; the page signs in with it and
+            // takes it out of the address bar.
+            let _ = out(&format!(
+                "sign in: http://{shown}/#token={}",
+                t.expose_token()
+            ));
+            eprintln!(
+                "keygate: this store had no admin token: made deployment token {} (\"first run (sign-in link)\"), shown once in the link above; revoke it with `keygate admin-token revoke {}` once you have others",
+                t.info.id, t.info.id
+            );
+        }
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -43,6 +43,9 @@ use crate::error::Error;
 use crate::runtime::bindings::{Decision, ExpiryPolicy, KeyStatus, Scope, ValidationRequest};
 use crate::runtime::{Module, ValidatorHandle};
 
+mod page;
+mod session;
+
 /// How the service runs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -60,6 +63,9 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Time in-flight requests get to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// On a store with no admin token at all, make one deployment token
+    /// once listening, for the sign-in link (the page's first run).
+    pub first_run_token: bool,
 }
 
 impl Default for Config {
@@ -72,6 +78,7 @@ impl Default for Config {
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            first_run_token: false,
         }
     }
 }
@@ -265,6 +272,8 @@ struct App {
     /// Keys that allowed a request since the last flush, and when (written
     /// to the store in batches, off the decision's path).
     uses: Mutex<std::collections::HashMap<String, u64>>,
+    /// The page's browser sessions.
+    sessions: session::Sessions,
 }
 
 impl App {
@@ -649,7 +658,7 @@ async fn admin_op(
     need: Need,
     f: impl FnOnce(&mut Keygate, &AdminToken, u64) -> ApiResult + Send + 'static,
 ) -> ApiResult {
-    let token = bearer(headers);
+    let credential = Credential::of(headers);
     let arrived = ARRIVED.try_with(|t| *t).unwrap_or_else(|_| Instant::now());
     let task = {
         let app = app.clone();
@@ -662,15 +671,7 @@ async fn admin_op(
                     "the service is busy or stopping; the operation was not started, try again",
                 ));
             }
-            let token = match token {
-                Some(t) if t.starts_with(TOKEN_PREFIX) => kg.authenticate_admin(&t)?,
-                _ => None,
-            };
-            let Some(token) = token else {
-                return Err(ApiError::unauthenticated(
-                    "send a live admin token as Authorization: Bearer kgadmin_…",
-                ));
-            };
+            let token = credential.token(&app, &mut kg)?;
             if need == Need::Write && token.read_only {
                 return Err(ApiError::forbidden("this admin token is read-only"));
             }
@@ -707,6 +708,70 @@ async fn admin_op(
         })
         .inc();
     answer
+}
+
+/// How an admin request authenticates: an admin token (`Authorization:
+/// Bearer`), or the page's session cookie with its CSRF header.
+enum Credential {
+    Token(Option<String>),
+    Session {
+        cookie: String,
+        csrf: Option<String>,
+    },
+}
+
+impl Credential {
+    fn of(headers: &HeaderMap) -> Credential {
+        match (bearer(headers), session::cookie(headers)) {
+            (None, Some(cookie)) => Credential::Session {
+                cookie,
+                csrf: session::csrf(headers),
+            },
+            (token, _) => Credential::Token(token),
+        }
+    }
+
+    /// The live admin token behind the credential, or 401 (403 for a
+    /// session request without its CSRF token).
+    fn token(&self, app: &App, kg: &mut Keygate) -> Result<AdminToken, ApiError> {
+        match self {
+            Credential::Token(token) => {
+                let found = match token {
+                    Some(t) if t.starts_with(TOKEN_PREFIX) => kg.authenticate_admin(t)?,
+                    _ => None,
+                };
+                found.ok_or_else(|| {
+                    ApiError::unauthenticated(
+                        "send a live admin token as Authorization: Bearer kgadmin_…",
+                    )
+                })
+            }
+            Credential::Session { cookie, csrf } => {
+                let id = match app.sessions.resolve(cookie, csrf.as_deref()) {
+                    Ok(id) => id,
+                    Err(session::Refused::Unknown) => {
+                        return Err(ApiError::unauthenticated(
+                            "the session ended; sign in again",
+                        ));
+                    }
+                    Err(session::Refused::Csrf) => {
+                        return Err(ApiError::forbidden(
+                            "a session request needs its X-Keygate-CSRF header",
+                        ));
+                    }
+                };
+                match kg.live_admin_token(&id)? {
+                    Some(t) => Ok(t),
+                    None => {
+                        app.sessions.close_token(&id);
+                        Err(ApiError::unauthenticated(
+                            "the admin token behind this session is no longer live; sign in again",
+                        ))
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// For a token of one organization, whatever is not found, deleted, or
@@ -1374,6 +1439,15 @@ fn router(app: Arc<App>, cfg: &Config) -> Router {
         .route("/v1/audit", get(audit))
         .route("/v1/issuer", get(issuer))
         .route("/v1/snapshot", get(snapshot))
+        .route(
+            "/v1/session",
+            get(page::session_info)
+                .post(page::sign_in)
+                .delete(page::sign_out),
+        )
+        .route("/", get(page::index))
+        .route("/app.js", get(page::script))
+        .route("/app.css", get(page::style))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -1390,10 +1464,30 @@ fn router(app: Arc<App>, cfg: &Config) -> Router {
         .with_state(app)
 }
 
+/// The address a client on this machine reaches the service at: loopback
+/// for an address on all interfaces, else the address itself.
+pub fn reachable_here(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        ip if ip.is_unspecified() => SocketAddr::new(
+            if ip.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            },
+            addr.port(),
+        ),
+        _ => addr,
+    }
+}
+
 /// Serve until SIGTERM or SIGINT. `ready` is called with the bound address
 /// once connections are accepted. The store (and its lock) is released when
 /// this returns.
-pub fn run(mut kg: Keygate, mut cfg: Config, ready: impl FnOnce(SocketAddr)) -> Result<(), Error> {
+pub fn run(
+    mut kg: Keygate,
+    mut cfg: Config,
+    ready: impl FnOnce(SocketAddr, Option<admin::IssuedToken>),
+) -> Result<(), Error> {
     // Every connection is a file descriptor: a limit below the connection
     // limit would let idle clients starve the store of descriptors (a
     // commit whose sync then fails). Raise the soft limit to the hard one,
@@ -1425,6 +1519,7 @@ pub fn run(mut kg: Keygate, mut cfg: Config, ready: impl FnOnce(SocketAddr)) -> 
         },
         stopping: std::sync::atomic::AtomicBool::new(false),
         uses: Mutex::new(std::collections::HashMap::new()),
+        sessions: session::Sessions::default(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -1433,7 +1528,11 @@ pub fn run(mut kg: Keygate, mut cfg: Config, ready: impl FnOnce(SocketAddr)) -> 
     runtime.block_on(serve(app, cfg, ready))
 }
 
-async fn serve(app: Arc<App>, cfg: Config, ready: impl FnOnce(SocketAddr)) -> Result<(), Error> {
+async fn serve(
+    app: Arc<App>,
+    cfg: Config,
+    ready: impl FnOnce(SocketAddr, Option<admin::IssuedToken>),
+) -> Result<(), Error> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use tower::ServiceExt;
 
@@ -1452,22 +1551,30 @@ async fn serve(app: Arc<App>, cfg: Config, ready: impl FnOnce(SocketAddr)) -> Re
     // address on all interfaces is reachable there too; a specific other
     // address is not announced).
     let announced = match local.ip() {
-        ip if ip.is_loopback() => Some(local),
-        ip if ip.is_unspecified() => Some(SocketAddr::new(
-            if ip.is_ipv4() {
-                std::net::Ipv4Addr::LOCALHOST.into()
-            } else {
-                std::net::Ipv6Addr::LOCALHOST.into()
-            },
-            local.port(),
-        )),
+        ip if ip.is_loopback() || ip.is_unspecified() => Some(reachable_here(local)),
         _ => None,
     };
     if let Some(a) = announced {
         lock(&app.admin).announce_server(&format!("http://{a}"))?;
     }
     tracing::info!(address = %local, validators = app.pool.slots.len(), "listening");
-    ready(local);
+    // The first run: listening works, so a token made now is one somebody
+    // sees (a bind failure would have left one nobody saw).
+    let first = if cfg.first_run_token {
+        let mut kg = lock(&app.admin);
+        let (tokens, untrusted) = kg.list_admin_tokens()?;
+        if tokens.is_empty() && untrusted.is_empty() {
+            let at = admin::now()?;
+            let t = kg.create_admin_token("first run (sign-in link)", None, false, at)?;
+            tracing::info!(token = %t.info.id, "made the first admin token");
+            Some(t)
+        } else {
+            None
+        }
+    } else {
+        None
+    };
+    ready(local, first);
     // Key uses reach the store every 10 s, in one write.
     let flusher = {
         let app = app.clone();
