@@ -82,7 +82,7 @@ function relative(t) {
   const a = Math.abs(s);
   const [n, unit] =
     a < 60 ? [a, 'second'] : a < 3600 ? [Math.round(a / 60), 'minute'] : a < 86400 ? [Math.round(a / 3600), 'hour'] : [Math.round(a / 86400), 'day'];
-  if (a < 45) return s >= 0 ? 'in a few seconds' : 'just now';
+  if (a < 45) return s > 0 ? 'in a few seconds' : 'just now';
   const words = `${n} ${unit}${n === 1 ? '' : 's'}`;
   return s >= 0 ? `in ${words}` : `${words} ago`;
 }

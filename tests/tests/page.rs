@@ -184,20 +184,22 @@ impl Page {
     }
 }
 
-fn verify(url: &str, key: &str, project: &str) -> String {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut r = agent
-        .post(format!("{url}/v1/keys/verify"))
-        .header("Authorization", format!("Bearer {key}"))
-        .send_json(json!({"project": project}))
+/// `keygate verify` through the service (which holds the store): "allow"
+/// or the deny reason.
+fn verify(kg: &Kg, url: &str, key: &str, project: &str) -> String {
+    let o = kg
+        .std_cmd()
+        .args(["--server", url, "--json", "verify", "--project", project])
+        .env("KEYGATE_KEY", key)
+        .output()
         .unwrap();
-    let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&o.stderr)));
     if v["decision"] == "allow" {
+        assert_eq!(o.status.code(), Some(0));
         "allow".into()
     } else {
+        assert_eq!(o.status.code(), Some(1));
         v["reason"].as_str().unwrap().to_string()
     }
 }
@@ -328,6 +330,40 @@ async fn a_person_manages_keys_and_projects_from_the_browser() {
     assert!(p.text("#keys-empty").await.contains("No API keys yet"));
     p.shot("empty-state").await;
 
+    // By keyboard: Enter on a focused button opens the dialog (focus in
+    // its first field), Escape closes it and focus returns to the button.
+    p.js("document.getElementById('create-key-empty').focus(); return true")
+        .await;
+    p.c.active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E007}")
+        .await
+        .unwrap();
+    p.until(
+        "the create dialog",
+        "return document.getElementById('create-dialog').open",
+    )
+    .await;
+    assert_eq!(
+        p.js("return document.activeElement.id").await,
+        json!("key-name")
+    );
+    p.c.active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E00C}")
+        .await
+        .unwrap();
+    p.until(
+        "the dialog closed",
+        "return !document.getElementById('create-dialog').open",
+    )
+    .await;
+    assert_eq!(
+        p.js("return document.activeElement.id").await,
+        json!("create-key-empty")
+    );
     // Projects: create two.
     p.click("#tab-projects").await;
     for name in ["billing", "web"] {
@@ -410,8 +446,8 @@ async fn a_person_manages_keys_and_projects_from_the_browser() {
             .contains("only time the key is shown")
     );
     p.shot("one-time-display").await;
-    assert_eq!(verify(&url, &key, &billing), "allow");
-    assert_eq!(verify(&url, &key, &web), "project-not-granted");
+    assert_eq!(verify(&kg, &url, &key, &billing), "allow");
+    assert_eq!(verify(&kg, &url, &key, &web), "project-not-granted");
     // Copy: the clipboard, or the key selected for Ctrl+C.
     p.click("#copy-key").await;
     p.until(
@@ -473,7 +509,7 @@ async fn a_person_manages_keys_and_projects_from_the_browser() {
         "return document.querySelector('#keys-body tr').innerText.includes('Inactive (disabled)')",
     )
     .await;
-    assert_eq!(verify(&url, &key, &billing), "disabled");
+    assert_eq!(verify(&kg, &url, &key, &billing), "disabled");
     p.shot("disabled").await;
     // Filters: inactive shows it, active does not.
     p.js("const s = document.getElementById('filter-status'); s.value = 'active'; s.dispatchEvent(new Event('change')); return true")
@@ -515,8 +551,8 @@ async fn a_person_manages_keys_and_projects_from_the_browser() {
         .unwrap()
         .to_string();
     p.click("#close-secret").await;
-    assert_eq!(verify(&url, &web_key, &web), "allow");
-    assert_eq!(verify(&url, &web_key, &billing), "project-not-granted");
+    assert_eq!(verify(&kg, &url, &web_key, &web), "allow");
+    assert_eq!(verify(&kg, &url, &web_key, &billing), "project-not-granted");
     p.click("#tab-keys").await;
     p.until(
         "two rows",
@@ -543,7 +579,7 @@ async fn a_person_manages_keys_and_projects_from_the_browser() {
         "return document.querySelectorAll('#keys-body tr').length === 1",
     )
     .await;
-    assert_eq!(verify(&url, &key, &billing), "unknown-key");
+    assert_eq!(verify(&kg, &url, &key, &billing), "unknown-key");
     p.shot("after-delete").await;
 
     // Readable on a 390-px-wide phone: no sideways scrolling.
