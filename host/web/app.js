@@ -19,6 +19,7 @@ const state = {
 };
 
 const $ = (id) => document.getElementById(id);
+const CSRF_KEY = 'keygate.csrf';
 
 function el(tag, props, ...children) {
   const e = document.createElement(tag);
@@ -105,6 +106,7 @@ function show(view) {
 
 function signedOut(message) {
   state.csrf = null;
+  sessionStorage.removeItem(CSRF_KEY);
   state.token = null;
   state.keys = [];
   state.projects = [];
@@ -123,6 +125,9 @@ async function signIn(token) {
 
 async function started(s) {
   state.csrf = s.csrf;
+  // Kept for reloads of this tab; unlike the cookie, sessionStorage is not
+  // shared with other ports of the host.
+  sessionStorage.setItem(CSRF_KEY, s.csrf);
   state.token = s.token;
   $('who').textContent = `${s.token.name}${s.token.read_only ? ' (read-only)' : ''}`;
   show('app');
@@ -153,6 +158,7 @@ function currentOrg() {
 
 async function refresh() {
   if (!state.org) return;
+  const lost = () => document.activeElement === document.body || !document.activeElement;
   const q = encodeURIComponent(state.org);
   const [projects, keys] = await Promise.all([api('GET', `/v1/projects?org=${q}`), api('GET', `/v1/keys?org=${q}`)]);
   state.projects = projects;
@@ -163,6 +169,8 @@ async function refresh() {
   pf.value = projects.some((p) => p.id === chosen) ? chosen : '';
   renderKeys();
   renderProjects();
+  // The button that acted was redrawn: keep the keyboard in the page.
+  if (lost()) $('main').focus();
 }
 
 // ------------------------------------------------------------- keys view
@@ -247,6 +255,7 @@ function renderKeys() {
   const body = $('keys-body');
   const writable = state.token && !state.token.read_only;
   $('create-key').disabled = !writable || !state.org;
+  $('create-key-empty').disabled = !writable;
   const none = state.keys.length === 0;
   $('keys-empty').hidden = !none || !state.org;
   $('keys-table').hidden = none;
@@ -390,6 +399,13 @@ function showSecret(made, opener) {
   input.focus();
   input.select();
 }
+
+// Leaving the page (or having it frozen for the back button) forgets a key
+// still on display.
+window.addEventListener('pagehide', () => {
+  if ($('secret-dialog').open) $('secret-dialog').close();
+  forgetSecret();
+});
 
 function forgetSecret() {
   secret = null;
@@ -669,18 +685,20 @@ async function boot() {
   const hash = location.hash;
   if (hash.startsWith('#token=')) {
     history.replaceState(null, '', location.pathname + location.search);
-    const token = decodeURIComponent(hash.slice('#token='.length));
     try {
-      await signIn(token);
-      return;
+      await signIn(decodeURIComponent(hash.slice('#token='.length)));
+      $('notice').textContent +=
+        ' Signed in with the first-run token. Make your own admin tokens (keygate admin-token create) and revoke this one: its link stays in this browser\'s history.';
     } catch (e) {
-      signedOut(e.message);
-      return;
+      signedOut(e instanceof URIError ? 'That sign-in link is damaged.' : e.message);
     }
+    return;
   }
+  state.csrf = sessionStorage.getItem(CSRF_KEY);
   try {
     const s = await api('GET', '/v1/session');
-    await started(s);
+    if (s && s.session) await started(s.session);
+    else signedOut('');
   } catch (_) {
     signedOut('');
   }

@@ -242,10 +242,11 @@ async fn the_first_run_link_signs_in_and_leaves_no_token_behind() {
     p.shot("signed-in-no-organization").await;
     assert_eq!(p.js("return location.href").await, json!(format!("{url}/")));
     assert!(!p.everything().await.contains(&token));
+    let notice = p.text("#notice").await;
     assert!(
-        p.text("#notice")
-            .await
-            .contains("No organization yet: create one with `keygate org create SLUG`")
+        notice.contains("No organization yet: create one with `keygate org create SLUG`")
+            && notice.contains("revoke this one: its link stays in this browser's history"),
+        "{notice}"
     );
     // Resources: every one from this origin (the page works offline).
     let origins = p
@@ -254,6 +255,20 @@ async fn the_first_run_link_signs_in_and_leaves_no_token_behind() {
     for o in origins.as_array().unwrap() {
         assert_eq!(o, &json!(url));
     }
+    // The cookie alone reveals nothing (another service on another port of
+    // this host receives it too): the session answers only with its CSRF
+    // token, which the tab keeps in sessionStorage and a reload finds.
+    assert_eq!(
+        p.js("return fetch('/v1/session').then(r => r.json())")
+            .await,
+        json!({"session": null})
+    );
+    p.c.refresh().await.unwrap();
+    p.until(
+        "the app view after a reload",
+        "return !document.getElementById('app-view').hidden && document.getElementById('who').textContent.length > 0",
+    )
+    .await;
     // Signing out ends the session: the cookie no longer works.
     p.click("#sign-out").await;
     p.until(
@@ -261,10 +276,10 @@ async fn the_first_run_link_signs_in_and_leaves_no_token_behind() {
         "return !document.getElementById('signin-view').hidden",
     )
     .await;
-    let status = p
-        .js("return fetch('/v1/session').then(r => r.status)")
+    let after = p
+        .js("return fetch('/v1/session', {headers: {'X-Keygate-CSRF': sessionStorage.getItem('keygate.csrf') || 'x'}}).then(r => r.json())")
         .await;
-    assert_eq!(status, json!(401));
+    assert_eq!(after, json!({"session": null}));
     p.c.clone().close().await.unwrap();
 }
 

@@ -348,7 +348,11 @@ impl Failures {
 /// 429 for an address past its failed-authentication budget; counts 401s.
 async fn limit_failures(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let peer = req.extensions().get::<Peer>().copied();
+    // The page's own files are never refused: behind a shared proxy one
+    // address is everyone's.
+    let page = matches!(req.uri().path(), "/" | "/app.js" | "/app.css");
     if let Some(Peer(ip)) = peer
+        && !page
         && let Some(wait) = app.failures.blocked(ip)
     {
         let mut r = ApiError::new(
@@ -715,19 +719,20 @@ async fn admin_op(
 enum Credential {
     Token(Option<String>),
     Session {
-        cookie: String,
+        cookies: Vec<String>,
         csrf: Option<String>,
     },
 }
 
 impl Credential {
     fn of(headers: &HeaderMap) -> Credential {
-        match (bearer(headers), session::cookie(headers)) {
-            (None, Some(cookie)) => Credential::Session {
-                cookie,
+        let cookies = session::cookies(headers);
+        match bearer(headers) {
+            None if !cookies.is_empty() => Credential::Session {
+                cookies,
                 csrf: session::csrf(headers),
             },
-            (token, _) => Credential::Token(token),
+            token => Credential::Token(token),
         }
     }
 
@@ -746,9 +751,9 @@ impl Credential {
                     )
                 })
             }
-            Credential::Session { cookie, csrf } => {
-                let id = match app.sessions.resolve(cookie, csrf.as_deref()) {
-                    Ok(id) => id,
+            Credential::Session { cookies, csrf } => {
+                let id = match app.sessions.resolve_any(cookies, csrf.as_deref()) {
+                    Ok((_, id)) => id,
                     Err(session::Refused::Unknown) => {
                         return Err(ApiError::unauthenticated(
                             "the session ended; sign in again",

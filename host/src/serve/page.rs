@@ -46,7 +46,12 @@ fn asset(content_type: &'static str, text: &'static str) -> Response {
 }
 
 pub async fn index() -> Response {
-    asset("text/html; charset=utf-8", INDEX)
+    let mut r = asset("text/html; charset=utf-8", INDEX);
+    // Not kept for the back button either: a new key on the page must not
+    // come back from the back/forward cache.
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 pub async fn script() -> Response {
@@ -102,6 +107,14 @@ pub async fn sign_in(State(app): State<Arc<App>>, headers: HeaderMap, bytes: Byt
             "that is not a live admin token (kgadmin_…)",
         ));
     };
+    // Signing in again ends the session this browser had (its CSRF token
+    // proves it is this page's).
+    if let Ok((old, _)) = app.sessions.resolve_any(
+        &session::cookies(&headers),
+        session::csrf(&headers).as_deref(),
+    ) {
+        app.sessions.close(&old);
+    }
     let Some(new) = app.sessions.open(&token.id) else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -120,12 +133,17 @@ pub async fn sign_in(State(app): State<Arc<App>>, headers: HeaderMap, bytes: Byt
     Ok(r)
 }
 
-/// `GET /v1/session`: the session of this cookie (a reloaded page gets its
-/// CSRF token again: it is kept only in the page's memory).
+/// `GET /v1/session`: the session of this cookie and CSRF token (a
+/// reloaded page asks whether its session, whose CSRF token it keeps in
+/// `sessionStorage`, still lives). Without a live one: 200 with
+/// `"session": null` (not a failed authentication: every first visit asks).
 pub async fn session_info(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
-    let ended = || ApiError::unauthenticated("no session; sign in");
-    let cookie = session::cookie(&headers).ok_or_else(ended)?;
-    let (id, csrf) = app.sessions.csrf_of(&cookie).ok_or_else(ended)?;
+    let none = || json_response(StatusCode::OK, json!({"session": null}));
+    let cookies = session::cookies(&headers);
+    let csrf = session::csrf(&headers);
+    let Ok((_, id)) = app.sessions.resolve_any(&cookies, csrf.as_deref()) else {
+        return Ok(none());
+    };
     let token = {
         let app = app.clone();
         let id = id.clone();
@@ -133,9 +151,12 @@ pub async fn session_info(State(app): State<Arc<App>>, headers: HeaderMap) -> Ap
     };
     let Some(token) = token else {
         app.sessions.close_token(&id);
-        return Err(ended());
+        return Ok(none());
     };
-    let mut r = json_response(StatusCode::OK, session_json(&token, &csrf));
+    let mut r = json_response(
+        StatusCode::OK,
+        json!({"session": session_json(&token, csrf.as_deref().unwrap_or_default())}),
+    );
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
@@ -143,17 +164,17 @@ pub async fn session_info(State(app): State<Arc<App>>, headers: HeaderMap) -> Ap
 
 /// `DELETE /v1/session`: sign out (needs the CSRF header).
 pub async fn sign_out(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
-    if let Some(cookie) = session::cookie(&headers) {
-        match app
-            .sessions
-            .resolve(&cookie, session::csrf(&headers).as_deref())
-        {
-            Ok(_) | Err(session::Refused::Unknown) => app.sessions.close(&cookie),
-            Err(session::Refused::Csrf) => {
-                return Err(ApiError::forbidden(
-                    "signing out needs the session's X-Keygate-CSRF header",
-                ));
-            }
+    let cookies = session::cookies(&headers);
+    match app
+        .sessions
+        .resolve_any(&cookies, session::csrf(&headers).as_deref())
+    {
+        Ok((cookie, _)) => app.sessions.close(&cookie),
+        Err(session::Refused::Unknown) => {}
+        Err(session::Refused::Csrf) => {
+            return Err(ApiError::forbidden(
+                "signing out needs the session's X-Keygate-CSRF header",
+            ));
         }
     }
     let mut r = StatusCode::NO_CONTENT.into_response();

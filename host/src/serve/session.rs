@@ -1,8 +1,11 @@
 //! Browser sessions for the page: an admin token is exchanged once for a
 //! session cookie (`HttpOnly`, `SameSite=Strict`, `Secure` behind TLS), so
-//! the page never keeps the token. The cookie alone authenticates nothing:
-//! every request made with it must also carry the session's CSRF token in
-//! the `X-Keygate-CSRF` header, which another site cannot read or set.
+//! the page never keeps the token. The cookie alone authenticates nothing
+//! and reveals nothing: every request made with it, `GET /v1/session`
+//! included, must also carry the session's CSRF token in the
+//! `X-Keygate-CSRF` header. The page keeps that token in `sessionStorage`,
+//! which, unlike cookies, is not shared with other ports of the same host
+//! (another local service there receives the cookie, not the token).
 //! Sessions live in the service's memory (a restart signs everyone out);
 //! each request asks whether the token behind the session is still live,
 //! so revoking a token ends its sessions at once.
@@ -25,8 +28,12 @@ pub const CSRF_HEADER: &str = "x-keygate-csrf";
 pub const IDLE: Duration = Duration::from_secs(60 * 60);
 /// And at the latest this long after sign-in.
 pub const LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
-/// Sessions held at most (expired ones are dropped first).
+/// Sessions held at most (expired ones first, then the least recently
+/// used, make room).
 const MAX_SESSIONS: usize = 10_000;
+/// Sessions one token holds at most (its least recently used makes room):
+/// no token can fill the table and lock others out.
+const MAX_PER_TOKEN: usize = 16;
 
 struct Session {
     token_id: String,
@@ -75,10 +82,23 @@ impl Sessions {
         let cookie = random_hex()?;
         let csrf = random_hex()?;
         let mut map = lock(&self.map);
+        let oldest = |map: &HashMap<[u8; 32], Session>, of: Option<&str>| {
+            map.iter()
+                .filter(|(_, s)| of.is_none_or(|t| s.token_id == t))
+                .min_by_key(|(_, s)| s.last)
+                .map(|(k, _)| *k)
+        };
+        if map.values().filter(|s| s.token_id == token_id).count() >= MAX_PER_TOKEN
+            && let Some(k) = oldest(&map, Some(token_id))
+        {
+            map.remove(&k);
+        }
         if map.len() >= MAX_SESSIONS {
             map.retain(|_, s| alive(s));
-            if map.len() >= MAX_SESSIONS {
-                return None;
+            if map.len() >= MAX_SESSIONS
+                && let Some(k) = oldest(&map, None)
+            {
+                map.remove(&k);
             }
         }
         let now = Instant::now();
@@ -115,20 +135,6 @@ impl Sessions {
         Ok(s.token_id.clone())
     }
 
-    /// The CSRF token of a live session (for a page reloaded with its
-    /// cookie: the token is not kept anywhere in the browser but memory).
-    pub fn csrf_of(&self, cookie: &str) -> Option<(String, String)> {
-        let mut map = lock(&self.map);
-        let key = digest(cookie);
-        let s = map.get_mut(&key)?;
-        if !alive(s) {
-            map.remove(&key);
-            return None;
-        }
-        s.last = Instant::now();
-        Some((s.token_id.clone(), s.csrf.clone()))
-    }
-
     /// End a session.
     pub fn close(&self, cookie: &str) {
         lock(&self.map).remove(&digest(cookie));
@@ -144,23 +150,48 @@ fn alive(s: &Session) -> bool {
     s.last.elapsed() < IDLE && s.started.elapsed() < LIFETIME
 }
 
-/// The session cookie of a request, if it carries exactly one.
-pub fn cookie(headers: &HeaderMap) -> Option<String> {
-    let mut found = None;
+/// The well-formed session cookies of a request. More than one can come
+/// (another service on this host, on another port or path, can set one):
+/// each is tried, and only the one whose CSRF token the page sends is
+/// used, so a planted cookie can neither lock the page out nor sign it in
+/// as someone else.
+pub fn cookies(headers: &HeaderMap) -> Vec<String> {
+    let mut found = Vec::new();
     for v in headers.get_all(header::COOKIE) {
-        for pair in v.to_str().ok()?.split(';') {
+        let Ok(text) = v.to_str() else { continue };
+        for pair in text.split(';') {
             let Some((name, value)) = pair.trim().split_once('=') else {
                 continue;
             };
-            if name == COOKIE {
-                if found.is_some() {
-                    return None;
-                }
-                found = Some(value.to_string());
+            if name == COOKIE
+                && value.len() == 64
+                && value.bytes().all(|b| b.is_ascii_hexdigit())
+                && found.len() < 8
+            {
+                found.push(value.to_string());
             }
         }
     }
-    found.filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+    found
+}
+
+impl Sessions {
+    /// The first of `cookies` that is a live session with this CSRF token.
+    pub fn resolve_any(
+        &self,
+        cookies: &[String],
+        csrf: Option<&str>,
+    ) -> Result<(String, String), Refused> {
+        let mut refused = Refused::Unknown;
+        for c in cookies {
+            match self.resolve(c, csrf) {
+                Ok(id) => return Ok((c.clone(), id)),
+                Err(Refused::Csrf) => refused = Refused::Csrf,
+                Err(Refused::Unknown) => {}
+            }
+        }
+        Err(refused)
+    }
 }
 
 /// The CSRF header of a request.
@@ -217,24 +248,49 @@ mod tests {
     }
 
     #[test]
-    fn only_one_well_formed_cookie_counts() {
+    fn a_planted_cookie_beside_the_real_one_changes_nothing() {
+        let s = Sessions::default();
+        let mine = s.open("mine").unwrap();
+        let theirs = s.open("theirs").unwrap();
         let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!(
+                "x=1; {COOKIE}={}; {COOKIE}={}; {COOKIE}=short",
+                theirs.cookie, mine.cookie
+            ))
+            .unwrap(),
+        );
+        let found = cookies(&h);
+        assert_eq!(found, [theirs.cookie.clone(), mine.cookie.clone()]);
+        // The page's CSRF token picks its own session, whatever comes first.
+        assert_eq!(
+            s.resolve_any(&found, Some(&mine.csrf)),
+            Ok((mine.cookie.clone(), "mine".to_string()))
+        );
+        assert_eq!(s.resolve_any(&found, None), Err(Refused::Csrf));
+        assert_eq!(s.resolve_any(&[], Some(&mine.csrf)), Err(Refused::Unknown));
+    }
+
+    #[test]
+    fn one_token_cannot_fill_the_table() {
+        let s = Sessions::default();
+        let first = s.open("flood").unwrap();
+        for _ in 0..MAX_PER_TOKEN {
+            s.open("flood").unwrap();
+        }
+        assert_eq!(
+            s.resolve(&first.cookie, Some(&first.csrf)),
+            Err(Refused::Unknown)
+        );
+        assert_eq!(lock(&s.map).len(), MAX_PER_TOKEN);
+        let other = s.open("other").unwrap();
+        assert!(s.resolve(&other.cookie, Some(&other.csrf)).is_ok());
+    }
+
+    #[test]
+    fn the_cookie_is_secure_behind_tls() {
         let v = "a".repeat(64);
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_str(&format!("x=1; {COOKIE}={v}")).unwrap(),
-        );
-        assert_eq!(cookie(&h), Some(v.clone()));
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_str(&format!("{COOKIE}={v}; {COOKIE}={v}")).unwrap(),
-        );
-        assert_eq!(cookie(&h), None);
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_str(&format!("{COOKIE}=short")).unwrap(),
-        );
-        assert_eq!(cookie(&h), None);
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         assert!(set_cookie(&h, &v).to_str().unwrap().ends_with("; Secure"));
