@@ -21,12 +21,16 @@ if [ ! -x /usr/bin/chromedriver ] || [ ! -x /usr/bin/chromium ]; then
 fi
 
 echo "== native: policy, host, component and end-to-end (CLI, service, browser) tests"
-# The CLI tests run the real binary: build it first so it is never stale.
-cargo build --release --locked -p keygate
+# One build of everything the tests run: the keygate binary the CLI tests
+# drive, the wasm test runner, and every test target. One cargo invocation
+# over the same packages as `cargo test` below, so that features unify the
+# same way and wasmtime is compiled once (a `-p keygate` build here, and
+# another for the runner, each compiled it again: three times per clean run).
+cargo build --release --locked --workspace --exclude keygate-guest --bins --tests
 cargo test --release --locked
 
 echo "== in-guest: keygate-policy tests on wasm32-wasip2 inside wasmtime"
-cargo build --release --locked -p keygate-tests --bin keygate-wasm-runner
+# (the runner, target/release/keygate-wasm-runner, was built above)
 cargo test --release --locked -p keygate-policy --lib --target wasm32-wasip2
 
 echo "== Node.js package: the component through jco, vectors and CLI-made snapshots"
