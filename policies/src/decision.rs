@@ -6,8 +6,8 @@
 //! tombstone), secret mismatch, record signature invalid, unknown project,
 //! project registration invalid, project deleted, wrong organization,
 //! unknown organization, organization registration invalid, organization
-//! deleted, predates organization, disabled, not yet valid, expired, lifetime exceeds policy, scope
-//! not granted, project not granted.
+//! deleted, predates organization, disabled, not yet valid, expired,
+//! lifetime exceeds policy, scope not granted, project not granted.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -472,7 +472,7 @@ fn organization_step<'o>(
     if org.is_deleted() {
         return Err(DenyReason::OrganizationDeleted);
     }
-    if record.created_at < org.created_at || project.created_at < org.created_at {
+    if !org.owns_since(record.created_at) || !org.owns_since(project.created_at) {
         return Err(DenyReason::PredatesOrganization);
     }
     Ok(org)
@@ -581,6 +581,8 @@ fn evaluate_inner(
     };
     let ask = Ask::from(req);
     let project = project_step(registration.as_ref(), &ask)?;
+    // Before the organization's evidence is opened, so that a damaged
+    // registration of another organization never hides this reason.
     if record.organization != project.organization {
         return Err(DenyReason::WrongOrganization);
     }

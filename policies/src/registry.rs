@@ -453,6 +453,13 @@ impl Organization {
         Ok(next)
     }
 
+    /// Whether a fact made at `created_at` can be this organization's: not
+    /// before its registration (an older one belongs to an earlier
+    /// organization of the same slug).
+    pub fn owns_since(&self, created_at: u64) -> bool {
+        created_at >= self.created_at
+    }
+
     /// Whether a key record may be made, kept by rotation, or used under
     /// this organization: it belongs to it, the organization is not
     /// deleted, the key is not older than the organization, and the record
@@ -464,7 +471,7 @@ impl Organization {
         if self.is_deleted() {
             return Err(RecordError::OrganizationDeleted);
         }
-        if record.created_at < self.created_at {
+        if !self.owns_since(record.created_at) {
             return Err(RecordError::PredatesOrganization);
         }
         self.key_policy

@@ -53,8 +53,6 @@ fn serve(kg: &Kg) -> (Killed, String, Option<String>) {
         .strip_prefix("listening on ")
         .unwrap()
         .to_string();
-    let child = Killed(child);
-    let mut link = None;
     // Read the sign-in line without blocking forever: it is printed right
     // after the address, or never.
     let (tx, rx) = std::sync::mpsc::channel();
@@ -63,10 +61,11 @@ fn serve(kg: &Kg) -> (Killed, String, Option<String>) {
             let _ = tx.send(l);
         }
     });
-    if let Ok(l) = rx.recv_timeout(Duration::from_millis(1500)) {
-        link = l.strip_prefix("sign in: ").map(str::to_string);
-    }
-    (child, url, link)
+    let link = rx
+        .recv_timeout(Duration::from_millis(1500))
+        .ok()
+        .and_then(|l| l.strip_prefix("sign in: ").map(str::to_string));
+    (Killed(child), url, link)
 }
 
 async fn browser(dir: &std::path::Path) -> (Killed, Client) {

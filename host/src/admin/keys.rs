@@ -82,7 +82,7 @@ impl Keygate {
     }
 
     /// A live key's record, its signature verified by the component.
-    pub(crate) fn verified(&mut self, id: &str) -> Result<KeyRecord> {
+    fn verified(&mut self, id: &str) -> Result<KeyRecord> {
         let (id, signed) = self.live_key(id)?;
         match self.open_signed(KEY_RECORD, &id, &signed)? {
             SignedBody::Key(r) => Ok(r),

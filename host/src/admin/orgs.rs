@@ -179,10 +179,10 @@ impl Keygate {
                 Err(e) => return Err(e),
             }
         }
-        let mut views = Vec::with_capacity(live.len());
-        for o in live {
-            views.push(OrgView::from_parts(o, None));
-        }
+        let views = live
+            .into_iter()
+            .map(|o| OrgView::from_parts(o, None))
+            .collect();
         Ok((views, untrusted))
     }
 
@@ -197,25 +197,20 @@ impl Keygate {
         if org.deleted_at.is_some() {
             return Ok(OrgView::from_parts(org, None));
         }
-        let counts = {
-            let projects = self.list_projects(&org.slug)?.projects.len();
-            let keys = self.list_keys(&org.slug, None, at)?;
-            let mut outside = Vec::new();
-            for k in &keys {
-                if k.inactive_reason.as_deref() == Some("signature-invalid") {
-                    continue;
-                }
-                let record = self.verified(&k.id)?;
-                if self.module.admits(&org, &record)?.is_err() {
-                    outside.push(k.id.clone());
-                }
-            }
-            outside.sort();
-            super::views::OrgCounts {
-                projects: projects as u64,
-                keys: keys.len() as u64,
-                keys_outside_policy: outside,
-            }
+        let projects = self.list_projects(&org.slug)?.projects.len();
+        // The listing judged every key by the policy already (the
+        // component's `admits`, as decisions do).
+        let keys = self.list_keys(&org.slug, None, at)?;
+        let mut outside: Vec<String> = keys
+            .iter()
+            .filter(|k| k.inactive_reason.as_deref() == Some("lifetime-exceeds-policy"))
+            .map(|k| k.id.clone())
+            .collect();
+        outside.sort();
+        let counts = super::views::OrgCounts {
+            projects: projects as u64,
+            keys: keys.len() as u64,
+            keys_outside_policy: outside,
         };
         Ok(OrgView::from_parts(org, Some(counts)))
     }

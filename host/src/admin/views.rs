@@ -195,7 +195,8 @@ pub struct OrgCounts {
     pub projects: u64,
     /// Live keys.
     pub keys: u64,
-    /// Ids of the keys the current key policy denies, in id order.
+    /// Ids of the keys the current key policy denies (that would validate
+    /// but for it), in id order.
     pub keys_outside_policy: Vec<String>,
 }
 
