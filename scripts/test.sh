@@ -26,7 +26,8 @@ echo "== native: policy, host, component and end-to-end (CLI, service, browser) 
 # over the same packages as `cargo test` below, so that features unify the
 # same way and wasmtime is compiled once (a `-p keygate` build here, and
 # another for the runner, each compiled it again: three times per clean run).
-cargo build --release --locked --workspace --exclude keygate-guest --bins --tests
+# (The Cedar comparison, keygate-compare, is a benchmark: never built here.)
+cargo build --release --locked --workspace --exclude keygate-guest --exclude keygate-compare --bins --tests
 cargo test --release --locked
 
 echo "== in-guest: keygate-policy tests on wasm32-wasip2 inside wasmtime"

@@ -80,7 +80,14 @@ pub struct Runtime {
 impl Runtime {
     /// Compile the embedded component.
     pub fn new() -> Result<Self, RuntimeError> {
-        let engine = Engine::default();
+        Self::with_config(&wasmtime::Config::default())
+    }
+
+    /// Compile the embedded component with an engine of the caller's
+    /// configuration (for instance `profiler(ProfilingStrategy::PerfMap)`,
+    /// so that `perf` names the guest's functions). Nothing is cached.
+    pub fn with_config(config: &wasmtime::Config) -> Result<Self, RuntimeError> {
+        let engine = Engine::new(config)?;
         let component = Component::new(&engine, COMPONENT)?;
         Self::with(engine, component)
     }
