@@ -746,3 +746,89 @@ fn key_show_finds_a_key_by_a_name_unique_in_its_organization() {
         "{err}"
     );
 }
+
+#[test]
+fn create_keys_commits_a_batch_once_and_answers_each_key_on_its_own() {
+    use keygate::admin::{Access, KeySpec, Keygate, Location};
+    use keygate::runtime::bindings::ExpiryPolicy;
+    let kg = Kg::new();
+    let billing = kg.project("acme", "Billing");
+    kg.org("globex");
+    kg.ok(&["org", "policy", "set", "globex", "--max-expiry", "30d"]);
+    let spec = |org: &str, name: &str, expiry| KeySpec {
+        organization: Some(org.into()),
+        name: name.into(),
+        access: Access::AllProjects,
+        expiry,
+        scopes: vec!["trigger-workflows".into()],
+    };
+    let mut store = Keygate::open(&Location::new(kg.path().to_path_buf()), false).unwrap();
+    let before = store.sequence().unwrap();
+    store.set_actor("batch test");
+    let now = keygate::admin::now().unwrap();
+    let got = store
+        .create_keys(
+            vec![
+                spec("acme", "one", ExpiryPolicy::Never),
+                // Refused on its own: globex's policy wants at most 30 days.
+                spec("globex", "too long", ExpiryPolicy::Never),
+                spec("nowhere", "no such org", ExpiryPolicy::Never),
+                spec("acme", "two", ExpiryPolicy::Days(7)),
+                spec("globex", "fits", ExpiryPolicy::Days(30)),
+            ],
+            now,
+        )
+        .unwrap();
+    let outcome: Vec<Result<String, String>> = got
+        .iter()
+        .map(|r| match r {
+            Ok(c) => Ok(c.view.name.clone()),
+            Err(e) => Err(e.code().to_string()),
+        })
+        .collect();
+    assert_eq!(
+        outcome,
+        vec![
+            Ok("one".to_string()),
+            Err("expiry-required".to_string()),
+            Err("unknown-organization".to_string()),
+            Ok("two".to_string()),
+            Ok("fits".to_string()),
+        ]
+    );
+    // One commit: the three keys' audit events took the next three
+    // sequence numbers, each with the actor.
+    assert_eq!(store.sequence().unwrap(), before + 3);
+    let events: Vec<_> = store
+        .audit(None)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.sequence > before)
+        .map(|e| (e.action, e.subject, e.actor))
+        .collect();
+    let ids: Vec<String> = got
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|c| c.view.id.clone())
+        .collect();
+    assert_eq!(
+        events,
+        ids.iter()
+            .map(|id| (
+                "key.create".to_string(),
+                id.clone(),
+                Some("batch test".to_string())
+            ))
+            .collect::<Vec<_>>()
+    );
+    let keys: Vec<String> = got
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|c| c.issued.expose_key().to_string())
+        .collect();
+    drop(store);
+    assert_eq!(kg.decide(&keys[0], &billing, &[]), "allow");
+    assert_eq!(kg.decide(&keys[1], &billing, &[]), "allow");
+    assert_eq!(kg.decide(&keys[2], &billing, &[]), "wrong organization");
+    kg.ok(&["audit", "verify"]);
+}

@@ -794,6 +794,103 @@ fn a_killed_service_loses_no_change_it_answered() {
     }
 }
 
+/// The sum and count of a histogram on `/metrics`.
+fn histogram(url: &str, name: &str) -> (f64, f64) {
+    let mut r = agent().get(format!("{url}/metrics")).call().unwrap();
+    let text = r.body_mut().read_to_string().unwrap();
+    let field = |suffix: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}_{suffix} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name}_{suffix} in /metrics"))
+    };
+    (field("sum"), field("count"))
+}
+
+#[test]
+fn group_commit_loses_no_acknowledged_key_when_the_service_is_killed() {
+    let kg = Kg::new();
+    let project = kg.project("acme", "billing");
+    let ops = token(&kg, &["--name", "ops"]);
+    let (mut acknowledged, mut keys_committed, mut commits) = (Vec::new(), 0.0, 0.0);
+    for round in 0..3u64 {
+        let mut s = Server::start(&kg, &[]);
+        // Twelve clients creating keys as fast as they are answered: the
+        // service commits whatever queued while it was flushing.
+        let writers: Vec<_> = (0..12)
+            .map(|c| {
+                let (url, token) = (s.url.clone(), ops.clone());
+                std::thread::spawn(move || {
+                    let agent = agent();
+                    let mut got = Vec::new();
+                    for i in 0u32.. {
+                        let Ok(mut r) = agent
+                            .post(format!("{url}/v1/keys"))
+                            .header("Authorization", format!("Bearer {token}"))
+                            .send_json(json!({
+                                "org": "acme",
+                                "name": format!("r{round} c{c} k{i}"),
+                                "access": "all-projects",
+                            }))
+                        else {
+                            break;
+                        };
+                        let status = r.status().as_u16();
+                        let Ok(text) = r.body_mut().read_to_string() else {
+                            break;
+                        };
+                        let v: Value = serde_json::from_str(&text).unwrap();
+                        assert_eq!(status, 201, "{v}");
+                        got.push(v["key"].as_str().unwrap().to_string());
+                    }
+                    got
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300 + 150 * round));
+        let (sum, count) = histogram(&s.url, "keygate_key_creations_per_commit");
+        keys_committed += sum;
+        commits += count;
+        std::thread::sleep(Duration::from_millis(20 * round));
+        s.child.kill().unwrap();
+        s.child.wait().unwrap();
+        for w in writers {
+            acknowledged.extend(w.join().unwrap());
+        }
+    }
+    println!(
+        "group commit: {} keys acknowledged; before the kills, {keys_committed} keys in {commits} commits",
+        acknowledged.len()
+    );
+    assert!(
+        keys_committed > commits,
+        "no commit held more than one key ({keys_committed} keys, {commits} commits)"
+    );
+    assert!(
+        acknowledged.len() >= 50,
+        "too few keys answered to test anything"
+    );
+    // Every key answered 201 is in the store and allowed; the ones being
+    // committed at the kill may or may not be, and no answer told anyone.
+    let listed: Vec<String> = kg
+        .json(&["key", "list", "--org", "acme"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap().to_string())
+        .collect();
+    for k in &acknowledged {
+        assert!(
+            listed.iter().any(|id| id == id_of(k)),
+            "key {} was answered 201 but is gone",
+            id_of(k)
+        );
+    }
+    for k in acknowledged.iter().step_by(7) {
+        assert_eq!(kg.decide(k, &project, &[]), "allow", "key {}", id_of(k));
+    }
+}
+
 /// One side of the parity test: a local store, or a store behind a service.
 struct Side<'a> {
     kg: &'a Kg,

@@ -1,11 +1,13 @@
 //! Keys: creation (the one moment a secret exists), listing, status changes,
 //! rotation and deletion.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use crate::error::{Error, Result};
 use crate::runtime::IssuedKey;
 use crate::runtime::bindings::{
-    CreateRequest, ExpiryPolicy, KeyLevel, KeyRecord, KeyStatus, ProjectAccess, SignedBody,
-    SignedRecord,
+    CreateRequest, ExpiryPolicy, KeyLevel, KeyRecord, KeyStatus, Organization, ProjectAccess,
+    SignedBody, SignedRecord,
 };
 use crate::schema::AuditEvent;
 
@@ -119,6 +121,80 @@ impl Keygate {
     /// Create a key. The record is committed and flushed before this returns;
     /// the caller shows `issued` once and forgets it.
     pub fn create_key(&mut self, spec: KeySpec, at: u64) -> Result<Created> {
+        let mut out = self.create_keys(vec![spec], at)?;
+        out.pop()
+            .unwrap_or_else(|| Err(Error::System("no key was created".into())))
+    }
+
+    /// Create several keys in one commit: one transaction and one flush and
+    /// sync for all of them (group commit). Each spec is checked on its own
+    /// and gets its own answer, in order; the ones that pass are committed
+    /// together, and none is returned before that commit reached the disk.
+    /// `Err` only when the commit itself failed: then no key was created
+    /// and no secret exists anywhere.
+    pub fn create_keys(&mut self, specs: Vec<KeySpec>, at: u64) -> Result<Vec<Result<Created>>> {
+        let actor = self.actor.clone();
+        self.create_keys_by(specs.into_iter().map(|s| (s, actor.clone())).collect(), at)
+    }
+
+    /// [`Keygate::create_keys`] with each key's own actor for its audit
+    /// event (the service batches requests of several admin tokens).
+    pub(crate) fn create_keys_by(
+        &mut self,
+        specs: Vec<(KeySpec, Option<String>)>,
+        at: u64,
+    ) -> Result<Vec<Result<Created>>> {
+        // Organizations read (and verified) once per batch, not per key.
+        let mut orgs: BTreeMap<String, Organization> = BTreeMap::new();
+        let mut ids: BTreeSet<String> = BTreeSet::new();
+        let mut prepared: Vec<Result<(IssuedKey, KeyRecord)>> = Vec::with_capacity(specs.len());
+        let mut change = Change::default();
+        for (spec, actor) in specs {
+            let p = self.prepare_key(spec, at, &mut orgs, &mut ids);
+            if let Ok((_, record)) = &p {
+                change.keys.push(record.clone());
+                let mut ev = event(
+                    at,
+                    "key.create",
+                    Some(&record.organization),
+                    &record.id,
+                    Some(record.name.clone()),
+                );
+                ev.actor = actor;
+                change.audit.push(ev);
+            }
+            prepared.push(p);
+        }
+        if !change.keys.is_empty() {
+            self.apply(change)?;
+        }
+        let mut out = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            out.push(match p {
+                Ok((issued, record)) => {
+                    let org = orgs
+                        .get(&record.organization)
+                        .cloned()
+                        .ok_or("unknown-organization");
+                    self.view_in(&record, &org, at)
+                        .map(|view| Created { issued, view })
+                }
+                Err(e) => Err(e),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Check one key to create and make its secret and record (nothing is
+    /// written). `orgs` holds the organizations verified so far in this
+    /// batch; `ids` the ids drawn so far.
+    fn prepare_key(
+        &mut self,
+        spec: KeySpec,
+        at: u64,
+        orgs: &mut BTreeMap<String, Organization>,
+        ids: &mut BTreeSet<String>,
+    ) -> Result<(IssuedKey, KeyRecord)> {
         self.refuse_key_like(&[&spec.name])?;
         let mut scopes = Vec::with_capacity(spec.scopes.len());
         for s in &spec.scopes {
@@ -138,9 +214,9 @@ impl Keygate {
             }
             other => {
                 let org = spec.organization.clone().ok_or(Error::NeedsOrganization)?;
-                self.live_organization(&org)?;
                 let access = match other {
                     Access::Selected(ids) => {
+                        self.batch_organization(&org, orgs)?;
                         for pid in ids {
                             self.project_of(pid, &org)?;
                         }
@@ -151,10 +227,16 @@ impl Keygate {
                 (org, KeyLevel::Organization, access)
             }
         };
-        let issued = self.new_key()?;
+        let org = self.batch_organization(&organization, orgs)?;
+        let issued = loop {
+            let issued = self.new_key()?;
+            if ids.insert(issued.id.clone()) {
+                break issued;
+            }
+        };
         let record = self.check_create(&CreateRequest {
             id: issued.id.clone(),
-            organization: organization.clone(),
+            organization,
             name: spec.name,
             level,
             scopes,
@@ -164,20 +246,22 @@ impl Keygate {
             key_hash: issued.key_hash.clone(),
             rotated_from: None,
         })?;
-        self.admit(&record)?;
-        self.apply(Change {
-            keys: vec![record.clone()],
-            audit: vec![event(
-                at,
-                "key.create",
-                Some(&organization),
-                &record.id,
-                Some(record.name.clone()),
-            )],
-            ..Change::default()
-        })?;
-        let view = self.view(&record, at)?;
-        Ok(Created { issued, view })
+        self.admit_in(&org, &record)?;
+        Ok((issued, record))
+    }
+
+    /// A live organization, verified once per batch.
+    fn batch_organization(
+        &mut self,
+        slug: &str,
+        orgs: &mut BTreeMap<String, Organization>,
+    ) -> Result<Organization> {
+        if let Some(o) = orgs.get(slug) {
+            return Ok(o.clone());
+        }
+        let o = self.live_organization(slug)?;
+        orgs.insert(slug.to_string(), o.clone());
+        Ok(o)
     }
 
     /// Every key of an organization (org-level and project-level); with a

@@ -634,7 +634,9 @@ impl Keygate {
         for ev in &mut batch.audit {
             seq += 1;
             ev.sequence = seq;
-            ev.actor.clone_from(&self.actor);
+            if ev.actor.is_none() {
+                ev.actor.clone_from(&self.actor);
+            }
             ev.chain = None;
             let link = self
                 .issuer

@@ -364,7 +364,12 @@ impl Keygate {
     /// creation and rotation: the rule `evaluate` applies at use).
     pub(crate) fn admit(&mut self, record: &KeyRecord) -> Result<()> {
         let org = self.live_organization(&record.organization)?;
-        match self.module.admits(&org, record)? {
+        self.admit_in(&org, record)
+    }
+
+    /// The same, with the key's organization already read and verified.
+    pub(crate) fn admit_in(&mut self, org: &Organization, record: &KeyRecord) -> Result<()> {
+        match self.module.admits(org, record)? {
             Ok(()) => Ok(()),
             Err(e) => Err(self.policy(e)),
         }

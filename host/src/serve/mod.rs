@@ -208,6 +208,7 @@ struct Metrics {
     snapshots: Family<StatusLabels, Counter>,
     sequence: Gauge,
     refused_connections: Counter,
+    commit_batch: Histogram,
 }
 
 impl Metrics {
@@ -250,6 +251,13 @@ impl Metrics {
             "Connections closed at once because the connection limit was reached",
             refused_connections.clone(),
         );
+        // 1 to 1,024 keys.
+        let commit_batch = Histogram::new(exponential_buckets(1.0, 2.0, 11));
+        registry.register(
+            "key_creations_per_commit",
+            "Keys created by one group commit (one transaction, one flush and sync)",
+            commit_batch.clone(),
+        );
         Metrics {
             registry,
             decisions,
@@ -258,6 +266,7 @@ impl Metrics {
             snapshots,
             sequence,
             refused_connections,
+            commit_batch,
         }
     }
 }
@@ -272,6 +281,8 @@ struct App {
     /// Keys that allowed a request since the last flush, and when (written
     /// to the store in batches, off the decision's path).
     uses: Mutex<std::collections::HashMap<String, u64>>,
+    /// Key creations waiting for the next group commit.
+    creations: Mutex<Vec<PendingCreate>>,
     /// The page's browser sessions.
     sessions: session::Sessions,
 }
@@ -376,7 +387,7 @@ async fn limit_failures(State(app): State<Arc<App>>, req: Request, next: Next) -
 }
 
 /// An error answer: `{"error": {"code": …, "message": …}}`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct ApiError {
     status: StatusCode,
     code: String,
@@ -701,7 +712,13 @@ async fn admin_op(
             "the operation failed",
         )),
     };
-    let status = match &answer {
+    count_admin(&app, &answer);
+    answer
+}
+
+/// Count an admin answer by status.
+fn count_admin(app: &App, answer: &ApiResult) {
+    let status = match answer {
         Ok(r) => r.status(),
         Err(e) => e.status,
     };
@@ -711,7 +728,6 @@ async fn admin_op(
             status: status.as_u16().to_string(),
         })
         .inc();
-    answer
 }
 
 /// How an admin request authenticates: an admin token (`Authorization:
@@ -1086,25 +1102,157 @@ fn key_spec(req: NewKey) -> Result<KeySpec, ApiError> {
     })
 }
 
+/// `POST /v1/keys`, by group commit: the request joins the queue of
+/// creations, and whichever request holds the store next commits every
+/// creation queued by then in one transaction with one flush and sync
+/// ([`Keygate::create_keys`]). No answer, and so no secret, leaves before
+/// the commit that holds its key reached the disk.
 async fn create_key(State(app): State<Arc<App>>, headers: HeaderMap, bytes: Bytes) -> ApiResult {
     let spec = key_spec(body(&headers, &bytes)?)?;
-    admin_op(app, &headers, Need::Write, move |kg, token, at| {
-        let org = match (&spec.organization, &spec.access) {
-            (Some(o), _) => o.clone(),
-            (None, Access::OwnProject(p)) => kg.live_project(p)?.organization,
-            (None, _) => return Err(Error::NeedsOrganization.into()),
-        };
-        if spec.organization.is_some() {
-            reach_listing(token, &org)?;
-        } else {
-            reach(token, &org)?;
+    let credential = Credential::of(&headers);
+    let arrived = ARRIVED.try_with(|t| *t).unwrap_or_else(|_| Instant::now());
+    let task = {
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || {
+            let (answer, answered) = std::sync::mpsc::sync_channel(1);
+            lock(&app.creations).push(PendingCreate {
+                credential,
+                arrived,
+                spec,
+                answer,
+            });
+            let mut kg = lock(&app.admin);
+            // Queued creations are taken only by the holder of the store,
+            // and answered before it lets go: if ours is not answered yet,
+            // it is still queued, and this request commits the queue.
+            if let Ok(answer) = answered.try_recv() {
+                return answer;
+            }
+            let queued = std::mem::take(&mut *lock(&app.creations));
+            commit_creations(&app, &mut kg, queued);
+            answered.try_recv().unwrap_or_else(|_| {
+                Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the operation failed",
+                ))
+            })
+        })
+    };
+    let answer = task.await.unwrap_or_else(|_| {
+        Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the operation failed",
+        ))
+    });
+    count_admin(&app, &answer);
+    answer
+}
+
+/// A key creation waiting for the next commit.
+struct PendingCreate {
+    credential: Credential,
+    arrived: Instant,
+    spec: KeySpec,
+    answer: std::sync::mpsc::SyncSender<ApiResult>,
+}
+
+/// Check every queued creation as its own request (its token, its rights,
+/// its organization), commit the ones that pass together, and answer each.
+fn commit_creations(app: &App, kg: &mut Keygate, queued: Vec<PendingCreate>) {
+    let at = match admin::now() {
+        Ok(at) => at,
+        Err(e) => {
+            let e = ApiError::from(e);
+            for p in queued {
+                let _ = p.answer.try_send(Err(e.clone()));
+            }
+            return;
         }
-        let created = kg.create_key(spec, at)?;
-        let mut j = created.view.to_json();
-        j["key"] = json!(created.issued.expose_key());
-        Ok(json_response(StatusCode::CREATED, j))
-    })
-    .await
+    };
+    app.flush_uses_into(kg);
+    let mut specs = Vec::with_capacity(queued.len());
+    let mut waiting = Vec::with_capacity(queued.len());
+    for p in queued {
+        if app.stopping.load(Ordering::Acquire) || p.arrived.elapsed() > ADMIN_START_LIMIT {
+            let _ = p.answer.try_send(Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the service is busy or stopping; the operation was not started, try again",
+            )));
+            continue;
+        }
+        let checked = p.credential.token(app, kg).and_then(|token| {
+            if token.read_only {
+                return Err(ApiError::forbidden("this admin token is read-only"));
+            }
+            may_create(kg, &token, &p.spec)
+                .map_err(|e| hide_elsewhere(&token, e))
+                .map(|()| token)
+        });
+        match checked {
+            Ok(token) => {
+                specs.push((
+                    p.spec,
+                    Some(format!("admin token {} ({})", token.id, token.name)),
+                ));
+                waiting.push((p.answer, token));
+            }
+            Err(e) => {
+                let _ = p.answer.try_send(Err(e));
+            }
+        }
+    }
+    if specs.is_empty() {
+        return;
+    }
+    let n = specs.len();
+    match kg.create_keys_by(specs, at) {
+        Ok(results) => {
+            for ((answer, token), created) in waiting.into_iter().zip(results) {
+                tracing::info!(token = %token.id, "admin");
+                let _ = answer.try_send(
+                    created
+                        .map(|c| {
+                            let mut j = c.view.to_json();
+                            j["key"] = json!(c.issued.expose_key());
+                            json_response(StatusCode::CREATED, j)
+                        })
+                        .map_err(|e| hide_elsewhere(&token, e.into())),
+                );
+            }
+        }
+        Err(e) => {
+            let e = ApiError::from(e);
+            for (answer, token) in waiting {
+                let _ = answer.try_send(Err(hide_elsewhere(&token, e.clone())));
+            }
+        }
+    }
+    // The keys are on disk and answered; validators learn of them next.
+    if let Err(e) = app.pool.refresh(kg) {
+        tracing::warn!(error = %e, "validators not refreshed after a write");
+    }
+    app.metrics
+        .sequence
+        .set(i64::try_from(app.pool.sequence.load(Ordering::Acquire)).unwrap_or(i64::MAX));
+    app.metrics.commit_batch.observe(n as f64);
+}
+
+/// May this token create this key (the organization it names, or its
+/// project's)?
+fn may_create(kg: &mut Keygate, token: &AdminToken, spec: &KeySpec) -> Result<(), ApiError> {
+    let org = match (&spec.organization, &spec.access) {
+        (Some(o), _) => o.clone(),
+        (None, Access::OwnProject(p)) => kg.live_project(p)?.organization,
+        (None, _) => return Err(Error::NeedsOrganization.into()),
+    };
+    if spec.organization.is_some() {
+        reach_listing(token, &org)
+    } else {
+        reach(token, &org)
+    }
 }
 
 async fn list_keys(
@@ -1524,6 +1672,7 @@ pub fn run(
         },
         stopping: std::sync::atomic::AtomicBool::new(false),
         uses: Mutex::new(std::collections::HashMap::new()),
+        creations: Mutex::new(Vec::new()),
         sessions: session::Sessions::default(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
