@@ -124,7 +124,8 @@ pub enum Error {
     },
     /// The store was written by an older keygate and must be migrated first.
     #[error(
-        "the keygate store at `{path}` has schema version {found} (an older keygate); it must be migrated to version 3 before use"
+        "the keygate store at `{path}` has schema version {found} (an older keygate); it must be migrated to version {current} before use",
+        current = crate::schema::SCHEMA_VERSION
     )]
     OldSchema {
         /// Data directory.

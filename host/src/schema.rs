@@ -11,6 +11,7 @@
 //! | `audit`        | sequence number, u64 BE      | [`VALUE_FORMAT`] then JSON [`AuditEvent`] |
 //! | `changes`      | a [`change_key`]: kind byte then id | u64 BE, the sequence of the fact's last change (for deltas) |
 //! | `last_used`    | key id                       | u64 BE: when the key last allowed a request (display only, unsigned) |
+//! | `keys_by_org`  | an [`org_key`]: slug, 0, key id | empty: the organization's listing (a key not here is not live, see below) |
 //! | `admin_tokens` | admin token id (11 base62)   | [`VALUE_FORMAT`] then a signed admin token record (see `admin::tokens`) |
 //!
 //! Everything a decision depends on (key records, tombstones, registrations,
@@ -19,6 +20,15 @@
 //! an index (a value stored under the wrong key is caught because the signed
 //! bytes name their own id). `sequence` counts admin writes; every committed
 //! change takes the next number, so an export can say how recent it is.
+//!
+//! `keys_by_org` lists each live key under the organization its record
+//! names, written in the same transaction as the record. It is unsigned and
+//! needs no signature: a key counts as live only when its organization's
+//! listing holds it (`verify`, snapshots and the service's validators treat
+//! a record missing from it as no record), so removing an entry can only
+//! deny a key, never hide a working one from its organization's listing;
+//! an entry added under another organization names a record that says
+//! otherwise and is not listed.
 
 use serde::{Deserialize, Serialize};
 
@@ -26,8 +36,9 @@ use crate::runtime::bindings::SignedRecord;
 
 /// Store schema version; a store with another one is refused. Version 2:
 /// signed project registrations and key tombstones. Version 3: signed
-/// organizations with their key policy.
-pub const SCHEMA_VERSION: u32 = 3;
+/// organizations with their key policy. Version 4: each organization's
+/// listing of its keys (`keys_by_org`).
+pub const SCHEMA_VERSION: u32 = 4;
 /// First byte of every value in the record trees.
 pub const VALUE_FORMAT: u8 = 1;
 
@@ -53,6 +64,25 @@ pub mod tree {
     /// When each key last allowed a request (u64 BE seconds): shown to
     /// people, never used in a decision, so not signed.
     pub const LAST_USED: &str = "last_used";
+    /// Each organization's live keys: [`super::org_key`] → empty.
+    pub const KEYS_BY_ORG: &str = "keys_by_org";
+}
+
+/// The `keys_by_org` key of a key of an organization: the slug, a zero
+/// byte (never in a slug), the key id. An organization's keys are the
+/// range under `slug` and the zero byte.
+pub fn org_key(slug: &str, id: &str) -> Vec<u8> {
+    let mut k = org_prefix(slug);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// The prefix of an organization's range in `keys_by_org`.
+pub fn org_prefix(slug: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(slug.len() + 12);
+    k.extend_from_slice(slug.as_bytes());
+    k.push(0);
+    k
 }
 
 /// Keys of the `meta` tree.

@@ -33,6 +33,7 @@ pub struct Store {
     changes: sled::Tree,
     tokens: sled::Tree,
     last_used: sled::Tree,
+    by_org: sled::Tree,
 }
 
 /// Makes a change-index entry's tag from the fact's kind, id, the
@@ -57,6 +58,10 @@ pub(crate) struct Batch {
     pub schema: Option<u32>,
     /// Admin token records to write (id, record signed by the issuer).
     pub put_tokens: Vec<(String, SignedRecord)>,
+    /// Keys to list under their organization (slug, key id).
+    pub index_keys: Vec<(String, String)>,
+    /// Keys to take out of their organization's listing (slug, key id).
+    pub unindex_keys: Vec<(String, String)>,
 }
 
 fn sled_error(dir: &Path, e: sled::Error) -> Error {
@@ -79,7 +84,7 @@ impl Store {
         let store = Self::open_any(dir)?;
         match store.schema()? {
             schema::SCHEMA_VERSION => Ok(store),
-            found @ (1 | 2) => Err(Error::OldSchema {
+            found @ (1..=3) => Err(Error::OldSchema {
                 path: dir.path().to_path_buf(),
                 found,
             }),
@@ -191,6 +196,7 @@ impl Store {
             changes: t(tree::CHANGES)?,
             tokens: t(tree::ADMIN_TOKENS)?,
             last_used: t(tree::LAST_USED)?,
+            by_org: t(tree::KEYS_BY_ORG)?,
             db,
             dir: dir.to_path_buf(),
             db_path: db_path.to_path_buf(),
@@ -307,6 +313,35 @@ impl Store {
     /// Every live key's signed record, in id order.
     pub fn keys(&self) -> Result<Vec<(String, SignedRecord)>> {
         self.all_signed(&self.keys, schema::is_key_id, "key")
+    }
+
+    /// The ids its organization's listing holds (entries that do not end
+    /// in a key id name nothing and are skipped), in id order.
+    pub fn org_key_ids(&self, slug: &str) -> Result<Vec<String>> {
+        let prefix = schema::org_prefix(slug);
+        let mut out = Vec::new();
+        for item in self.by_org.scan_prefix(&prefix) {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            let id = &k[prefix.len()..];
+            if schema::is_key_id(id) {
+                out.push(String::from_utf8_lossy(id).into_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a key id has a deletion (of any schema: not decoded).
+    pub fn is_deleted(&self, id: &str) -> Result<bool> {
+        self.deleted
+            .contains_key(id.as_bytes())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Whether an organization's listing holds a key.
+    pub fn key_listed(&self, slug: &str, id: &str) -> Result<bool> {
+        self.by_org
+            .contains_key(schema::org_key(slug, id))
+            .map_err(|e| self.err(e))
     }
 
     /// Every tombstone, in id order.
@@ -448,9 +483,10 @@ impl Store {
             &self.changes,
             &self.tokens,
             &self.organizations,
+            &self.by_org,
         )
             .transaction(
-                |(m, keys, deleted, projects, audit, changes, tokens, orgs)| {
+                |(m, keys, deleted, projects, audit, changes, tokens, orgs, by_org)| {
                     let mut seq = m
                         .get(meta::SEQUENCE)?
                         .and_then(|v| schema::read_u64(&v))
@@ -474,6 +510,12 @@ impl Store {
                     }
                     for (slug, value) in &put_orgs {
                         orgs.insert(slug.as_bytes(), value.as_slice())?;
+                    }
+                    for (slug, id) in &batch.unindex_keys {
+                        by_org.remove(schema::org_key(slug, id))?;
+                    }
+                    for (slug, id) in &batch.index_keys {
+                        by_org.insert(schema::org_key(slug, id), &[])?;
                     }
                     for ev in &batch.audit {
                         seq += 1;

@@ -1,9 +1,10 @@
 //! A store written by keygate 0.1 (schema 1: unsigned project registry and
 //! deletions) or by keygate before organizations were signed (schema 2) is
-//! refused until `keygate migrate` signs what it lacks.
+//! refused until `keygate migrate` signs what it lacks; a schema-3 store
+//! until it lists each organization's keys.
 
 use keygate::schema::{self, tree};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::{Kg, key_id, open_sled};
 
@@ -12,6 +13,8 @@ use crate::support::{Kg, key_id, open_sled};
 /// chain (as a store written before the chain existed has none).
 fn erase_organization_traces(db: &sled::Db) {
     db.drop_tree(tree::ORGANIZATIONS).unwrap();
+    // Nor did an older store list keys under their organizations.
+    db.drop_tree(tree::KEYS_BY_ORG).unwrap();
     let changes = db.open_tree(tree::CHANGES).unwrap();
     for item in changes.scan_prefix([schema::change::ORGANIZATION]) {
         changes.remove(item.unwrap().0).unwrap();
@@ -118,7 +121,7 @@ fn a_schema_1_store_is_refused_until_migrated_then_decides_the_same() {
     assert_eq!(
         err,
         format!(
-            "error: the keygate store at `{}` has schema version 1 (an older keygate); it must be migrated to version 3 before use (review with `keygate migrate`, then `keygate migrate --yes`)\n",
+            "error: the keygate store at `{}` has schema version 1 (an older keygate); it must be migrated to version 4 before use (review with `keygate migrate`, then `keygate migrate --yes`)\n",
             kg.path().display()
         )
     );
@@ -167,7 +170,7 @@ fn a_schema_1_store_is_refused_until_migrated_then_decides_the_same() {
     assert_eq!(last["action"], "store.migrate");
     // Every fact is signed now: a moved registration is caught again.
     let again = kg.ok(&["migrate"]);
-    assert!(again.contains("already at schema 3"), "{again}");
+    assert!(again.contains("already at schema 4"), "{again}");
     let dump = kg.store_dump();
     let projects_tree = dump.iter().find(|(n, _)| n == tree::PROJECTS).unwrap();
     for (_, v) in &projects_tree.1 {
@@ -195,7 +198,7 @@ fn a_schema_2_store_gets_its_organizations_registered_as_they_were_named() {
     downgrade_to_schema_2(&kg, true);
     let err = kg.fail(&["key", "list", "--org", "acme"]);
     assert!(
-        err.contains("has schema version 2 (an older keygate); it must be migrated to version 3"),
+        err.contains("has schema version 2 (an older keygate); it must be migrated to version 4"),
         "{err}"
     );
     let plan = kg.json(&["migrate"]);
@@ -234,7 +237,7 @@ fn a_schema_2_store_gets_its_organizations_registered_as_they_were_named() {
             json!(1)
         )
     );
-    assert!(kg.ok(&["migrate"]).contains("already at schema 3"));
+    assert!(kg.ok(&["migrate"]).contains("already at schema 4"));
 }
 
 /// The attack a schema number invites: lower it on a current store and
@@ -251,7 +254,7 @@ fn a_current_store_made_to_look_older_is_not_migrated() {
     downgrade_to_schema_2(&kg, false);
     let err = kg.fail(&["migrate", "--yes"]);
     assert!(
-        err.contains("it says schema 2, but it records changes of organizations, which only a keygate of schema 3 writes"),
+        err.contains("it says schema 2, but it records changes of organizations, which only a keygate of schema 3 or later writes"),
         "{err}"
     );
     // Its recorded changes removed too: the audit log still names them.
@@ -286,4 +289,56 @@ fn a_current_store_made_to_look_older_is_not_migrated() {
     // Nothing was signed: the key is still not allowed.
     assert_eq!(kg.run(&["migrate"]).status.code(), Some(2));
     assert!(kg.run(&["key", "list", "--org", "acme"]).status.code() == Some(2));
+}
+
+/// Schema 3 stores had no listing of each organization's keys: migration
+/// lists every key whose record verifies (nothing is signed), and until
+/// then the store is refused.
+#[test]
+fn a_schema_3_store_gets_its_keys_listed_under_their_organizations() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "P");
+    let all = kg.key(&["--org", "acme", "--name", "all", "--all-projects"]);
+    let gone = kg.key(&["--org", "acme", "--name", "gone", "--all-projects"]);
+    let gk = kg.key(&["--org", "globex", "--name", "g", "--all-projects"]);
+    kg.ok(&["key", "delete", &key_id(&gone), "--yes"]);
+    {
+        let db = open_sled(&kg.path().join("db"));
+        db.drop_tree(tree::KEYS_BY_ORG).unwrap();
+        db.open_tree(tree::META)
+            .unwrap()
+            .insert(schema::meta::SCHEMA, &3u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    std::fs::remove_file(kg.path().join("keygate.lock")).unwrap();
+    let err = kg.fail(&["key", "list", "--org", "acme"]);
+    assert!(
+        err.contains("has schema version 3 (an older keygate); it must be migrated to version 4"),
+        "{err}"
+    );
+    let plan = kg.run(&["migrate"]);
+    assert!(
+        String::from_utf8_lossy(&plan.stdout).contains("keys to list under their organization: 2"),
+        "{plan:?}"
+    );
+    assert!(String::from_utf8_lossy(&plan.stderr).contains("do not list their keys yet"));
+    let m = kg.json(&["migrate", "--yes"]);
+    assert_eq!(
+        (m["from_schema"].clone(), m["listed_keys"].clone()),
+        (json!(3), json!(2))
+    );
+    assert_eq!(kg.decide(&all, &p, &[]), "allow");
+    assert_eq!(kg.decide(&gone, &p, &[]), "unknown key");
+    assert_eq!(kg.decide(&gk, &p, &[]), "wrong organization");
+    let listed: Vec<Value> = kg
+        .json(&["key", "list", "--org", "acme"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].clone())
+        .collect();
+    assert_eq!(listed, vec![json!(key_id(&all))]);
+    assert!(kg.ok(&["migrate"]).contains("already at schema 4"));
+    kg.ok(&["audit", "verify"]);
 }

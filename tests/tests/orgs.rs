@@ -631,8 +631,11 @@ fn facts_older_than_their_organization_are_not_its_own() {
         tree_get(&kg, tree::KEYS, &key_id(&never)).unwrap(),
         tree_get(&kg, tree::PROJECTS, &p).unwrap(),
     );
+    let listed =
+        String::from_utf8([b"acme\0".as_slice(), key_id(&never).as_bytes()].concat()).unwrap();
     tree_set(&kg, tree::ORGANIZATIONS, "acme", None);
     tree_set(&kg, tree::KEYS, &key_id(&never), None);
+    tree_set(&kg, tree::KEYS_BY_ORG, &listed, None);
     tree_set(&kg, tree::PROJECTS, &p, None);
     {
         let db = open_sled(&kg.path().join("db"));
@@ -656,6 +659,7 @@ fn facts_older_than_their_organization_are_not_its_own() {
     }
     kg.ok(&["org", "create", "acme"]);
     tree_set(&kg, tree::KEYS, &key_id(&never), Some(&key_value));
+    tree_set(&kg, tree::KEYS_BY_ORG, &listed, Some(&[]));
     tree_set(&kg, tree::PROJECTS, &p, Some(&project_value));
     // Not allowed: the key (and the project) predate this organization.
     assert_eq!(

@@ -375,3 +375,90 @@ fn the_audit_chain_finds_an_edited_or_removed_event() {
     let err = kg.fail(&["audit", "verify"]);
     assert!(err.contains("does not verify at event "), "{err}");
 }
+
+/// The organization's listing (`keys_by_org`) is unsigned, so it is held
+/// to one rule: a key it does not list is no live key. Removing an entry
+/// can only deny the key, everywhere (verify, `key show`, snapshots), never
+/// leave a working key out of its organization's listing; an entry added
+/// under another organization, or one that names no key, lists nothing.
+#[test]
+fn a_key_taken_out_of_its_organization_s_listing_is_denied_everywhere() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "P");
+    kg.org("globex");
+    let hidden = kg.key(&["--org", "acme", "--name", "hidden", "--all-projects"]);
+    let other = kg.key(&["--org", "acme", "--name", "other", "--all-projects"]);
+    let id = key_id(&hidden);
+    let entry = |org: &str, id: &str| [org.as_bytes(), b"\0", id.as_bytes()].concat();
+    assert_eq!(kg.decide(&hidden, &p, &[]), "allow");
+    with_tree(&kg, tree::KEYS_BY_ORG, |t| {
+        t.remove(entry("acme", &id)).unwrap();
+        // Planted: the key under another organization, and entries that
+        // name no key.
+        t.insert(entry("globex", &id), &[]).unwrap();
+        t.insert(entry("acme", "not-a-key-id"), &[]).unwrap();
+        t.insert(entry("acme", "AAAAAAAAAAA"), &[]).unwrap();
+    });
+    assert_eq!(kg.decide(&hidden, &p, &[]), "unknown key");
+    assert_eq!(kg.decide(&other, &p, &[]), "allow");
+    let ids = |org: &str| -> Vec<String> {
+        kg.json(&["key", "list", "--org", org])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids("acme"), vec![key_id(&other)]);
+    assert_eq!(ids("globex"), Vec::<String>::new());
+    let shown = kg.json(&["key", "show", &id]);
+    assert_eq!(
+        (shown["status"].clone(), shown["inactive_reason"].clone()),
+        ("inactive".into(), "unknown-key".into())
+    );
+    // A snapshot leaves it out, so validators fed by it deny it too.
+    let file = kg.path().join("s.kgs");
+    let info = kg.json(&["snapshot", "write", file.to_str().unwrap()]);
+    assert_eq!(info["keys"], 1);
+    let rt = keygate::Runtime::new().unwrap();
+    let mut m = rt.instantiate().unwrap();
+    let issuer = kg.json(&["issuer", "show"]);
+    let v = m
+        .validator(&[keygate::runtime::bindings::IssuerKey {
+            id: issuer["issuer_key_id"].as_str().unwrap().to_string(),
+            public_key: hex::decode(issuer["public_key"].as_str().unwrap()).unwrap(),
+        }])
+        .unwrap();
+    m.validator_load_snapshot(v, &std::fs::read(&file).unwrap())
+        .unwrap()
+        .unwrap();
+    let now = keygate::admin::now().unwrap();
+    let ask = |m: &mut keygate::Module, key: &str| {
+        m.validator_authorize(
+            v,
+            key,
+            &p,
+            keygate::runtime::bindings::Scope::TriggerWorkflows,
+            now,
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        ask(&mut m, &hidden),
+        keygate::runtime::bindings::Authorization::Deny(
+            keygate::runtime::bindings::DenyReason::UnknownKey
+        )
+    );
+    assert!(matches!(
+        ask(&mut m, &other),
+        keygate::runtime::bindings::Authorization::Allow(_)
+    ));
+    // An admin who acts on it by id puts it back in its listing.
+    kg.ok(&["key", "disable", &id]);
+    let mut listed = ids("acme");
+    listed.sort();
+    let mut want = vec![key_id(&hidden), key_id(&other)];
+    want.sort();
+    assert_eq!(listed, want);
+    assert_eq!(kg.decide(&hidden, &p, &[]), "key disabled");
+}

@@ -278,13 +278,16 @@ impl Keygate {
             self.project_of(pid, organization)?;
         }
         let mut out = Vec::new();
-        for (id, signed) in self.store.keys()? {
+        // The organization's listing, not a scan of every key: what it
+        // names is read and verified; a record naming another organization
+        // is not this one's (and an unlisted record is no live key).
+        for id in self.store.org_key_ids(organization)? {
             if self.store.tombstone(&id)?.is_some() {
                 continue;
             }
-            // Records that say they belong elsewhere are skipped before any
-            // signature work (a listing of one organization must not cost
-            // a check of every key in the store); what is listed is verified.
+            let Some(signed) = self.store.key(&id)? else {
+                continue;
+            };
             if let Ok(SignedBody::Key(claimed)) = self.module.decode(&signed.canonical)?
                 && claimed.organization != organization
             {

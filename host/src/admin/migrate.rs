@@ -56,6 +56,9 @@ pub struct Migrated {
     pub tombstones: Vec<String>,
     /// The organizations registered (slugs named by verified facts).
     pub organizations: Vec<String>,
+    /// How many live keys are listed under their organization (schema 4's
+    /// `keys_by_org`, made from the records that verify).
+    pub listed_keys: usize,
 }
 
 impl Keygate {
@@ -79,9 +82,10 @@ impl Keygate {
                 projects: Vec::new(),
                 tombstones: Vec::new(),
                 organizations: Vec::new(),
+                listed_keys: 0,
             });
         }
-        if from != 1 && from != 2 {
+        if !(1..=3).contains(&from) {
             return Err(Error::Corrupt {
                 path: loc.dir.clone(),
                 why: format!("schema version {from} cannot be migrated by this keygate"),
@@ -93,10 +97,69 @@ impl Keygate {
     }
 
     fn migrate_from(&mut self, from: u32, at: u64, apply: bool) -> Result<Migrated> {
-        self.refuse_newer_traces(from)?;
         let mut change = Change::default();
+        if from <= 2 {
+            self.register_named_organizations(from, at, &mut change)?;
+        }
+        // Schema 4: each live key listed under the organization its
+        // verified record names (an unverified record is no live key).
+        for (id, signed) in self.store.keys()? {
+            if self.store.is_deleted(&id)? {
+                continue;
+            }
+            if let Ok(SignedBody::Key(r)) = self.open_signed(KEY_RECORD, &id, &signed) {
+                change.index.push((r.organization, id));
+            }
+        }
+        let migrated = Migrated {
+            from,
+            applied: apply,
+            projects: change
+                .projects
+                .iter()
+                .cloned()
+                .map(ProjectView::from)
+                .collect(),
+            tombstones: change.tombstones.iter().map(|t| t.id.clone()).collect(),
+            organizations: change
+                .organizations
+                .iter()
+                .map(|o| o.slug.clone())
+                .collect(),
+            listed_keys: change.index.len(),
+        };
+        if !apply {
+            return Ok(migrated);
+        }
+        change.audit.push(event(
+            at,
+            "store.migrate",
+            None,
+            &format!("schema {SCHEMA_VERSION}"),
+            Some(format!(
+                "from schema {from}: {} project registrations, {} key tombstones and {} organizations signed; {} keys listed under their organizations",
+                migrated.projects.len(),
+                migrated.tombstones.len(),
+                migrated.organizations.len(),
+                migrated.listed_keys
+            )),
+        ));
+        change.schema = Some(SCHEMA_VERSION);
+        self.apply(change)?;
+        Ok(migrated)
+    }
+
+    /// Schema 1 or 2: sign the registry and deletions (from 1) and register
+    /// every organization a verified fact names.
+    fn register_named_organizations(
+        &mut self,
+        from: u32,
+        at: u64,
+        change: &mut Change,
+    ) -> Result<()> {
+        self.refuse_newer_traces(from)?;
         if from == 1 {
-            self.sign_v1_registry(&mut change)?;
+            self.sign_v1_registry(change)?;
         }
         // Every organization a verified fact names: the registry being
         // signed (from 1) or already signed (from 2), and the key records.
@@ -155,40 +218,7 @@ impl Keygate {
                 }
             }
         }
-        let migrated = Migrated {
-            from,
-            applied: apply,
-            projects: change
-                .projects
-                .iter()
-                .cloned()
-                .map(ProjectView::from)
-                .collect(),
-            tombstones: change.tombstones.iter().map(|t| t.id.clone()).collect(),
-            organizations: change
-                .organizations
-                .iter()
-                .map(|o| o.slug.clone())
-                .collect(),
-        };
-        if !apply {
-            return Ok(migrated);
-        }
-        change.audit.push(event(
-            at,
-            "store.migrate",
-            None,
-            &format!("schema {SCHEMA_VERSION}"),
-            Some(format!(
-                "from schema {from}: {} project registrations, {} key tombstones and {} organizations signed",
-                migrated.projects.len(),
-                migrated.tombstones.len(),
-                migrated.organizations.len()
-            )),
-        ));
-        change.schema = Some(SCHEMA_VERSION);
-        self.apply(change)?;
-        Ok(migrated)
+        Ok(())
     }
 
     /// Refuse a store that a keygate of the current schema wrote, made to
@@ -202,7 +232,7 @@ impl Keygate {
         let refuse = |what: &str| Error::Corrupt {
             path: path.clone(),
             why: format!(
-                "it says schema {from}, but {what}, which only a keygate of schema {SCHEMA_VERSION} writes: it was not written by an older keygate, and migrating it would register organizations without their key policy; restore the store from a backup"
+                "it says schema {from}, but {what}, which only a keygate of schema 3 or later writes: it was not written by an older keygate, and migrating it would register organizations without their key policy; restore the store from a backup"
             ),
         };
         if !self.store.organizations()?.is_empty() {
@@ -221,7 +251,8 @@ impl Keygate {
             Err(e) => return Err(e),
         }
         if self.store.audit()?.iter().any(|e| {
-            e.action.starts_with("org.") || e.subject == format!("schema {SCHEMA_VERSION}")
+            e.action.starts_with("org.")
+                || (3..=SCHEMA_VERSION).any(|v| e.subject == format!("schema {v}"))
         }) {
             return Err(refuse("its audit log records organizations"));
         }

@@ -84,11 +84,15 @@ impl Keygate {
         if self.store.changed_at(change::ORGANIZATION, slug)?.is_some() {
             return Ok(Some("a recorded change".into()));
         }
+        if let Some(id) = self.store.org_key_ids(slug)?.first() {
+            return Ok(Some(format!("`{id}`")));
+        }
+        // (A key record its listing does not hold is no live key, and one
+        // older than the organization is denied anyway: not scanned.)
         let all = self
             .store
             .projects()?
             .into_iter()
-            .chain(self.store.keys()?)
             .chain(self.store.tombstones()?);
         for (id, signed) in all {
             let named = match self.module.decode(&signed.canonical)? {

@@ -132,7 +132,12 @@ impl Keygate {
         };
         let own = KeyLevel::Project(id.to_string());
         let mut tombstones = Vec::new();
-        for (key_id, signed) in self.store.keys()? {
+        // Its keys are in its organization's listing (an unlisted record
+        // is no live key).
+        for key_id in self.store.org_key_ids(&reg.organization)? {
+            let Some(signed) = self.store.key(&key_id)? else {
+                continue;
+            };
             // A verified project-level record of this project goes, with its
             // last version in the tombstone. An unverified one that claims
             // to be one goes too (deleting can only take away), without it.

@@ -74,7 +74,12 @@ impl Keygate {
                 continue;
             }
             match self.open_signed(KEY_RECORD, &id, &signed)? {
-                SignedBody::Key(r) => snap.keys.push(r),
+                // Only keys their organization's listing holds are live.
+                SignedBody::Key(r) => {
+                    if self.store.key_listed(&r.organization, &id)? {
+                        snap.keys.push(r);
+                    }
+                }
                 _ => return Err(tampered(KEY_RECORD, &id)),
             }
         }

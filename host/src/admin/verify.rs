@@ -40,19 +40,24 @@ impl Keygate {
     ) -> Result<Verdict> {
         let action = self.scope(action)?;
         let key_id = self.module.parse_key(presented)?.ok();
-        let (key, tombstone) = match &key_id {
+        let (mut key, tombstone) = match &key_id {
             Some(id) => (self.store.key(id)?, self.store.tombstone(id)?),
             None => (None, None),
         };
         // The organization the key's record names (its signature is the
-        // component's to check, with the record's).
-        let organization = match &key {
-            Some(signed) => match self.module.decode(&signed.canonical)? {
-                Ok(SignedBody::Key(r)) => self.store.organization(&r.organization)?,
-                _ => None,
-            },
-            None => None,
-        };
+        // component's to check, with the record's). A record its
+        // organization's listing does not hold is no record: every key
+        // that can be allowed is in its organization's listing.
+        let mut organization = None;
+        if let (Some(signed), Some(id)) = (&key, &key_id)
+            && let Ok(SignedBody::Key(r)) = self.module.decode(&signed.canonical)?
+        {
+            if self.store.key_listed(&r.organization, id)? {
+                organization = self.store.organization(&r.organization)?;
+            } else {
+                key = None;
+            }
+        }
         let evidence = Evidence {
             key,
             tombstone,

@@ -275,7 +275,14 @@ impl Keygate {
     /// A key's listing view at `at`; statuses come from the component.
     pub(crate) fn view(&mut self, r: &KeyRecord, at: u64) -> Result<KeyView> {
         let org = self.org_state(&r.organization)?;
-        self.view_in(r, &org, at)
+        let mut v = self.view_in(r, &org, at)?;
+        // A record its organization's listing does not hold decides as no
+        // record at all (see `schema`): say so rather than "active".
+        if !self.store.key_listed(&r.organization, &r.id)? {
+            v.status = "inactive".into();
+            v.inactive_reason = Some("unknown-key".into());
+        }
+        Ok(v)
     }
 
     /// The organization a key is judged by in listings: its verified, live

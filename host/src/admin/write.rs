@@ -31,6 +31,9 @@ pub(crate) struct Change {
     pub audit: Vec<AuditEvent>,
     /// A new store schema version (only migration sets it).
     pub schema: Option<u32>,
+    /// Keys to list under their organization without writing their
+    /// records (only migration sets it; written keys are listed anyway).
+    pub index: Vec<(String, String)>,
 }
 
 /// The facts written by consecutive commits of this process, from sequence
@@ -97,10 +100,12 @@ impl Keygate {
         let mut batch = Batch {
             audit: change.audit,
             schema: change.schema,
+            index_keys: change.index,
             ..Batch::default()
         };
         for r in change.keys {
             let id = r.id.clone();
+            batch.index_keys.push((r.organization.clone(), id.clone()));
             batch.put_keys.push((id, self.sign(SignedBody::Key(r))?));
         }
         for p in change.projects {
@@ -111,6 +116,9 @@ impl Keygate {
         }
         for t in change.tombstones {
             let id = t.id.clone();
+            if let Some(org) = &t.organization {
+                batch.unindex_keys.push((org.clone(), id.clone()));
+            }
             batch
                 .delete_keys
                 .push((id, self.sign(SignedBody::Tombstone(t))?));

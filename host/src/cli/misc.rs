@@ -232,6 +232,7 @@ pub fn cmd_migrate(ctx: &Ctx, a: MigrateArgs) -> CmdResult {
             "applied": m.applied,
             "project_registrations": m.projects.iter().map(|p| p.to_json()).collect::<Vec<_>>(),
             "key_tombstones": m.tombstones, "organizations": m.organizations,
+            "listed_keys": m.listed_keys,
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -277,13 +278,22 @@ pub fn cmd_migrate(ctx: &Ctx, a: MigrateArgs) -> CmdResult {
         m.tombstones.join(", ")
     };
     out(&format!("deleted keys ({}): {dead}", m.tombstones.len()))?;
+    out(&format!(
+        "keys to list under their organization: {}",
+        m.listed_keys
+    ))?;
     if m.applied {
         eprintln!(
-            "keygate: migrated the store at {dir} from schema {} to {current}: signed the {} project registrations, {} key tombstones and {} organizations above, as they stood",
+            "keygate: migrated the store at {dir} from schema {} to {current}: signed the {} project registrations, {} key tombstones and {} organizations above, as they stood, and listed {} keys under their organizations",
             m.from,
             m.projects.len(),
             m.tombstones.len(),
-            m.organizations.len()
+            m.organizations.len(),
+            m.listed_keys
+        );
+    } else if m.from == 3 {
+        eprintln!(
+            "keygate: the store at {dir} has schema 3: its organizations do not list their keys yet. Run `keygate migrate --yes` to list every key whose record verifies under its organization (nothing is signed)"
         );
     } else if m.from == 2 {
         eprintln!(
