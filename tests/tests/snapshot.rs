@@ -245,3 +245,58 @@ fn a_cli_delta_carries_only_what_changed_and_applies_on_its_base() {
     ]);
     assert!(err.contains("nothing to put in a delta"), "{err}");
 }
+
+/// A snapshot re-signs the facts it carries, so it must never carry one
+/// keygate did not write: a fact whose change-index tag vouches for its
+/// exact stored bytes is taken as written; any other is checked by its
+/// signature, and a bad one refuses the whole snapshot.
+#[test]
+fn a_snapshot_refuses_a_tampered_fact_whatever_vouches_for_its_neighbours() {
+    let kg = Kg::new();
+    kg.project("acme", "P");
+    let a = key_id(&kg.key(&["--org", "acme", "--name", "a", "--all-projects"]));
+    let b = key_id(&kg.key(&["--org", "acme", "--name", "b", "--all-projects"]));
+    let (_, info) = write_snapshot(&kg, "ok.kgs");
+    assert_eq!(info["keys"], 2);
+    let keys = |f: &dyn Fn(&sled::Tree)| {
+        let db = crate::support::open_sled(&kg.path().join("db"));
+        f(&db.open_tree(keygate::schema::tree::KEYS).unwrap());
+        db.flush().unwrap();
+    };
+    let original = {
+        let db = crate::support::open_sled(&kg.path().join("db"));
+        let t = db.open_tree(keygate::schema::tree::KEYS).unwrap();
+        (
+            t.get(&a).unwrap().unwrap().to_vec(),
+            t.get(&b).unwrap().unwrap().to_vec(),
+        )
+    };
+    let refused = |what: &str| {
+        let path = kg.path().join("bad.kgs");
+        let err = kg.fail(&["snapshot", "write", path.to_str().unwrap()]);
+        assert!(
+            err.contains("damaged or tampered") || err.contains("tampered"),
+            "{what}: {err}"
+        );
+        assert!(!path.exists(), "{what}: a file was written");
+    };
+    // One byte of a's signature.
+    keys(&|t| {
+        let mut v = original.0.clone();
+        let last = v.len() - 1;
+        v[last] ^= 1;
+        t.insert(&a, v).unwrap();
+    });
+    refused("a flipped signature byte");
+    // a's genuine bytes under b's id (b's tag does not vouch for them).
+    keys(&|t| {
+        t.insert(&a, original.0.clone()).unwrap();
+        t.insert(&b, original.0.clone()).unwrap();
+    });
+    refused("a record under another id");
+    keys(&|t| {
+        t.insert(&b, original.1.clone()).unwrap();
+    });
+    let (_, info) = write_snapshot(&kg, "again.kgs");
+    assert_eq!(info["keys"], 2);
+}

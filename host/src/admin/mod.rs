@@ -489,13 +489,11 @@ impl Keygate {
                 return Err(tampered());
             }
         };
-        let named = match &body {
-            SignedBody::Key(r) => r.id == id && kind == KEY_RECORD,
-            SignedBody::Project(p) => p.id == id && kind == PROJECT_REGISTRATION,
-            SignedBody::Tombstone(t) => t.id == id && kind == KEY_TOMBSTONE,
-            SignedBody::Organization(o) => o.slug == id && kind == ORGANIZATION,
-        };
-        if named { Ok(body) } else { Err(tampered()) }
+        if names(&body, kind, id) {
+            Ok(body)
+        } else {
+            Err(tampered())
+        }
     }
 
     /// A policy error from the component, with its code and message.
@@ -566,6 +564,17 @@ pub(crate) const PROJECT_REGISTRATION: &str = "project registration";
 /// See [`KEY_RECORD`].
 pub(crate) const KEY_TOMBSTONE: &str = "key tombstone";
 pub(crate) const ORGANIZATION: &str = "organization";
+
+/// Whether a fact is of `kind` and names `id` (a value stored under the
+/// wrong id or tree is caught this way).
+fn names(body: &SignedBody, kind: &str, id: &str) -> bool {
+    match body {
+        SignedBody::Key(r) => r.id == id && kind == KEY_RECORD,
+        SignedBody::Project(p) => p.id == id && kind == PROJECT_REGISTRATION,
+        SignedBody::Tombstone(t) => t.id == id && kind == KEY_TOMBSTONE,
+        SignedBody::Organization(o) => o.slug == id && kind == ORGANIZATION,
+    }
+}
 
 fn event(
     at: u64,
