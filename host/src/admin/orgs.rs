@@ -70,15 +70,27 @@ impl Keygate {
             )],
             ..Change::default()
         })?;
-        self.org_view(org, at)
+        // Nothing can be its own yet: anything older is not (see
+        // `trace_of`), so no listing is read.
+        Ok(OrgView::from_parts(
+            org,
+            Some(super::views::OrgCounts {
+                projects: 0,
+                keys: 0,
+                keys_outside_policy: Vec::new(),
+            }),
+        ))
     }
 
     /// What in the store names `slug` although it has no organization
     /// record: then its record was removed from the data directory, and
-    /// registering the slug again would bring back its keys without its key
-    /// policy (or a deleted organization). Any trace counts, verified or
-    /// not: a project registration, a key record or tombstone, a recorded
-    /// change, an audit event.
+    /// registering the slug again would look like bringing back its keys
+    /// without its key policy. Two lookups, not a scan of the store (an
+    /// organization is created in constant time at any size): the slug's
+    /// recorded change, and its listing of keys. Neither is the guarantee:
+    /// a key or project made before an organization's registration is
+    /// never its own (`predates-organization`, in the component), whatever
+    /// traces were hidden; these checks make the damage visible.
     fn trace_of(&mut self, slug: &str) -> Result<Option<String>> {
         use crate::schema::change;
         if self.store.changed_at(change::ORGANIZATION, slug)?.is_some() {
@@ -86,32 +98,6 @@ impl Keygate {
         }
         if let Some(id) = self.store.org_key_ids(slug)?.first() {
             return Ok(Some(format!("`{id}`")));
-        }
-        // (A key record its listing does not hold is no live key, and one
-        // older than the organization is denied anyway: not scanned.)
-        let all = self
-            .store
-            .projects()?
-            .into_iter()
-            .chain(self.store.tombstones()?);
-        for (id, signed) in all {
-            let named = match self.module.decode(&signed.canonical)? {
-                Ok(SignedBody::Project(p)) => p.organization == slug,
-                Ok(SignedBody::Key(r)) => r.organization == slug,
-                Ok(SignedBody::Tombstone(t)) => t.organization.as_deref() == Some(slug),
-                _ => false,
-            };
-            if named {
-                return Ok(Some(format!("`{id}`")));
-            }
-        }
-        if let Some(e) = self
-            .store
-            .audit()?
-            .into_iter()
-            .find(|e| e.organization.as_deref() == Some(slug))
-        {
-            return Ok(Some(format!("audit event {}", e.sequence)));
         }
         Ok(None)
     }
@@ -267,7 +253,7 @@ impl Keygate {
         at: u64,
     ) -> Result<OrgDeleted> {
         let org = self.live_organization(slug)?;
-        let projects = self.list_projects(slug)?;
+        let projects = self.projects_of(slug, true)?;
         // A registration that does not verify may be one of this
         // organization's projects, whatever organization its bytes claim:
         // deleting around it would leave it live once restored. The
