@@ -362,8 +362,8 @@ impl Guest for Component {
         trusted: Vec<t::IssuerKey>,
     ) -> Result<t::SnapshotInfo, t::SnapshotError> {
         p::TrustedIssuers::new(&issuers_in(trusted))
-            .open_snapshot(&file)
-            .map(|s| info_out(s.info()))
+            .inspect_snapshot(&file)
+            .map(info_out)
             .map_err(snapshot_error_out)
     }
 

@@ -15,10 +15,11 @@ use alloc::vec::Vec;
 use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 
+use crate::held::{HeldKey, KeyTable};
 use crate::key::{ParseError, hash_key, hashes_equal, parse_key};
 use crate::record::{KeyLevel, KeyRecord, KeyStatus, Scope};
 use crate::registry::{Body, Organization, ProjectRegistration, Tombstone};
-use crate::snapshot::{Snapshot, SnapshotError, SnapshotInfo, split_file};
+use crate::snapshot::{Header, Snapshot, SnapshotError, SnapshotInfo, Visitor, split_file, visit};
 
 /// A fact in canonical bytes with its issuer's signature: a key record, a
 /// project registration or a key tombstone (told apart by their magic).
@@ -377,6 +378,35 @@ impl TrustedIssuers {
     /// Verify a snapshot file's signature, then decode it; the issuer key id
     /// inside must be the one that verified.
     pub fn open_snapshot(&self, file: &[u8]) -> Result<Snapshot, SnapshotError> {
+        let (canonical, signer) = self.verify_snapshot(file)?;
+        let snapshot = Snapshot::decode(canonical).map_err(|_| SnapshotError::NotCanonical)?;
+        if snapshot.issuer_key_id != signer {
+            return Err(SnapshotError::SignatureInvalid);
+        }
+        Ok(snapshot)
+    }
+
+    /// [`TrustedIssuers::open_snapshot`]'s checks, keeping only the counts
+    /// (no fact is kept in memory).
+    pub fn inspect_snapshot(&self, file: &[u8]) -> Result<SnapshotInfo, SnapshotError> {
+        struct Count;
+        impl Visitor for Count {
+            fn organization(&mut self, _: Organization) {}
+            fn key(&mut self, _: KeyRecord) {}
+            fn project(&mut self, _: ProjectRegistration) {}
+            fn tombstone(&mut self, _: Tombstone) {}
+        }
+        let (canonical, signer) = self.verify_snapshot(file)?;
+        let header = visit(canonical, &mut Count).map_err(|_| SnapshotError::NotCanonical)?;
+        if header.issuer_key_id != signer {
+            return Err(SnapshotError::SignatureInvalid);
+        }
+        Ok(header.info())
+    }
+
+    /// The canonical bytes of a snapshot file and the id of the trusted key
+    /// whose signature over them verifies.
+    fn verify_snapshot<'f>(&self, file: &'f [u8]) -> Result<(&'f [u8], &str), SnapshotError> {
         let (canonical, sig) = split_file(file)?;
         let signature = Signature::from_bytes(sig);
         let signer = self
@@ -385,11 +415,7 @@ impl TrustedIssuers {
             .find(|(_, vk)| vk.verify_strict(canonical, &signature).is_ok())
             .map(|(id, _)| id.as_str())
             .ok_or(SnapshotError::SignatureInvalid)?;
-        let snapshot = Snapshot::decode(canonical).map_err(|_| SnapshotError::NotCanonical)?;
-        if snapshot.issuer_key_id != signer {
-            return Err(SnapshotError::SignatureInvalid);
-        }
-        Ok(snapshot)
+        Ok((canonical, signer))
     }
 
     /// Verify and decode a signed fact of any kind.
@@ -458,47 +484,100 @@ fn project_step<'r>(
 /// nor the project was made before it (they would belong to an earlier
 /// organization of the same slug, whose record was removed).
 fn organization_step<'o>(
-    record: &KeyRecord,
+    record: &impl KeyFacts,
     project: &ProjectRegistration,
     org: Option<&'o Organization>,
 ) -> Result<&'o Organization, DenyReason> {
-    if record.organization != project.organization {
+    if record.organization() != project.organization {
         return Err(DenyReason::WrongOrganization);
     }
     let org = org.ok_or(DenyReason::UnknownOrganization)?;
-    if org.slug != record.organization {
+    if org.slug != record.organization() {
         return Err(DenyReason::OrganizationRegistrationInvalid);
     }
     if org.is_deleted() {
         return Err(DenyReason::OrganizationDeleted);
     }
-    if !org.owns_since(record.created_at) || !org.owns_since(project.created_at) {
+    if !org.owns_since(record.created_at()) || !org.owns_since(project.created_at) {
         return Err(DenyReason::PredatesOrganization);
     }
     Ok(org)
 }
 
+/// What the rules read of a key: a decoded record ([`evaluate`]) and a held
+/// one ([`Validator`]) answer alike, so the rules are written once.
+trait KeyFacts {
+    fn organization(&self) -> &str;
+    fn disabled(&self) -> bool;
+    fn created_at(&self) -> u64;
+    fn expires_at(&self) -> Option<u64>;
+    fn has_scope(&self, scope: Scope) -> bool;
+    fn grants_project(&self, project: &str) -> bool;
+}
+
+impl KeyFacts for KeyRecord {
+    fn organization(&self) -> &str {
+        &self.organization
+    }
+    fn disabled(&self) -> bool {
+        self.status == KeyStatus::Disabled
+    }
+    fn created_at(&self) -> u64 {
+        self.created_at
+    }
+    fn expires_at(&self) -> Option<u64> {
+        self.expires_at
+    }
+    fn has_scope(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+    fn grants_project(&self, project: &str) -> bool {
+        KeyRecord::grants_project(self, project)
+    }
+}
+
+impl KeyFacts for HeldKey<'_> {
+    fn organization(&self) -> &str {
+        HeldKey::organization(self)
+    }
+    fn disabled(&self) -> bool {
+        HeldKey::disabled(self)
+    }
+    fn created_at(&self) -> u64 {
+        HeldKey::created_at(self)
+    }
+    fn expires_at(&self) -> Option<u64> {
+        HeldKey::expires_at(self)
+    }
+    fn has_scope(&self, scope: Scope) -> bool {
+        HeldKey::has_scope(self, scope)
+    }
+    fn grants_project(&self, project: &str) -> bool {
+        HeldKey::grants_project(self, project)
+    }
+}
+
 /// The checks after the secret, the signature, the project and the
 /// organization: status, creation time, expiry, the organization's key
 /// policy, scope, project.
-fn rules(record: &KeyRecord, org: &Organization, req: &Ask<'_>) -> Result<(), DenyReason> {
-    if record.status == KeyStatus::Disabled {
+fn rules(record: &impl KeyFacts, org: &Organization, req: &Ask<'_>) -> Result<(), DenyReason> {
+    if record.disabled() {
         return Err(DenyReason::Disabled);
     }
-    if req.now < record.created_at {
+    if req.now < record.created_at() {
         return Err(DenyReason::NotYetValid);
     }
-    if record.expires_at.is_some_and(|t| req.now >= t) {
+    if record.expires_at().is_some_and(|t| req.now >= t) {
         return Err(DenyReason::Expired);
     }
     if org
         .key_policy
-        .permits(record.created_at, record.expires_at)
+        .permits(record.created_at(), record.expires_at())
         .is_err()
     {
         return Err(DenyReason::LifetimeExceedsPolicy);
     }
-    if !record.scopes.contains(&req.action) {
+    if !record.has_scope(req.action) {
         return Err(DenyReason::ScopeNotGranted);
     }
     if !record.grants_project(req.project) {
@@ -515,6 +594,17 @@ fn allowed(record: &KeyRecord) -> Decision {
         level: record.level.clone(),
         record_version: record.version,
         expires_at: record.expires_at,
+    })
+}
+
+fn allowed_held(record: HeldKey<'_>) -> Decision {
+    Decision::Allow(Allowed {
+        key_id: record.id().into(),
+        name: record.name().into(),
+        organization: record.organization().into(),
+        level: record.level(),
+        record_version: record.version(),
+        expires_at: record.expires_at(),
     })
 }
 
@@ -629,12 +719,74 @@ pub enum LoadOutcome {
 #[derive(Debug, Clone, Default)]
 pub struct Validator {
     trusted: TrustedIssuers,
-    records: BTreeMap<String, KeyRecord>,
+    keys: KeyTable,
     projects: BTreeMap<String, ProjectRegistration>,
     organizations: BTreeMap<String, Organization>,
     forgotten: BTreeMap<String, Option<Tombstone>>,
     /// The sequence and time of the last snapshot or delta applied.
     snapshot: Option<(u64, u64)>,
+}
+
+/// A snapshot being loaded, before anything is applied: a full snapshot's
+/// keys go straight into a fresh compact table (never a million decoded
+/// records at once), a delta's facts are kept as they are (a delta is
+/// small). A header that cannot apply on what is held is remembered (the
+/// file is still decoded to the end: a damaged file is refused as such
+/// first), and nothing is kept from it.
+#[derive(Default)]
+struct Staged {
+    held: Option<u64>,
+    refused: Option<SnapshotError>,
+    full: bool,
+    keys: KeyTable,
+    delta_keys: Vec<KeyRecord>,
+    projects: Vec<ProjectRegistration>,
+    organizations: Vec<Organization>,
+    tombstones: Vec<Tombstone>,
+}
+
+impl Visitor for Staged {
+    fn header(&mut self, h: &Header) -> bool {
+        self.full = h.base.is_none();
+        self.refused = match (h.base, self.held) {
+            (None, Some(held)) if h.sequence <= held => Some(SnapshotError::NotNewer {
+                held,
+                got: h.sequence,
+            }),
+            (Some(base), held) if held != Some(base) => {
+                Some(SnapshotError::BaseMismatch { held, base })
+            }
+            _ => None,
+        };
+        true
+    }
+    fn organization(&mut self, o: Organization) {
+        if self.refused.is_none() {
+            self.organizations.push(o);
+        }
+    }
+    fn key(&mut self, r: KeyRecord) {
+        if self.refused.is_some() {
+            return;
+        }
+        if self.full {
+            // A full snapshot's ids strictly increase, and no tombstone of
+            // it names a key it carries (checked by `visit`).
+            self.keys.push_sorted(&r);
+        } else {
+            self.delta_keys.push(r);
+        }
+    }
+    fn project(&mut self, p: ProjectRegistration) {
+        if self.refused.is_none() {
+            self.projects.push(p);
+        }
+    }
+    fn tombstone(&mut self, t: Tombstone) {
+        if self.refused.is_none() {
+            self.tombstones.push(t);
+        }
+    }
 }
 
 /// Hold a registration (a project's or an organization's) unless the held
@@ -715,15 +867,15 @@ impl Validator {
                 if self.forgotten.contains_key(&record.id) {
                     return Err(LoadError::Forgotten);
                 }
-                match self.records.get(&record.id) {
-                    Some(held) if held.version >= record.version => Ok(LoadOutcome::Stale),
+                match self.keys.version(&record.id) {
+                    Some(held) if held >= record.version => Ok(LoadOutcome::Stale),
                     held => {
                         let outcome = if held.is_some() {
                             LoadOutcome::Replaced
                         } else {
                             LoadOutcome::Added
                         };
-                        self.records.insert(record.id.clone(), record);
+                        self.keys.put(&record);
                         Ok(outcome)
                     }
                 }
@@ -731,7 +883,7 @@ impl Validator {
             Body::Project(reg) => Ok(hold(&mut self.projects, reg)),
             Body::Organization(org) => Ok(hold(&mut self.organizations, org)),
             Body::Tombstone(t) => {
-                self.records.remove(&t.id);
+                self.keys.remove(&t.id);
                 match self.forgotten.insert(t.id.clone(), Some(t)) {
                     Some(Some(_)) => Ok(LoadOutcome::Stale),
                     _ => Ok(LoadOutcome::Added),
@@ -744,13 +896,13 @@ impl Validator {
     /// can only take away); returns whether a record was held.
     pub fn forget(&mut self, id: &str) -> bool {
         self.forgotten.entry(String::from(id)).or_insert(None);
-        self.records.remove(id).is_some()
+        self.keys.remove(id)
     }
 
     /// Decide one request against the held facts.
     pub fn check(&self, req: &Request) -> Decision {
         match self.decide(&Ask::from(req)) {
-            Ok(record) => allowed(record),
+            Ok(record) => allowed_held(record),
             Err(r) => Decision::Deny(r),
         }
     }
@@ -772,28 +924,28 @@ impl Validator {
             now,
         };
         self.decide(&ask).map(|r| Authorized {
-            key_id: r.id.clone(),
-            record_version: r.version,
-            expires_at: r.expires_at,
+            key_id: r.id().into(),
+            record_version: r.version(),
+            expires_at: r.expires_at(),
         })
     }
 
-    fn decide(&self, req: &Ask<'_>) -> Result<&KeyRecord, DenyReason> {
+    fn decide(&self, req: &Ask<'_>) -> Result<HeldKey<'_>, DenyReason> {
         let id = parse_step(req.presented_key)?;
-        let Some(record) = self.records.get(id) else {
+        let Some(record) = self.keys.get(id) else {
             let _ = secret_matches(req.presented_key, &DUMMY_HASH);
             return Err(DenyReason::UnknownKey);
         };
-        if !secret_matches(req.presented_key, &record.key_hash) {
+        if !secret_matches(req.presented_key, record.key_hash()) {
             return Err(DenyReason::SecretMismatch);
         }
         let project = project_step(self.projects.get(req.project), req)?;
         let org = organization_step(
-            record,
+            &record,
             project,
-            self.organizations.get(record.organization.as_str()),
+            self.organizations.get(record.organization()),
         )?;
-        rules(record, org, req)?;
+        rules(&record, org, req)?;
         Ok(record)
     }
 
@@ -803,50 +955,46 @@ impl Validator {
     /// the signature fails, the bytes are not canonical, the sequence is not
     /// newer than the held one, or a delta's base is not the held sequence.
     pub fn load_snapshot(&mut self, file: &[u8]) -> Result<SnapshotInfo, SnapshotError> {
-        let snap = self.trusted.open_snapshot(file)?;
-        let held = self.snapshot.map(|(seq, _)| seq);
-        match (snap.base, held) {
-            (None, Some(h)) if snap.sequence <= h => {
-                return Err(SnapshotError::NotNewer {
-                    held: h,
-                    got: snap.sequence,
-                });
-            }
-            (Some(base), h) if h != Some(base) => {
-                return Err(SnapshotError::BaseMismatch { held: h, base });
-            }
-            _ => {}
+        let (canonical, signer) = self.trusted.verify_snapshot(file)?;
+        let mut staged = Staged {
+            held: self.snapshot.map(|(seq, _)| seq),
+            ..Staged::default()
+        };
+        let header = visit(canonical, &mut staged).map_err(|_| SnapshotError::NotCanonical)?;
+        if header.issuer_key_id != signer {
+            return Err(SnapshotError::SignatureInvalid);
         }
-        let info = snap.info();
-        if snap.base.is_none() {
-            self.records = BTreeMap::new();
+        if let Some(refused) = staged.refused {
+            return Err(refused);
+        }
+        // Everything checked: apply (nothing above touched what is held).
+        if header.base.is_none() {
+            self.keys = staged.keys;
             self.projects = BTreeMap::new();
             self.organizations = BTreeMap::new();
             self.forgotten = BTreeMap::new();
         }
-        for r in snap.keys {
-            if self.forgotten.contains_key(&r.id) {
-                continue;
-            }
-            match self.records.get(&r.id) {
-                Some(held) if held.version >= r.version => {}
-                _ => {
-                    self.records.insert(r.id.clone(), r);
-                }
-            }
+        for t in &staged.tombstones {
+            self.forgotten.insert(t.id.clone(), Some(t.clone()));
         }
-        for p in snap.projects {
+        let forgotten = &self.forgotten;
+        self.keys.merge(
+            staged
+                .delta_keys
+                .into_iter()
+                .filter(|r| !forgotten.contains_key(&r.id)),
+        );
+        for p in staged.projects {
             hold(&mut self.projects, p);
         }
-        for o in snap.organizations {
+        for o in staged.organizations {
             hold(&mut self.organizations, o);
         }
-        for t in snap.tombstones {
-            self.records.remove(&t.id);
-            self.forgotten.insert(t.id.clone(), Some(t));
+        for t in staged.tombstones {
+            self.keys.remove(&t.id);
         }
-        self.snapshot = Some((snap.sequence, snap.made_at));
-        Ok(info)
+        self.snapshot = Some((header.sequence, header.made_at));
+        Ok(header.info())
     }
 
     /// [`Validator::load_snapshot`] for a file given as hex text.
@@ -868,12 +1016,12 @@ impl Validator {
 
     /// How many key records are held.
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.keys.len()
     }
 
     /// Whether no key record is held.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.keys.is_empty()
     }
 
     /// How many project registrations are held.
@@ -884,10 +1032,5 @@ impl Validator {
     /// How many organizations are held.
     pub fn organization_count(&self) -> usize {
         self.organizations.len()
-    }
-
-    /// The held record for an id.
-    pub fn get(&self, id: &str) -> Option<&KeyRecord> {
-        self.records.get(id)
     }
 }

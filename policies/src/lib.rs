@@ -30,6 +30,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod decision;
+mod held;
 pub mod key;
 pub mod record;
 pub mod registry;

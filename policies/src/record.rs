@@ -755,10 +755,6 @@ impl<'a> Reader<'a> {
         let b = self.take(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
-    /// Bytes not read yet.
-    pub(crate) fn remaining(&self) -> usize {
-        self.bytes.len().saturating_sub(self.pos)
-    }
     pub(crate) fn u64(&mut self) -> Result<u64, RecordError> {
         let b: [u8; 8] = self
             .take(8)?

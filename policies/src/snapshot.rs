@@ -122,12 +122,7 @@ impl Snapshot {
     /// sequence, every fact's own rules, ids strictly increasing in each
     /// list, and no id both a key and a tombstone.
     pub fn check(&self) -> Result<(), RecordError> {
-        let id = self.issuer_key_id.as_bytes();
-        if id.len() != 16
-            || !id
-                .iter()
-                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
-        {
+        if !valid_issuer_key_id(&self.issuer_key_id) {
             return Err(RecordError::NotCanonical);
         }
         if self.base.is_some_and(|b| b >= self.sequence) {
@@ -192,34 +187,182 @@ impl Snapshot {
 
     /// Decode canonical bytes; refuses anything `encode` would not produce.
     pub fn decode(bytes: &[u8]) -> Result<Snapshot, RecordError> {
-        let mut r = Reader::new(bytes);
-        if r.take(3)? != SNAPSHOT_MAGIC || r.u8()? != SNAPSHOT_FORMAT {
-            return Err(RecordError::NotCanonical);
-        }
-        let issuer_key_id = r.str()?;
-        let sequence = r.u64()?;
-        let base = r.opt(|r| r.u64())?;
-        let made_at = r.u64()?;
-        let organizations = take_list(&mut r, Organization::decode)?;
-        let keys = take_list(&mut r, KeyRecord::decode)?;
-        let projects = take_list(&mut r, ProjectRegistration::decode)?;
-        let tombstones = take_list(&mut r, Tombstone::decode)?;
-        if !r.done() {
-            return Err(RecordError::NotCanonical);
-        }
-        let s = Snapshot {
-            issuer_key_id,
-            sequence,
-            base,
-            made_at,
+        let mut all = Collect::default();
+        let header = visit(bytes, &mut all)?;
+        Ok(Snapshot {
+            issuer_key_id: header.issuer_key_id,
+            sequence: header.sequence,
+            base: header.base,
+            made_at: header.made_at,
+            organizations: all.organizations,
+            keys: all.keys,
+            projects: all.projects,
+            tombstones: all.tombstones,
+        })
+    }
+}
+
+/// A snapshot's header, and how many facts of each kind followed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub(crate) issuer_key_id: String,
+    pub(crate) sequence: u64,
+    pub(crate) base: Option<u64>,
+    pub(crate) made_at: u64,
+    pub(crate) counts: [u32; 4],
+}
+
+impl Header {
+    pub(crate) fn info(&self) -> SnapshotInfo {
+        let [organizations, keys, projects, tombstones] = self.counts;
+        SnapshotInfo {
+            sequence: self.sequence,
+            base: self.base,
+            made_at: self.made_at,
             organizations,
             keys,
             projects,
             tombstones,
-        };
-        s.check()?;
-        Ok(s)
+        }
     }
+}
+
+/// Where [`visit`] hands each fact, in file order, once it passed its own
+/// rules and its place in the order: nothing is materialised but what the
+/// visitor keeps (a validator holds a million keys in its compact form,
+/// never as a million decoded records at once).
+pub(crate) trait Visitor {
+    /// The header, before any fact; `false` stops the decoding there.
+    fn header(&mut self, _header: &Header) -> bool {
+        true
+    }
+    fn organization(&mut self, o: Organization);
+    fn key(&mut self, r: KeyRecord);
+    fn project(&mut self, p: ProjectRegistration);
+    fn tombstone(&mut self, t: Tombstone);
+}
+
+#[derive(Default)]
+struct Collect {
+    organizations: Vec<Organization>,
+    keys: Vec<KeyRecord>,
+    projects: Vec<ProjectRegistration>,
+    tombstones: Vec<Tombstone>,
+}
+
+impl Visitor for Collect {
+    fn organization(&mut self, o: Organization) {
+        self.organizations.push(o);
+    }
+    fn key(&mut self, r: KeyRecord) {
+        self.keys.push(r);
+    }
+    fn project(&mut self, p: ProjectRegistration) {
+        self.projects.push(p);
+    }
+    fn tombstone(&mut self, t: Tombstone) {
+        self.tombstones.push(t);
+    }
+}
+
+/// Decode canonical snapshot bytes one fact at a time, checking every rule
+/// of [`Snapshot::check`] on the way (the issuer key id's shape, a delta's
+/// base below its sequence, each fact's own rules, ids strictly increasing
+/// in each list, no id both a key and a tombstone). An error may come after
+/// some facts were handed over: a visitor applies nothing before the end.
+pub(crate) fn visit(bytes: &[u8], v: &mut impl Visitor) -> Result<Header, RecordError> {
+    let mut r = Reader::new(bytes);
+    if r.take(3)? != SNAPSHOT_MAGIC || r.u8()? != SNAPSHOT_FORMAT {
+        return Err(RecordError::NotCanonical);
+    }
+    let mut header = Header {
+        issuer_key_id: r.str()?,
+        sequence: r.u64()?,
+        base: r.opt(|r| r.u64())?,
+        made_at: r.u64()?,
+        counts: [0; 4],
+    };
+    if !valid_issuer_key_id(&header.issuer_key_id)
+        || header.base.is_some_and(|b| b >= header.sequence)
+    {
+        return Err(RecordError::NotCanonical);
+    }
+    if !v.header(&header) {
+        return Err(RecordError::NotCanonical);
+    }
+    header.counts[0] = each(
+        &mut r,
+        Organization::decode,
+        |o| o.slug.as_bytes(),
+        |o| v.organization(o),
+    )?;
+    // Key ids, kept (11 bytes each) to refuse a tombstone of a carried key.
+    let mut key_ids: Vec<[u8; crate::key::ID_LEN]> = Vec::new();
+    header.counts[1] = each(
+        &mut r,
+        KeyRecord::decode,
+        |k| k.id.as_bytes(),
+        |k| {
+            if let Ok(id) = k.id.as_bytes().try_into() {
+                key_ids.push(id);
+            }
+            v.key(k)
+        },
+    )?;
+    header.counts[2] = each(
+        &mut r,
+        ProjectRegistration::decode,
+        |p| p.id.as_bytes(),
+        |p| v.project(p),
+    )?;
+    let mut carried = false;
+    header.counts[3] = each(
+        &mut r,
+        Tombstone::decode,
+        |t| t.id.as_bytes(),
+        |t| {
+            carried |= <&[u8; crate::key::ID_LEN]>::try_from(t.id.as_bytes())
+                .is_ok_and(|id| key_ids.binary_search(id).is_ok());
+            v.tombstone(t)
+        },
+    )?;
+    if carried || !r.done() {
+        return Err(RecordError::NotCanonical);
+    }
+    Ok(header)
+}
+
+fn valid_issuer_key_id(id: &str) -> bool {
+    let id = id.as_bytes();
+    id.len() == 16
+        && id
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+}
+
+/// One list: a `u32` count, then each fact's length and canonical bytes,
+/// decoded (with its own rules) and handed to `to`, ids strictly
+/// increasing. Returns the count.
+fn each<T>(
+    r: &mut Reader<'_>,
+    decode: impl Fn(&[u8]) -> Result<T, RecordError>,
+    id: impl Fn(&T) -> &[u8],
+    mut to: impl FnMut(T),
+) -> Result<u32, RecordError> {
+    let n = r.u32()?;
+    let mut last: Vec<u8> = Vec::new();
+    for i in 0..n {
+        let len = usize::try_from(r.u32()?).map_err(|_| RecordError::NotCanonical)?;
+        let fact = decode(r.take(len)?)?;
+        let this = id(&fact);
+        if i > 0 && this <= last.as_slice() {
+            return Err(RecordError::NotCanonical);
+        }
+        last.clear();
+        last.extend_from_slice(this);
+        to(fact);
+    }
+    Ok(n)
 }
 
 /// Split a snapshot file into its canonical bytes and its signature.
@@ -268,18 +411,4 @@ fn put_list(
         out.extend_from_slice(&bytes);
     }
     Ok(())
-}
-
-fn take_list<T>(
-    r: &mut Reader<'_>,
-    decode: impl Fn(&[u8]) -> Result<T, RecordError>,
-) -> Result<Vec<T>, RecordError> {
-    let n = r.u32()?;
-    // Never trust a count for an allocation: each item takes at least 4 bytes.
-    let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(r.remaining() / 4));
-    for _ in 0..n {
-        let len = usize::try_from(r.u32()?).map_err(|_| RecordError::NotCanonical)?;
-        out.push(decode(r.take(len)?)?);
-    }
-    Ok(out)
 }

@@ -1,0 +1,427 @@
+//! Key records as a [`crate::Validator`] holds them: only what decisions
+//! read, in one vector of fixed-size entries sorted by id, with
+//! organization slugs, project ids and project selections interned.
+//!
+//! A decoded [`KeyRecord`] is a tree of owned strings (about 600 bytes a key
+//! in memory against about 105 on the wire); a held key is one entry of a
+//! few dozen bytes plus its name. Lookups are a binary search over the
+//! entries; a full snapshot appends in id order (its keys come sorted) and a
+//! delta is merged in one pass.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use crate::key::ID_LEN;
+use crate::record::{KeyLevel, KeyRecord, KeyStatus, ProjectAccess, Scope};
+
+const DISABLED: u8 = 1;
+const HAS_EXPIRY: u8 = 2;
+const LEVEL_PROJECT: u8 = 4;
+const ACCESS_ALL: u8 = 8;
+
+/// One held key.
+#[derive(Debug, Clone)]
+struct Held {
+    id: [u8; ID_LEN],
+    flags: u8,
+    /// Bit `i`: `Scope::ALL[i]` granted.
+    scopes: u8,
+    key_hash: [u8; 32],
+    version: u64,
+    created_at: u64,
+    expires_at: u64,
+    organization: u32,
+    /// The owning project (project-level keys) or the interned selection
+    /// (org-level keys with selected projects); unused for all projects.
+    access: u32,
+    name: Box<str>,
+}
+
+/// Strings (organization slugs, project ids) held once, by number.
+#[derive(Debug, Clone, Default)]
+struct Interner {
+    strings: Vec<Box<str>>,
+    numbers: BTreeMap<Box<str>, u32>,
+}
+
+impl Interner {
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&n) = self.numbers.get(s) {
+            return n;
+        }
+        let n = u32::try_from(self.strings.len()).unwrap_or(u32::MAX);
+        self.strings.push(Box::from(s));
+        self.numbers.insert(Box::from(s), n);
+        n
+    }
+
+    fn number(&self, s: &str) -> Option<u32> {
+        self.numbers.get(s).copied()
+    }
+
+    fn get(&self, n: u32) -> &str {
+        self.strings.get(n as usize).map_or("", |s| s)
+    }
+}
+
+/// The key records a validator holds.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KeyTable {
+    entries: Vec<Held>,
+    strings: Interner,
+    /// Project selections, each sorted by number, interned.
+    sets: Vec<Box<[u32]>>,
+    set_numbers: BTreeMap<Box<[u32]>, u32>,
+}
+
+/// A held key, as the rules read it.
+#[derive(Clone, Copy)]
+pub(crate) struct HeldKey<'a> {
+    held: &'a Held,
+    table: &'a KeyTable,
+}
+
+fn id_bytes(id: &str) -> Option<[u8; ID_LEN]> {
+    id.as_bytes().try_into().ok()
+}
+
+impl KeyTable {
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn find(&self, id: &[u8; ID_LEN]) -> Result<usize, usize> {
+        self.entries.binary_search_by(|h| h.id.cmp(id))
+    }
+
+    /// The held key with this id.
+    pub(crate) fn get(&self, id: &str) -> Option<HeldKey<'_>> {
+        let i = self.find(&id_bytes(id)?).ok()?;
+        Some(HeldKey {
+            held: &self.entries[i],
+            table: self,
+        })
+    }
+
+    /// The held version of a key.
+    pub(crate) fn version(&self, id: &str) -> Option<u64> {
+        self.get(id).map(|k| k.held.version)
+    }
+
+    /// Forget a key; whether one was held.
+    pub(crate) fn remove(&mut self, id: &str) -> bool {
+        match id_bytes(id).map(|b| self.find(&b)) {
+            Some(Ok(i)) => {
+                self.entries.remove(i);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Hold a record, replacing whatever is held under its id (the caller
+    /// compares versions).
+    pub(crate) fn put(&mut self, r: &KeyRecord) {
+        let Some(h) = self.held(r) else {
+            return;
+        };
+        match self.find(&h.id) {
+            Ok(i) => self.entries[i] = h,
+            Err(i) => self.entries.insert(i, h),
+        }
+    }
+
+    /// Hold records that come in strictly increasing id order after every
+    /// held one (a full snapshot's keys): appended without a search.
+    pub(crate) fn push_sorted(&mut self, r: &KeyRecord) {
+        let Some(h) = self.held(r) else {
+            return;
+        };
+        if self.entries.last().is_some_and(|last| last.id >= h.id) {
+            self.put(r);
+        } else {
+            self.entries.push(h);
+        }
+    }
+
+    /// Hold many records at once (a delta): those whose version is newer
+    /// than the held one, or whose id is new; one merge pass, not one
+    /// insertion each.
+    pub(crate) fn merge(&mut self, records: impl IntoIterator<Item = KeyRecord>) {
+        let mut new: Vec<Held> = Vec::new();
+        for r in records {
+            match self.version(&r.id) {
+                Some(v) if v >= r.version => {}
+                Some(_) => self.put(&r),
+                None => {
+                    if let Some(h) = self.held(&r) {
+                        new.push(h);
+                    }
+                }
+            }
+        }
+        if new.is_empty() {
+            return;
+        }
+        new.sort_by_key(|h| h.id);
+        new.dedup_by(|a, b| a.id == b.id);
+        let old = core::mem::take(&mut self.entries);
+        let mut out = Vec::with_capacity(old.len() + new.len());
+        let (mut a, mut b) = (old.into_iter().peekable(), new.into_iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x.id <= y.id => a.next(),
+                (Some(_), Some(_)) | (None, Some(_)) => b.next(),
+                (Some(_), None) => a.next(),
+                (None, None) => break,
+            };
+            out.extend(next);
+        }
+        self.entries = out;
+    }
+
+    fn held(&mut self, r: &KeyRecord) -> Option<Held> {
+        let id = id_bytes(&r.id)?;
+        let mut flags = 0;
+        if r.status == KeyStatus::Disabled {
+            flags |= DISABLED;
+        }
+        if r.expires_at.is_some() {
+            flags |= HAS_EXPIRY;
+        }
+        let access = match (&r.level, &r.access) {
+            (KeyLevel::Project(p), _) => {
+                flags |= LEVEL_PROJECT;
+                self.strings.intern(p)
+            }
+            (KeyLevel::Organization, ProjectAccess::AllProjects) => {
+                flags |= ACCESS_ALL;
+                0
+            }
+            (KeyLevel::Organization, ProjectAccess::Selected(ids)) => {
+                let mut set: Vec<u32> = ids.iter().map(|p| self.strings.intern(p)).collect();
+                set.sort_unstable();
+                self.intern_set(set)
+            }
+        };
+        let scopes = Scope::ALL
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| r.scopes.contains(s))
+            .fold(0u8, |m, (i, _)| m | (1 << i));
+        Some(Held {
+            id,
+            flags,
+            scopes,
+            key_hash: r.key_hash,
+            version: r.version,
+            created_at: r.created_at,
+            expires_at: r.expires_at.unwrap_or(0),
+            organization: self.strings.intern(&r.organization),
+            access,
+            name: Box::from(r.name.as_str()),
+        })
+    }
+
+    fn intern_set(&mut self, set: Vec<u32>) -> u32 {
+        if let Some(&n) = self.set_numbers.get(set.as_slice()) {
+            return n;
+        }
+        let n = u32::try_from(self.sets.len()).unwrap_or(u32::MAX);
+        let set: Box<[u32]> = set.into_boxed_slice();
+        self.sets.push(set.clone());
+        self.set_numbers.insert(set, n);
+        n
+    }
+}
+
+impl<'a> HeldKey<'a> {
+    pub(crate) fn id(&self) -> &'a str {
+        // Held ids come from checked records: ASCII.
+        core::str::from_utf8(&self.held.id).unwrap_or("")
+    }
+
+    pub(crate) fn name(&self) -> &'a str {
+        &self.held.name
+    }
+
+    pub(crate) fn organization(&self) -> &'a str {
+        self.table.strings.get(self.held.organization)
+    }
+
+    pub(crate) fn key_hash(&self) -> &'a [u8; 32] {
+        &self.held.key_hash
+    }
+
+    pub(crate) fn version(&self) -> u64 {
+        self.held.version
+    }
+
+    pub(crate) fn created_at(&self) -> u64 {
+        self.held.created_at
+    }
+
+    pub(crate) fn expires_at(&self) -> Option<u64> {
+        (self.held.flags & HAS_EXPIRY != 0).then_some(self.held.expires_at)
+    }
+
+    pub(crate) fn disabled(&self) -> bool {
+        self.held.flags & DISABLED != 0
+    }
+
+    pub(crate) fn has_scope(&self, scope: Scope) -> bool {
+        Scope::ALL
+            .iter()
+            .position(|s| *s == scope)
+            .is_some_and(|i| self.held.scopes & (1 << i) != 0)
+    }
+
+    pub(crate) fn level(&self) -> KeyLevel {
+        if self.held.flags & LEVEL_PROJECT != 0 {
+            KeyLevel::Project(self.table.strings.get(self.held.access).into())
+        } else {
+            KeyLevel::Organization
+        }
+    }
+
+    /// The same answer as [`KeyRecord::grants_project`] for the record it
+    /// was made from.
+    pub(crate) fn grants_project(&self, project: &str) -> bool {
+        let h = self.held;
+        if h.flags & LEVEL_PROJECT != 0 {
+            return self.table.strings.get(h.access) == project;
+        }
+        if h.flags & ACCESS_ALL != 0 {
+            return true;
+        }
+        let Some(n) = self.table.strings.number(project) else {
+            return false;
+        };
+        self.table
+            .sets
+            .get(h.access as usize)
+            .is_some_and(|set| set.binary_search(&n).is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::ExpiryPolicy;
+    use alloc::string::{String, ToString};
+    use alloc::vec;
+    use proptest::prelude::*;
+
+    fn project(n: u8) -> String {
+        alloc::format!("prj_{:011}", n % 7)
+    }
+
+    /// A checked record from a few generated choices.
+    fn record(id: u8, version: u64, shape: u8, when: u64, name: &str) -> KeyRecord {
+        let id = alloc::format!("{:011}", id % 40);
+        let (level, access) = match shape % 3 {
+            0 => (KeyLevel::Organization, ProjectAccess::AllProjects),
+            1 => {
+                let mut ids: Vec<String> =
+                    (0..(1 + shape % 4)).map(|i| project(shape + i)).collect();
+                ids.sort();
+                ids.dedup();
+                (KeyLevel::Organization, ProjectAccess::Selected(ids))
+            }
+            _ => (
+                KeyLevel::Project(project(shape)),
+                ProjectAccess::Selected(vec![project(shape)]),
+            ),
+        };
+        KeyRecord {
+            id,
+            organization: alloc::format!("org{}", shape % 3),
+            name: name.to_string(),
+            level,
+            scopes: vec![Scope::TriggerWorkflows],
+            access,
+            created_at: when,
+            expiry: if shape.is_multiple_of(2) {
+                ExpiryPolicy::Never
+            } else {
+                ExpiryPolicy::Days(7)
+            },
+            expires_at: (shape % 2 == 1).then_some(when + 7 * 86_400),
+            status: if shape.is_multiple_of(5) {
+                KeyStatus::Disabled
+            } else {
+                KeyStatus::Active
+            },
+            key_hash: [shape; 32],
+            version,
+            rotated_from: None,
+            rotated_to: None,
+        }
+    }
+
+    fn same(held: HeldKey<'_>, r: &KeyRecord) -> bool {
+        held.id() == r.id
+            && held.name() == r.name
+            && held.organization() == r.organization
+            && held.key_hash() == &r.key_hash
+            && held.version() == r.version
+            && held.created_at() == r.created_at
+            && held.expires_at() == r.expires_at
+            && held.disabled() == (r.status == KeyStatus::Disabled)
+            && held.has_scope(Scope::TriggerWorkflows)
+            && held.level() == r.level
+            && (0..8).all(|p| held.grants_project(&project(p)) == r.grants_project(&project(p)))
+            && held.grants_project("prj_nowhere00") == r.grants_project("prj_nowhere00")
+    }
+
+    proptest! {
+        /// Whatever sequence of puts, merges and removals, the table holds
+        /// exactly what a map of whole records would, and reads the same.
+        #[test]
+        fn the_table_reads_like_a_map_of_records(
+            ops in proptest::collection::vec((0u8..4, any::<u8>(), 0u64..5, any::<u8>()), 1..80)
+        ) {
+            let mut table = KeyTable::default();
+            let mut reference: BTreeMap<String, KeyRecord> = BTreeMap::new();
+            let mut batch: Vec<KeyRecord> = Vec::new();
+            for (op, id, version, shape) in ops {
+                let r = record(id, version, shape, 1_700_000_000 + u64::from(shape), "k");
+                match op {
+                    0 => {
+                        table.put(&r);
+                        reference.insert(r.id.clone(), r);
+                    }
+                    1 => {
+                        let held = table.remove(&r.id);
+                        prop_assert_eq!(held, reference.remove(&r.id).is_some());
+                    }
+                    2 => batch.push(r),
+                    _ => {
+                        // A delta: ids unique and increasing, newer versions win.
+                        batch.sort_by(|a, b| a.id.cmp(&b.id));
+                        batch.dedup_by(|a, b| a.id == b.id);
+                        for b in &batch {
+                            if reference.get(&b.id).is_none_or(|h| h.version < b.version) {
+                                reference.insert(b.id.clone(), b.clone());
+                            }
+                        }
+                        table.merge(core::mem::take(&mut batch));
+                    }
+                }
+            }
+            prop_assert_eq!(table.len(), reference.len());
+            prop_assert!(table.entries.windows(2).all(|w| w[0].id < w[1].id));
+            for (id, r) in &reference {
+                let held = table.get(id);
+                prop_assert!(held.is_some_and(|h| same(h, r)), "{}", id);
+            }
+            prop_assert!(table.get("zzzzzzzzzzz").is_none());
+            prop_assert!(table.get("short").is_none());
+        }
+    }
+}
