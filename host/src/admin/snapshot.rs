@@ -121,13 +121,19 @@ impl Keygate {
     /// Encode a snapshot or delta in the component, sign it as a whole,
     /// and check the file as a validator would.
     pub(crate) fn seal(&mut self, snap: &Snapshot) -> Result<SnapshotFile> {
-        let mut bytes = match self.module.encode_snapshot(snap)? {
+        // A fresh instance for the whole snapshot: lowering it grows the
+        // guest's memory to the size of every fact decoded (hundreds of MB
+        // at a million keys), and a WebAssembly memory never shrinks, so
+        // the long-lived instance would keep that size for the life of the
+        // process. Dropped at the end of this call, with its memory.
+        let mut m = self.new_module()?;
+        let mut bytes = match m.encode_snapshot(snap)? {
             Ok(b) => b,
             Err(e) => return Err(self.policy(e)),
         };
         let signed = self.issuer.sign(bytes.clone());
         bytes.extend_from_slice(&signed.signature);
-        match self.module.inspect_snapshot(&bytes, &self.trusted())? {
+        match m.inspect_snapshot(&bytes, &self.trusted())? {
             Ok(info) => Ok(SnapshotFile { bytes, info }),
             Err(e) => Err(Error::System(format!(
                 "the snapshot just made does not verify ({e:?})"
