@@ -15,6 +15,9 @@ use alloc::vec::Vec;
 use crate::key::ID_LEN;
 use crate::record::{KeyLevel, KeyRecord, KeyStatus, ProjectAccess, Scope};
 
+// One bit per scope in `Held::scopes`.
+const _: () = assert!(Scope::ALL.len() <= 8);
+
 const DISABLED: u8 = 1;
 const HAS_EXPIRY: u8 = 2;
 const LEVEL_PROJECT: u8 = 4;
@@ -168,7 +171,8 @@ impl KeyTable {
         if new.is_empty() {
             return;
         }
-        new.sort_by_key(|h| h.id);
+        // (A delta never carries an id twice; if it did, the newest wins.)
+        new.sort_by(|a, b| a.id.cmp(&b.id).then(b.version.cmp(&a.version)));
         new.dedup_by(|a, b| a.id == b.id);
         let old = core::mem::take(&mut self.entries);
         let mut out = Vec::with_capacity(old.len() + new.len());

@@ -462,3 +462,61 @@ fn a_key_taken_out_of_its_organization_s_listing_is_denied_everywhere() {
     assert_eq!(listed, want);
     assert_eq!(kg.decide(&hidden, &p, &[]), "key disabled");
 }
+
+/// Deleting a project or an organization does not rely on the unsigned
+/// listing: a record taken out of it is found and deleted too (else it
+/// would outlive its project, and come back with its listing entry and an
+/// older registration).
+#[test]
+fn deletions_find_keys_taken_out_of_their_listing() {
+    let kg = Kg::new();
+    let p = kg.project("acme", "P");
+    let own = kg.key(&["--project", &p, "--name", "own"]);
+    let org_key = kg.key(&["--org", "acme", "--name", "org", "--all-projects"]);
+    let unlist = |id: &str| {
+        with_tree(&kg, tree::KEYS_BY_ORG, |t| {
+            t.remove([b"acme\0".as_slice(), id.as_bytes()].concat())
+                .unwrap();
+        })
+    };
+    unlist(&key_id(&own));
+    let deleted = kg.json(&["project", "delete", &p, "--yes"]);
+    assert_eq!(deleted["deleted_keys"], serde_json::json!([key_id(&own)]));
+    with_tree(&kg, tree::KEYS, |t| {
+        assert!(t.get(key_id(&own)).unwrap().is_none());
+    });
+    // The organization: not empty while an unlisted record names it, and
+    // the cascade deletes it.
+    unlist(&key_id(&org_key));
+    assert!(
+        kg.fail(&["org", "delete", "acme", "--yes"])
+            .contains("1 key"),
+        "an unlisted key did not count"
+    );
+    let gone = kg.json(&["org", "delete", "acme", "--cascade", "--yes"]);
+    assert_eq!(gone["deleted_keys"], serde_json::json!([key_id(&org_key)]));
+    with_tree(&kg, tree::DELETED_KEYS, |t| {
+        assert!(t.get(key_id(&org_key)).unwrap().is_some());
+    });
+    kg.ok(&["audit", "verify"]);
+}
+
+/// A key or project is an organization's only if it is not older than it,
+/// which holds only while the clock does not run behind the store's writes:
+/// an organization is not registered then.
+#[test]
+fn an_organization_is_not_registered_with_the_clock_behind_the_store() {
+    let kg = Kg::new();
+    kg.org("acme");
+    with_tree(&kg, tree::AUDIT, |t| {
+        let (k, v) = t.last().unwrap().unwrap();
+        let mut e: serde_json::Value = serde_json::from_slice(&v[1..]).unwrap();
+        e["at"] = (e["at"].as_u64().unwrap() + 3600).into();
+        t.insert(k, [b"\x01".as_slice(), e.to_string().as_bytes()].concat())
+            .unwrap();
+    });
+    let before = kg.store_dump();
+    let err = kg.fail(&["org", "create", "globex"]);
+    assert!(err.contains("before the store's last write"), "{err}");
+    assert_eq!(kg.store_dump(), before);
+}

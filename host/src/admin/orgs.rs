@@ -3,7 +3,7 @@
 //! component's (`admits`), at creation, at rotation and in every decision.
 
 use crate::error::{Error, Result};
-use crate::runtime::bindings::{KeyPolicy, KeyRecord, Organization, SignedBody};
+use crate::runtime::bindings::{KeyLevel, KeyPolicy, KeyRecord, Organization, SignedBody};
 
 use super::views::{KeyPolicyView, OrgView};
 use super::write::Change;
@@ -52,6 +52,18 @@ impl Keygate {
                 }
                 _ => Error::OrganizationExists(slug.to_string()),
             });
+        }
+        // A key or project is an organization's only if it is not older
+        // than the organization: that holds only while the clock does not
+        // run behind the store's own writes (a restored VM, a wrong clock).
+        if let Some(last) = self.store.last_audit()?
+            && at < last.at
+        {
+            return Err(Error::Clock(format!(
+                "it reads {}, before the store's last write ({}); an organization registered now could claim keys made after it",
+                super::rfc3339(at),
+                super::rfc3339(last.at)
+            )));
         }
         if let Some(trace) = self.trace_of(slug)? {
             return Err(Error::OrganizationRecordMissing {
@@ -264,7 +276,23 @@ impl Keygate {
                 id: id.clone(),
             });
         }
-        let keys = self.list_keys(slug, None, at)?;
+        // Its listing, and every record of the store that names it but is
+        // not listed (taken out of the listing): a deletion must not rely
+        // on the unsigned listing, or a record taken out of it would
+        // outlive its organization. Other records are only decoded.
+        let mut keys: std::collections::BTreeSet<String> = self
+            .list_keys(slug, None, at)?
+            .into_iter()
+            .map(|k| k.id)
+            .collect();
+        for (id, signed) in self.store.keys()? {
+            if !keys.contains(&id)
+                && let Ok(SignedBody::Key(r)) = self.module.decode(&signed.canonical)?
+                && r.organization == slug
+            {
+                keys.insert(id);
+            }
+        }
         if !cascade && (!projects.projects.is_empty() || !keys.is_empty()) {
             return Err(Error::OrganizationNotEmpty {
                 slug: slug.to_string(),
@@ -287,22 +315,43 @@ impl Keygate {
             project_ids.push(p.id.clone());
         }
         let mut key_ids = Vec::new();
-        for k in &keys {
+        let mut key_details = Vec::new();
+        for id in &keys {
             // Untrusted records of this organization go too, without their
             // last version (deleting can only take away).
-            let record = match self.store.key(&k.id)? {
-                Some(signed) => match self.open_signed(KEY_RECORD, &k.id, &signed) {
-                    Ok(SignedBody::Key(r)) => Some(r),
-                    Ok(_) | Err(Error::Tampered { .. }) => None,
-                    Err(e) => return Err(e),
-                },
-                None => continue,
+            let Some(signed) = self.store.key(id)? else {
+                continue;
             };
-            match self.module.make_tombstone(&k.id, record.as_ref(), at)? {
+            let record = match self.open_signed(KEY_RECORD, id, &signed) {
+                Ok(SignedBody::Key(r)) => Some(r),
+                Ok(_) | Err(Error::Tampered { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            // Its name for the audit log: from the verified record, else
+            // from what the bytes claim.
+            let shown = match &record {
+                Some(r) => Some(r.clone()),
+                None => match self.module.decode(&signed.canonical)? {
+                    Ok(SignedBody::Key(r)) => Some(r),
+                    _ => None,
+                },
+            };
+            let detail = match shown {
+                Some(r) => {
+                    let level = match r.level {
+                        KeyLevel::Project(_) => "project key",
+                        KeyLevel::Organization => "key",
+                    };
+                    format!("{} ({level}, with organization {slug})", r.name)
+                }
+                None => format!("(key, with organization {slug})"),
+            };
+            match self.module.make_tombstone(id, record.as_ref(), at)? {
                 Ok(t) => change.tombstones.push(t),
                 Err(e) => return Err(self.policy(e)),
             }
-            key_ids.push(k.id.clone());
+            key_ids.push(id.clone());
+            key_details.push(detail);
         }
         let count = |n: usize, what: &str| match n {
             1 => format!("1 {what}"),
@@ -328,18 +377,10 @@ impl Keygate {
                 Some(format!("with organization {slug}")),
             ));
         }
-        for (id, k) in key_ids.iter().zip(&keys) {
-            let level = match k.level.as_str() {
-                "project" => "project key",
-                _ => "key",
-            };
-            change.audit.push(event(
-                at,
-                "key.delete",
-                Some(slug),
-                id,
-                Some(format!("{} ({level}, with organization {slug})", k.name)),
-            ));
+        for (id, detail) in key_ids.iter().zip(key_details) {
+            change
+                .audit
+                .push(event(at, "key.delete", Some(slug), id, Some(detail)));
         }
         change.organizations.push(deleted.clone());
         self.apply(change)?;

@@ -148,22 +148,22 @@ impl Keygate {
         };
         let own = KeyLevel::Project(id.to_string());
         let mut tombstones = Vec::new();
-        // Its keys are in its organization's listing (an unlisted record
-        // is no live key).
-        for key_id in self.store.org_key_ids(&reg.organization)? {
-            let Some(signed) = self.store.key(&key_id)? else {
-                continue;
-            };
+        // Every record of the store that says it is this project's, listed
+        // or not: a deletion must not rely on the unsigned listing (a
+        // record taken out of it would outlive its project, and come back
+        // with the listing entry and an older registration). Records that
+        // say otherwise are skipped before any signature work.
+        for (key_id, signed) in self.store.keys()? {
+            match self.module.decode(&signed.canonical)? {
+                Ok(SignedBody::Key(r)) if r.level == own => {}
+                _ => continue,
+            }
             // A verified project-level record of this project goes, with its
             // last version in the tombstone. An unverified one that claims
             // to be one goes too (deleting can only take away), without it.
             let record = match self.open_signed(KEY_RECORD, &key_id, &signed) {
                 Ok(SignedBody::Key(r)) if r.level == own => Some(r),
-                Ok(_) => continue,
-                Err(Error::Tampered { .. }) => match self.module.decode(&signed.canonical)? {
-                    Ok(SignedBody::Key(r)) if r.level == own => None,
-                    _ => continue,
-                },
+                Ok(_) | Err(Error::Tampered { .. }) => None,
                 Err(e) => return Err(e),
             };
             let tomb = match self.module.make_tombstone(&key_id, record.as_ref(), at)? {

@@ -1121,22 +1121,43 @@ async fn create_key(State(app): State<Arc<App>>, headers: HeaderMap, bytes: Byte
                 spec,
                 answer,
             });
-            let mut kg = lock(&app.admin);
             // Queued creations are taken only by the holder of the store,
-            // and answered before it lets go: if ours is not answered yet,
-            // it is still queued, and this request commits the queue.
-            if let Ok(answer) = answered.try_recv() {
-                return answer;
+            // and answered before it lets go. The answer is collected
+            // without the store (a committed key's answer must not wait
+            // behind other admin work and time out): whoever holds the
+            // store next commits the queue, this request if it gets there
+            // first.
+            loop {
+                match answered.try_recv() {
+                    Ok(answer) => return answer,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        return Err(ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal",
+                            "the operation failed",
+                        ));
+                    }
+                    Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                }
+                let held = match app.admin.try_lock() {
+                    Ok(kg) => Some(kg),
+                    Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                    Err(std::sync::TryLockError::WouldBlock) => None,
+                };
+                if let Some(mut kg) = held {
+                    // Ours may have been answered just before the store was
+                    // let go; otherwise it is still queued.
+                    if let Ok(answer) = answered.try_recv() {
+                        return answer;
+                    }
+                    let queued = std::mem::take(&mut *lock(&app.creations));
+                    commit_creations(&app, &mut kg, queued);
+                    continue;
+                }
+                if let Ok(answer) = answered.recv_timeout(Duration::from_millis(1)) {
+                    return answer;
+                }
             }
-            let queued = std::mem::take(&mut *lock(&app.creations));
-            commit_creations(&app, &mut kg, queued);
-            answered.try_recv().unwrap_or_else(|_| {
-                Err(ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the operation failed",
-                ))
-            })
         })
     };
     let answer = task.await.unwrap_or_else(|_| {
