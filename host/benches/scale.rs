@@ -16,7 +16,8 @@
 //!
 //! Run: `KEYGATE_SCALE_SIZES=1000,100000,1000000 cargo bench -p keygate --bench scale`
 //! (default `1000,100000`; a million keys takes a few minutes to build and
-//! about 1 GB of disk). Prints one table row per size, as the README quotes.
+//! about 2 GB of disk; `KEYGATE_SCALE_KEEP=DIR` leaves each store in
+//! `DIR/store-N`). Prints one table row per size, as the README quotes.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};
@@ -176,7 +177,12 @@ fn main() {
     let mut rows = Vec::new();
     for n in sizes {
         let tmp = tempfile::tempdir().unwrap();
-        let loc = Location::new(tmp.path().join("store"));
+        // KEYGATE_SCALE_KEEP=DIR: build the store there and leave it (to
+        // look at it afterwards); otherwise in a temporary directory.
+        let loc = match std::env::var_os("KEYGATE_SCALE_KEEP") {
+            Some(d) => Location::new(Path::new(&d).join(format!("store-{n}"))),
+            None => Location::new(tmp.path().join("store")),
+        };
         let built = build(&loc, n);
         let dir = loc.dir.clone();
         let db = dir_bytes(&dir.join("db"));
