@@ -505,8 +505,9 @@ fn organization_step<'o>(
 }
 
 /// What the rules read of a key: a decoded record ([`evaluate`]) and a held
-/// one ([`Validator`]) answer alike, so the rules are written once.
-trait KeyFacts {
+/// one ([`Validator`], in `held.rs`) answer alike, so the rules are
+/// written once.
+pub(crate) trait KeyFacts {
     fn organization(&self) -> &str;
     fn disabled(&self) -> bool;
     fn created_at(&self) -> u64;
@@ -533,27 +534,6 @@ impl KeyFacts for KeyRecord {
     }
     fn grants_project(&self, project: &str) -> bool {
         KeyRecord::grants_project(self, project)
-    }
-}
-
-impl KeyFacts for HeldKey<'_> {
-    fn organization(&self) -> &str {
-        HeldKey::organization(self)
-    }
-    fn disabled(&self) -> bool {
-        HeldKey::disabled(self)
-    }
-    fn created_at(&self) -> u64 {
-        HeldKey::created_at(self)
-    }
-    fn expires_at(&self) -> Option<u64> {
-        HeldKey::expires_at(self)
-    }
-    fn has_scope(&self, scope: Scope) -> bool {
-        HeldKey::has_scope(self, scope)
-    }
-    fn grants_project(&self, project: &str) -> bool {
-        HeldKey::grants_project(self, project)
     }
 }
 
@@ -974,8 +954,10 @@ impl Validator {
             self.organizations = BTreeMap::new();
             self.forgotten = BTreeMap::new();
         }
-        for t in &staged.tombstones {
-            self.forgotten.insert(t.id.clone(), Some(t.clone()));
+        self.keys
+            .remove_all(staged.tombstones.iter().map(|t| t.id.as_str()));
+        for t in staged.tombstones {
+            self.forgotten.insert(t.id.clone(), Some(t));
         }
         let forgotten = &self.forgotten;
         self.keys.merge(
@@ -989,9 +971,6 @@ impl Validator {
         }
         for o in staged.organizations {
             hold(&mut self.organizations, o);
-        }
-        for t in staged.tombstones {
-            self.keys.remove(&t.id);
         }
         self.snapshot = Some((header.sequence, header.made_at));
         Ok(header.info())

@@ -12,6 +12,7 @@ use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use crate::decision::KeyFacts;
 use crate::key::ID_LEN;
 use crate::record::{KeyLevel, KeyRecord, KeyStatus, ProjectAccess, Scope};
 
@@ -127,8 +128,28 @@ impl KeyTable {
         }
     }
 
+    /// Forget many keys at once (a delta's tombstones): one pass over the
+    /// table, not one shift of it per key.
+    pub(crate) fn remove_all<'i>(&mut self, ids: impl IntoIterator<Item = &'i str>) {
+        let mut gone: Vec<[u8; ID_LEN]> = ids.into_iter().filter_map(id_bytes).collect();
+        match gone.len() {
+            0 => {}
+            1 => {
+                if let Ok(i) = self.find(&gone[0]) {
+                    self.entries.remove(i);
+                }
+            }
+            _ => {
+                gone.sort_unstable();
+                self.entries.retain(|h| gone.binary_search(&h.id).is_err());
+            }
+        }
+    }
+
     /// Hold a record, replacing whatever is held under its id (the caller
-    /// compares versions).
+    /// compares versions). A new id costs a shift of the entries after it:
+    /// bulk loads come through snapshots (`push_sorted`, `merge`), and ids
+    /// loaded in increasing order append.
     pub(crate) fn put(&mut self, r: &KeyRecord) {
         let Some(h) = self.held(r) else {
             return;
@@ -254,35 +275,12 @@ impl<'a> HeldKey<'a> {
         &self.held.name
     }
 
-    pub(crate) fn organization(&self) -> &'a str {
-        self.table.strings.get(self.held.organization)
-    }
-
     pub(crate) fn key_hash(&self) -> &'a [u8; 32] {
         &self.held.key_hash
     }
 
     pub(crate) fn version(&self) -> u64 {
         self.held.version
-    }
-
-    pub(crate) fn created_at(&self) -> u64 {
-        self.held.created_at
-    }
-
-    pub(crate) fn expires_at(&self) -> Option<u64> {
-        (self.held.flags & HAS_EXPIRY != 0).then_some(self.held.expires_at)
-    }
-
-    pub(crate) fn disabled(&self) -> bool {
-        self.held.flags & DISABLED != 0
-    }
-
-    pub(crate) fn has_scope(&self, scope: Scope) -> bool {
-        Scope::ALL
-            .iter()
-            .position(|s| *s == scope)
-            .is_some_and(|i| self.held.scopes & (1 << i) != 0)
     }
 
     pub(crate) fn level(&self) -> KeyLevel {
@@ -292,10 +290,30 @@ impl<'a> HeldKey<'a> {
             KeyLevel::Organization
         }
     }
+}
 
-    /// The same answer as [`KeyRecord::grants_project`] for the record it
-    /// was made from.
-    pub(crate) fn grants_project(&self, project: &str) -> bool {
+/// The rules read a held key as they read the record it was made from
+/// (`grants_project` answers like [`KeyRecord::grants_project`]).
+impl KeyFacts for HeldKey<'_> {
+    fn organization(&self) -> &str {
+        self.table.strings.get(self.held.organization)
+    }
+    fn created_at(&self) -> u64 {
+        self.held.created_at
+    }
+    fn expires_at(&self) -> Option<u64> {
+        (self.held.flags & HAS_EXPIRY != 0).then_some(self.held.expires_at)
+    }
+    fn disabled(&self) -> bool {
+        self.held.flags & DISABLED != 0
+    }
+    fn has_scope(&self, scope: Scope) -> bool {
+        Scope::ALL
+            .iter()
+            .position(|s| *s == scope)
+            .is_some_and(|i| self.held.scopes & (1 << i) != 0)
+    }
+    fn grants_project(&self, project: &str) -> bool {
         let h = self.held;
         if h.flags & LEVEL_PROJECT != 0 {
             return self.table.strings.get(h.access) == project;
@@ -388,7 +406,7 @@ mod tests {
         /// exactly what a map of whole records would, and reads the same.
         #[test]
         fn the_table_reads_like_a_map_of_records(
-            ops in proptest::collection::vec((0u8..4, any::<u8>(), 0u64..5, any::<u8>()), 1..80)
+            ops in proptest::collection::vec((0u8..5, any::<u8>(), 0u64..5, any::<u8>()), 1..80)
         ) {
             let mut table = KeyTable::default();
             let mut reference: BTreeMap<String, KeyRecord> = BTreeMap::new();
@@ -405,6 +423,13 @@ mod tests {
                         prop_assert_eq!(held, reference.remove(&r.id).is_some());
                     }
                     2 => batch.push(r),
+                    3 if shape % 2 == 0 => {
+                        // Several tombstones at once.
+                        let other = record(id.wrapping_add(1), 0, 0, 0, "k").id;
+                        table.remove_all([r.id.as_str(), other.as_str(), "short"]);
+                        reference.remove(&r.id);
+                        reference.remove(&other);
+                    }
                     _ => {
                         // A delta: ids unique and increasing, newer versions win.
                         batch.sort_by(|a, b| a.id.cmp(&b.id));
