@@ -14,12 +14,13 @@
 //! (`KEYGATE_CREATE_SECONDS` per service phase, default 5).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{Service, load_average};
 use keygate::admin::{Access, KeySpec, Keygate, Location};
 use keygate::runtime::bindings::ExpiryPolicy;
 
@@ -30,23 +31,6 @@ fn spec(i: usize) -> KeySpec {
         access: Access::AllProjects,
         expiry: ExpiryPolicy::Days(30),
         scopes: vec!["trigger-workflows".into()],
-    }
-}
-
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
     }
 }
 
@@ -75,7 +59,7 @@ fn main() {
     println!(
         "== machine: {} cores; load average before: {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load()
+        load_average()
     );
     let tmp = tempfile::tempdir().unwrap();
     let loc = Location::new(tmp.path().join("store"));
@@ -116,24 +100,8 @@ fn main() {
         .to_string();
     drop(kg);
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
-        .arg("--data-dir")
-        .arg(&loc.dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
-    let _service = Service(child);
+    let service = Service::start(&loc.dir);
+    let url = service.url.clone();
 
     for clients in [1usize, 8, 32, 64] {
         let (sum0, count0) = histogram(&url, "keygate_key_creations_per_commit");
@@ -188,5 +156,5 @@ fn main() {
             count1 - count0,
         );
     }
-    println!("== load average after: {}", load());
+    println!("== load average after: {}", load_average());
 }

@@ -20,11 +20,13 @@
 //! `DIR/store-N`). Prints one table row per size, as the README quotes.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{Service, load_average, rss_kib};
 use keygate::admin::{Access, KeySpec, Keygate, Location};
 use keygate::runtime::bindings::{self as b, ExpiryPolicy};
 
@@ -60,21 +62,6 @@ fn dir_bytes(p: &Path) -> u64 {
         .sum()
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
 /// One run of the keygate binary on `dir`, timed from spawn to exit.
 fn timed(dir: &Path, args: &[&str], key: Option<&str>) -> (Duration, Vec<u8>) {
     let mut c = Command::new(BIN);
@@ -92,17 +79,6 @@ fn timed(dir: &Path, args: &[&str], key: Option<&str>) -> (Duration, Vec<u8>) {
         String::from_utf8_lossy(&out.stderr)
     );
     (took, out.stdout)
-}
-
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
 }
 
 struct Built {
@@ -172,7 +148,7 @@ fn main() {
     println!(
         "== {} cores; load average before: {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load()
+        load_average()
     );
     let mut rows = Vec::new();
     for n in sizes {
@@ -234,26 +210,9 @@ fn main() {
 
         // The service.
         let t = Instant::now();
-        let mut child = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let service = Service::start(&dir);
         let start = t.elapsed();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .to_string();
-        let pid = child.id();
-        let service = Service(child);
+        let (url, pid) = (service.url.clone(), service.pid());
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
@@ -273,7 +232,7 @@ fn main() {
             }
             assert!(body.contains("\"allow\""), "{body}");
         }
-        let rss = rss_mib(pid);
+        let rss = rss_kib(pid) as f64 / 1024.0;
         drop(service);
         let row = format!(
             "| {n} | {:.0} s | {:.1} MB | {} | {} | {} ({:.1} MB) | {} ({guest_mib:.0} MiB) | {} | {} / {} | {rss:.0} MiB |",
@@ -291,7 +250,7 @@ fn main() {
         println!("{row}");
         rows.push(row);
     }
-    println!("== load average after: {}", load());
+    println!("== load average after: {}", load_average());
     println!(
         "| keys | build (library, group commit) | store on disk | verify process (warm) | key list --org, 100 keys | snapshot write (file) | snapshot load, component (guest memory) | serve: start | serve: verify p50 / p99 | serve RSS |"
     );

@@ -9,12 +9,14 @@
 //! them.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{Service, rss_kib};
 use keygate::admin::{Access, KeySpec, Keygate, Location};
 use keygate::runtime::bindings::ExpiryPolicy;
 
@@ -23,15 +25,6 @@ fn env(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// The wrk script: POST verify, a random key of the sample per request,
@@ -99,17 +92,6 @@ fn report(label: &str, result: &str) {
         field("errors"),
         field("non2xx"),
     );
-}
-
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
 }
 
 fn main() {
@@ -182,25 +164,8 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
-        .arg("--data-dir")
-        .arg(&loc.dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
-    let pid = child.id();
-    let service = Service(child);
+    let service = Service::start(&loc.dir);
+    let (url, pid) = (service.url.clone(), service.pid());
     let script_path = tmp.path().join("verify.lua");
     std::fs::write(&script_path, script(&sample)).unwrap();
     println!(
