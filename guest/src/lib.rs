@@ -36,7 +36,7 @@ mod bindings {
     export!(Component);
 }
 
-use bindings::exports::keygate::policy::policy::{Guest, GuestValidator};
+use bindings::exports::keygate::policy::policy::{Guest, GuestSnapshotStream, GuestValidator};
 use bindings::exports::keygate::policy::types as t;
 
 #[cfg(target_arch = "wasm32")]
@@ -98,6 +98,7 @@ struct Component;
 
 impl Guest for Component {
     type Validator = Validator;
+    type SnapshotStream = SnapshotStream;
 
     fn parse_key(presented: String) -> Result<String, t::ParseError> {
         p::parse_key(&presented)
@@ -438,6 +439,27 @@ impl GuestValidator for Validator {
             .map_err(snapshot_error_out)
     }
 
+    fn begin_snapshot(
+        &self,
+        signature: Vec<u8>,
+    ) -> bindings::exports::keygate::policy::policy::SnapshotStream {
+        bindings::exports::keygate::policy::policy::SnapshotStream::new(SnapshotStream(
+            RefCell::new(self.0.borrow().begin_snapshot(&signature)),
+        ))
+    }
+
+    fn finish_snapshot(
+        &self,
+        pieces: bindings::exports::keygate::policy::policy::SnapshotStream,
+    ) -> Result<t::SnapshotInfo, t::SnapshotError> {
+        let stream = pieces.into_inner::<SnapshotStream>().0.into_inner();
+        self.0
+            .borrow_mut()
+            .finish_snapshot(stream)
+            .map(info_out)
+            .map_err(snapshot_error_out)
+    }
+
     fn sequence(&self) -> Option<u64> {
         self.0.borrow().sequence()
     }
@@ -448,6 +470,21 @@ impl GuestValidator for Validator {
 
     fn len(&self) -> u32 {
         u32::try_from(self.0.borrow().len()).unwrap_or(u32::MAX)
+    }
+}
+
+struct SnapshotStream(RefCell<p::SnapshotStream>);
+
+impl GuestSnapshotStream for SnapshotStream {
+    fn feed(&self, piece: Vec<u8>) -> Result<(), t::SnapshotError> {
+        self.0.borrow_mut().feed(&piece).map_err(snapshot_error_out)
+    }
+
+    fn feed_hex(&self, piece: String) -> Result<(), t::SnapshotError> {
+        self.0
+            .borrow_mut()
+            .feed_hex(&piece)
+            .map_err(snapshot_error_out)
     }
 }
 

@@ -527,6 +527,39 @@ impl Module {
             .call_load_snapshot_hex(&mut self.store, v.0, file_hex)?)
     }
 
+    /// A snapshot file loaded in pieces of `piece` bytes
+    /// (`validator.begin-snapshot`, `snapshot-stream.feed`,
+    /// `validator.finish-snapshot`): the guest, whose memory never
+    /// shrinks, never holds the whole file, only what the validator keeps.
+    /// Answers what `validator.load-snapshot` of the whole file answers.
+    pub fn validator_load_snapshot_in_pieces(
+        &mut self,
+        v: ValidatorHandle,
+        file: &[u8],
+        piece: usize,
+    ) -> Result<Result<SnapshotInfo, SnapshotError>, RuntimeError> {
+        let Some(at) = file.len().checked_sub(64) else {
+            return Ok(Err(SnapshotError::NotCanonical));
+        };
+        let (canonical, signature) = file.split_at(at);
+        let policy = self.inner.keygate_policy_policy();
+        let stream = policy
+            .validator()
+            .call_begin_snapshot(&mut self.store, v.0, signature)?;
+        for piece in canonical.chunks(piece.max(1)) {
+            if let Err(e) = policy
+                .snapshot_stream()
+                .call_feed(&mut self.store, stream, piece)?
+            {
+                stream.resource_drop(&mut self.store)?;
+                return Ok(Err(e));
+            }
+        }
+        Ok(policy
+            .validator()
+            .call_finish_snapshot(&mut self.store, v.0, stream)?)
+    }
+
     /// `validator.authorize`: the hot path from a loaded snapshot.
     pub fn validator_authorize(
         &mut self,

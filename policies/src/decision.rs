@@ -9,17 +9,21 @@
 //! deleted, predates organization, disabled, not yet valid, expired,
 //! lifetime exceeds policy, scope not granted, project not granted.
 
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::{Signature, StreamVerifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 use crate::held::{HeldKey, KeyTable};
 use crate::key::{ParseError, hash_key, hashes_equal, parse_key};
 use crate::record::{KeyLevel, KeyRecord, KeyStatus, Scope};
 use crate::registry::{Body, Organization, ProjectRegistration, Tombstone};
-use crate::snapshot::{Header, Snapshot, SnapshotError, SnapshotInfo, Visitor, split_file, visit};
+use crate::snapshot::{
+    Header, Parser, SIGNATURE_LEN, Snapshot, SnapshotError, SnapshotInfo, Visitor, decode_hex,
+    split_file,
+};
 
 /// A fact in canonical bytes with its issuer's signature: a key record, a
 /// project registration or a key tombstone (told apart by their magic).
@@ -375,15 +379,11 @@ impl TrustedIssuers {
             .any(|(_, vk)| vk.verify_strict(message, &sig).is_ok())
     }
 
-    /// Verify a snapshot file's signature, then decode it; the issuer key id
-    /// inside must be the one that verified.
+    /// Check a snapshot file's encoding and signature, then decode it; the
+    /// issuer key id inside must be the one whose signature verifies.
     pub fn open_snapshot(&self, file: &[u8]) -> Result<Snapshot, SnapshotError> {
-        let (canonical, signer) = self.verify_snapshot(file)?;
-        let snapshot = Snapshot::decode(canonical).map_err(|_| SnapshotError::NotCanonical)?;
-        if snapshot.issuer_key_id != signer {
-            return Err(SnapshotError::SignatureInvalid);
-        }
-        Ok(snapshot)
+        let (header, all) = Opening::whole(self, file, crate::snapshot::Collect::default())?;
+        Ok(all.into_snapshot(header))
     }
 
     /// [`TrustedIssuers::open_snapshot`]'s checks, keeping only the counts
@@ -396,26 +396,12 @@ impl TrustedIssuers {
             fn project(&mut self, _: ProjectRegistration) {}
             fn tombstone(&mut self, _: Tombstone) {}
         }
-        let (canonical, signer) = self.verify_snapshot(file)?;
-        let header = visit(canonical, &mut Count).map_err(|_| SnapshotError::NotCanonical)?;
-        if header.issuer_key_id != signer {
-            return Err(SnapshotError::SignatureInvalid);
-        }
-        Ok(header.info())
+        Ok(Opening::whole(self, file, Count)?.0.info())
     }
 
-    /// The canonical bytes of a snapshot file and the id of the trusted key
-    /// whose signature over them verifies.
-    fn verify_snapshot<'f>(&self, file: &'f [u8]) -> Result<(&'f [u8], &str), SnapshotError> {
-        let (canonical, sig) = split_file(file)?;
-        let signature = Signature::from_bytes(sig);
-        let signer = self
-            .keys
-            .iter()
-            .find(|(_, vk)| vk.verify_strict(canonical, &signature).is_ok())
-            .map(|(id, _)| id.as_str())
-            .ok_or(SnapshotError::SignatureInvalid)?;
-        Ok((canonical, signer))
+    /// Whether this exact key is trusted under this id.
+    fn holds(&self, id: &str, key: &VerifyingKey) -> bool {
+        self.keys.iter().any(|(i, k)| i == id && k == key)
     }
 
     /// Verify and decode a signed fact of any kind.
@@ -424,6 +410,172 @@ impl TrustedIssuers {
             return Err(LoadError::SignatureInvalid);
         }
         Body::decode(&signed.canonical).map_err(|_| LoadError::NotCanonical)
+    }
+}
+
+/// A snapshot file being opened: its canonical bytes arrive in pieces,
+/// are decoded one fact at a time into `V` and hashed for the signature
+/// check as they come, so that no copy of the whole file is ever needed.
+/// The signature (the file's last 64 bytes) comes first: ed25519 hashes
+/// its `R` and the public key before the message.
+///
+/// Refusals, in this order: bytes that are not a canonical snapshot
+/// (`NotCanonical`, as soon as a piece shows it), then a signature that is
+/// missing, malformed, by no trusted key under the header's issuer key id,
+/// or wrong (`SignatureInvalid`, at the end).
+struct Opening<V> {
+    trusted: TrustedIssuers,
+    signature: Option<[u8; SIGNATURE_LEN]>,
+    parser: Parser,
+    into: V,
+    check: Check,
+    failed: Option<SnapshotError>,
+}
+
+/// The signature check of an [`Opening`].
+enum Check {
+    /// The header is not whole yet: the bytes so far, to hash once the
+    /// signer is known.
+    Waiting(Vec<u8>),
+    /// Hashing with the key the header names (boxed: the hash state is
+    /// large, and an opening holds one check).
+    Hashing(Box<(String, VerifyingKey, StreamVerifier)>),
+    /// The header names no trusted key, or the signature is malformed:
+    /// refused at the end.
+    Refused,
+}
+
+impl<V: Visitor> Opening<V> {
+    fn new(trusted: TrustedIssuers, signature: &[u8], into: V) -> Self {
+        Opening {
+            trusted,
+            signature: signature.try_into().ok(),
+            parser: Parser::new(),
+            into,
+            check: Check::Waiting(Vec::new()),
+            failed: None,
+        }
+    }
+
+    /// A whole snapshot file: canonical bytes, then the signature.
+    fn whole(trusted: &TrustedIssuers, file: &[u8], into: V) -> Result<(Header, V), SnapshotError> {
+        let (canonical, signature) = split_file(file)?;
+        let mut opening = Opening::new(trusted.clone(), signature, into);
+        opening.feed(canonical)?;
+        let (header, into, _) = opening.finish()?;
+        Ok((header, into))
+    }
+
+    fn feed(&mut self, piece: &[u8]) -> Result<(), SnapshotError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        if self.parser.feed(piece, &mut self.into).is_err() {
+            self.failed = Some(SnapshotError::NotCanonical);
+            return Err(SnapshotError::NotCanonical);
+        }
+        match &mut self.check {
+            Check::Hashing(h) => h.2.update(piece),
+            Check::Refused => {}
+            Check::Waiting(before) => {
+                before.extend_from_slice(piece);
+                if let Some(header) = self.parser.header() {
+                    let before = core::mem::take(before);
+                    self.check = self.start_check(&header.issuer_key_id.clone(), &before);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Start hashing with the trusted key named `id`, over `before`.
+    fn start_check(&self, id: &str, before: &[u8]) -> Check {
+        let Some((id, key)) = self.trusted.keys.iter().find(|(i, _)| i == id) else {
+            return Check::Refused;
+        };
+        match self
+            .signature
+            .as_ref()
+            .and_then(|s| stream_verifier(key, s))
+        {
+            Some(mut v) => {
+                v.update(before);
+                Check::Hashing(Box::new((id.clone(), *key, v)))
+            }
+            None => Check::Refused,
+        }
+    }
+
+    /// The header, what `V` gathered, and the key that signed.
+    fn finish(self) -> Result<(Header, V, (String, VerifyingKey)), SnapshotError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        let header = self
+            .parser
+            .finish()
+            .map_err(|_| SnapshotError::NotCanonical)?;
+        match self.check {
+            Check::Hashing(h) => match h.2.finalize_and_verify() {
+                Ok(()) => Ok((header, self.into, (h.0, h.1))),
+                Err(_) => Err(SnapshotError::SignatureInvalid),
+            },
+            Check::Waiting(_) | Check::Refused => Err(SnapshotError::SignatureInvalid),
+        }
+    }
+}
+
+/// A stream verifier that accepts exactly what `verify_strict` accepts:
+/// the stream verifier leaves out `verify_strict`'s refusal of an `R` that
+/// does not decompress or is of small order, and of a public key of small
+/// order, so they are checked here first (the scalar's canonical form is
+/// checked by both).
+pub(crate) fn stream_verifier(
+    key: &VerifyingKey,
+    signature: &[u8; SIGNATURE_LEN],
+) -> Option<StreamVerifier> {
+    let r: &[u8; 32] = signature[..32].try_into().ok()?;
+    let r = VerifyingKey::from_bytes(r).ok()?;
+    if r.is_weak() || key.is_weak() {
+        return None;
+    }
+    key.verify_stream(&Signature::from_bytes(signature)).ok()
+}
+
+/// A snapshot file given to a [`Validator`] in pieces
+/// ([`Validator::begin_snapshot`], [`SnapshotStream::feed`],
+/// [`Validator::finish_snapshot`]): the file is never copied whole, so a
+/// runtime whose memory never shrinks (a WebAssembly guest) keeps only
+/// what the validator holds.
+pub struct SnapshotStream(Opening<Staged>);
+
+impl core::fmt::Debug for SnapshotStream {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SnapshotStream")
+            .field("failed", &self.0.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SnapshotStream {
+    /// The next piece of the file's canonical bytes (everything before its
+    /// last 64 bytes), in order, of any size. Refused as soon as the bytes
+    /// so far cannot begin a canonical snapshot; every later piece, and the
+    /// finish, are refused the same way.
+    pub fn feed(&mut self, piece: &[u8]) -> Result<(), SnapshotError> {
+        self.0.feed(piece)
+    }
+
+    /// [`SnapshotStream::feed`] for a piece given as hex text (an even
+    /// number of digits).
+    pub fn feed_hex(&mut self, piece: &str) -> Result<(), SnapshotError> {
+        match decode_hex(piece) {
+            Some(bytes) => self.0.feed(&bytes),
+            None => {
+                self.0.failed = Some(SnapshotError::NotCanonical);
+                Err(SnapshotError::NotCanonical)
+            }
+        }
     }
 }
 
@@ -710,13 +862,9 @@ pub struct Validator {
 /// A snapshot being loaded, before anything is applied: a full snapshot's
 /// keys go straight into a fresh compact table (never a million decoded
 /// records at once), a delta's facts are kept as they are (a delta is
-/// small). A header that cannot apply on what is held is remembered (the
-/// file is still decoded to the end: a damaged file is refused as such
-/// first), and nothing is kept from it.
+/// small).
 #[derive(Default)]
 struct Staged {
-    held: Option<u64>,
-    refused: Option<SnapshotError>,
     full: bool,
     keys: KeyTable,
     delta_keys: Vec<KeyRecord>,
@@ -728,44 +876,25 @@ struct Staged {
 impl Visitor for Staged {
     fn header(&mut self, h: &Header) -> bool {
         self.full = h.base.is_none();
-        self.refused = match (h.base, self.held) {
-            (None, Some(held)) if h.sequence <= held => Some(SnapshotError::NotNewer {
-                held,
-                got: h.sequence,
-            }),
-            (Some(base), held) if held != Some(base) => {
-                Some(SnapshotError::BaseMismatch { held, base })
-            }
-            _ => None,
-        };
         true
     }
     fn organization(&mut self, o: Organization) {
-        if self.refused.is_none() {
-            self.organizations.push(o);
-        }
+        self.organizations.push(o);
     }
     fn key(&mut self, r: KeyRecord) {
-        if self.refused.is_some() {
-            return;
-        }
         if self.full {
             // A full snapshot's ids strictly increase, and no tombstone of
-            // it names a key it carries (checked by `visit`).
+            // it names a key it carries (checked by the parser).
             self.keys.push_sorted(&r);
         } else {
             self.delta_keys.push(r);
         }
     }
     fn project(&mut self, p: ProjectRegistration) {
-        if self.refused.is_none() {
-            self.projects.push(p);
-        }
+        self.projects.push(p);
     }
     fn tombstone(&mut self, t: Tombstone) {
-        if self.refused.is_none() {
-            self.tombstones.push(t);
-        }
+        self.tombstones.push(t);
     }
 }
 
@@ -932,20 +1061,58 @@ impl Validator {
     /// Load a snapshot file (signature checked once, over the whole file):
     /// a full snapshot replaces everything held, atomically; a delta applies
     /// on top of exactly its base. Refused (keeping everything held) when
-    /// the signature fails, the bytes are not canonical, the sequence is not
-    /// newer than the held one, or a delta's base is not the held sequence.
+    /// the bytes are not canonical, the signature fails, the sequence is not
+    /// newer than the held one, or a delta's base is not the held sequence
+    /// (checked in that order).
     pub fn load_snapshot(&mut self, file: &[u8]) -> Result<SnapshotInfo, SnapshotError> {
-        let (canonical, signer) = self.trusted.verify_snapshot(file)?;
-        let mut staged = Staged {
-            held: self.snapshot.map(|(seq, _)| seq),
-            ..Staged::default()
-        };
-        let header = visit(canonical, &mut staged).map_err(|_| SnapshotError::NotCanonical)?;
-        if header.issuer_key_id != signer {
+        let (canonical, signature) = split_file(file)?;
+        let mut stream = self.begin_snapshot(signature);
+        stream.feed(canonical)?;
+        self.finish_snapshot(stream)
+    }
+
+    /// [`Validator::load_snapshot`] for a file given as hex text.
+    pub fn load_snapshot_hex(&mut self, text: &str) -> Result<SnapshotInfo, SnapshotError> {
+        let file = decode_hex(text).ok_or(SnapshotError::NotCanonical)?;
+        self.load_snapshot(&file)
+    }
+
+    /// Start loading a snapshot file given in pieces: `signature` is the
+    /// file's last 64 bytes; feed the bytes before them to the stream, then
+    /// [`Validator::finish_snapshot`]. Nothing held changes before the
+    /// finish, and the validator answers as before meanwhile.
+    pub fn begin_snapshot(&self, signature: &[u8]) -> SnapshotStream {
+        SnapshotStream(Opening::new(
+            self.trusted.clone(),
+            signature,
+            Staged::default(),
+        ))
+    }
+
+    /// Check what was fed and apply it, as [`Validator::load_snapshot`]
+    /// does the whole file.
+    pub fn finish_snapshot(
+        &mut self,
+        stream: SnapshotStream,
+    ) -> Result<SnapshotInfo, SnapshotError> {
+        let (header, staged, (signer, key)) = stream.0.finish()?;
+        // The stream may come from another validator: this one must trust
+        // the key too.
+        if !self.trusted.holds(&signer, &key) {
             return Err(SnapshotError::SignatureInvalid);
         }
-        if let Some(refused) = staged.refused {
-            return Err(refused);
+        let held = self.sequence();
+        match (header.base, held) {
+            (None, Some(held)) if header.sequence <= held => {
+                return Err(SnapshotError::NotNewer {
+                    held,
+                    got: header.sequence,
+                });
+            }
+            (Some(base), held) if held != Some(base) => {
+                return Err(SnapshotError::BaseMismatch { held, base });
+            }
+            _ => {}
         }
         // Everything checked: apply (nothing above touched what is held).
         if header.base.is_none() {
@@ -974,12 +1141,6 @@ impl Validator {
         }
         self.snapshot = Some((header.sequence, header.made_at));
         Ok(header.info())
-    }
-
-    /// [`Validator::load_snapshot`] for a file given as hex text.
-    pub fn load_snapshot_hex(&mut self, text: &str) -> Result<SnapshotInfo, SnapshotError> {
-        let file = crate::snapshot::decode_hex(text).ok_or(SnapshotError::NotCanonical)?;
-        self.load_snapshot(&file)
     }
 
     /// The sequence of the last snapshot or delta loaded, if any.

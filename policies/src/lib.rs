@@ -38,8 +38,8 @@ pub mod snapshot;
 
 pub use decision::{
     Allowed, Authorized, Decision, DenyClass, DenyReason, Evidence, IssuerError, IssuerKey,
-    LoadError, LoadOutcome, Request, SignedRecord, TrustedIssuers, Validator, check_issuer_key,
-    evaluate, issuer_key_id,
+    LoadError, LoadOutcome, Request, SignedRecord, SnapshotStream, TrustedIssuers, Validator,
+    check_issuer_key, evaluate, issuer_key_id,
 };
 pub use key::{IssuedKey, KeyError, ParseError, hash_key, looks_like_key, make_key, parse_key};
 pub use record::{

@@ -189,16 +189,7 @@ impl Snapshot {
     pub fn decode(bytes: &[u8]) -> Result<Snapshot, RecordError> {
         let mut all = Collect::default();
         let header = visit(bytes, &mut all)?;
-        Ok(Snapshot {
-            issuer_key_id: header.issuer_key_id,
-            sequence: header.sequence,
-            base: header.base,
-            made_at: header.made_at,
-            organizations: all.organizations,
-            keys: all.keys,
-            projects: all.projects,
-            tombstones: all.tombstones,
-        })
+        Ok(all.into_snapshot(header))
     }
 }
 
@@ -242,12 +233,28 @@ pub(crate) trait Visitor {
     fn tombstone(&mut self, t: Tombstone);
 }
 
+/// Every fact, decoded.
 #[derive(Default)]
-struct Collect {
+pub(crate) struct Collect {
     organizations: Vec<Organization>,
     keys: Vec<KeyRecord>,
     projects: Vec<ProjectRegistration>,
     tombstones: Vec<Tombstone>,
+}
+
+impl Collect {
+    pub(crate) fn into_snapshot(self, header: Header) -> Snapshot {
+        Snapshot {
+            issuer_key_id: header.issuer_key_id,
+            sequence: header.sequence,
+            base: header.base,
+            made_at: header.made_at,
+            organizations: self.organizations,
+            keys: self.keys,
+            projects: self.projects,
+            tombstones: self.tombstones,
+        }
+    }
 }
 
 impl Visitor for Collect {
@@ -265,17 +272,203 @@ impl Visitor for Collect {
     }
 }
 
-/// Decode canonical snapshot bytes one fact at a time, checking every rule
-/// of [`Snapshot::check`] on the way (the issuer key id's shape, a delta's
-/// base below its sequence, each fact's own rules, ids strictly increasing
-/// in each list, no id both a key and a tombstone). An error may come after
-/// some facts were handed over: a visitor applies nothing before the end.
-pub(crate) fn visit(bytes: &[u8], v: &mut impl Visitor) -> Result<Header, RecordError> {
-    let mut r = Reader::new(bytes);
+/// The longest header a snapshot can have: magic, format, the issuer key
+/// id (16 characters after its length), sequence, a present base, made-at.
+/// Every canonical snapshot is longer (its four list counts follow).
+const MAX_HEADER: usize = 3 + 1 + 2 + 16 + 8 + 1 + 8 + 8;
+
+/// Where [`Parser`] stands in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Header,
+    /// Before the count of list `0..4` (organizations, keys, projects,
+    /// tombstones).
+    Count(usize),
+    /// Inside list `list`, `left` facts to go.
+    Facts {
+        list: usize,
+        left: u32,
+    },
+    Done,
+}
+
+/// Decodes canonical snapshot bytes given in pieces of any size, one fact
+/// at a time, checking every rule of [`Snapshot::check`] on the way (the
+/// issuer key id's shape, a delta's base below its sequence, each fact's
+/// own rules, ids strictly increasing in each list, no id both a key and a
+/// tombstone). A fact split between pieces waits, alone, for the next one:
+/// nothing else of the file is kept. An error may come after some facts
+/// were handed over: a visitor applies nothing before the end.
+#[derive(Debug)]
+pub(crate) struct Parser {
+    step: Step,
+    header: Option<Header>,
+    /// Bytes of a fact (or the header) not yet whole.
+    pending: Vec<u8>,
+    /// The previous fact's id in the current list.
+    last: Option<Vec<u8>>,
+    /// Key ids (11 bytes each), to refuse a tombstone of a carried key.
+    key_ids: Vec<[u8; crate::key::ID_LEN]>,
+    carried: bool,
+}
+
+impl Parser {
+    pub(crate) fn new() -> Parser {
+        Parser {
+            step: Step::Header,
+            header: None,
+            pending: Vec::new(),
+            last: None,
+            key_ids: Vec::new(),
+            carried: false,
+        }
+    }
+
+    /// The header, once the pieces given held it whole.
+    pub(crate) fn header(&self) -> Option<&Header> {
+        self.header.as_ref()
+    }
+
+    /// The next piece of the canonical bytes.
+    pub(crate) fn feed(&mut self, piece: &[u8], v: &mut impl Visitor) -> Result<(), RecordError> {
+        if self.pending.is_empty() {
+            let used = self.advance(piece, v)?;
+            self.pending.extend_from_slice(&piece[used..]);
+        } else {
+            let mut buf = core::mem::take(&mut self.pending);
+            buf.extend_from_slice(piece);
+            let used = self.advance(&buf, v)?;
+            buf.drain(..used);
+            self.pending = buf;
+        }
+        Ok(())
+    }
+
+    /// The end of the bytes: the header, if they were a whole canonical
+    /// snapshot.
+    pub(crate) fn finish(mut self) -> Result<Header, RecordError> {
+        if self.step != Step::Done || !self.pending.is_empty() || self.carried {
+            return Err(RecordError::NotCanonical);
+        }
+        self.header.take().ok_or(RecordError::NotCanonical)
+    }
+
+    /// Decode every whole item at the start of `buf`; how many bytes that
+    /// used. Bytes after the last list are an error at once.
+    fn advance(&mut self, buf: &[u8], v: &mut impl Visitor) -> Result<usize, RecordError> {
+        let mut r = Reader::new(buf);
+        loop {
+            let rest = &buf[r.pos..];
+            match self.step {
+                Step::Header => {
+                    if rest.len() < MAX_HEADER {
+                        return Ok(r.pos);
+                    }
+                    let header = read_header(&mut r)?;
+                    if !v.header(&header) {
+                        return Err(RecordError::NotCanonical);
+                    }
+                    self.header = Some(header);
+                    self.step = Step::Count(0);
+                }
+                Step::Count(list) => {
+                    if rest.len() < 4 {
+                        return Ok(r.pos);
+                    }
+                    let n = r.u32()?;
+                    if let Some(h) = self.header.as_mut() {
+                        h.counts[list] = n;
+                    }
+                    self.last = None;
+                    self.step = match n {
+                        0 => after(list),
+                        left => Step::Facts { list, left },
+                    };
+                }
+                Step::Facts { list, left } => {
+                    let Some(len) = rest.get(..4) else {
+                        return Ok(r.pos);
+                    };
+                    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+                    let len = usize::try_from(len).map_err(|_| RecordError::NotCanonical)?;
+                    if rest.len() - 4 < len {
+                        return Ok(r.pos);
+                    }
+                    r.u32()?;
+                    self.fact(list, r.take(len)?, v)?;
+                    self.step = match left {
+                        1 => after(list),
+                        left => Step::Facts {
+                            list,
+                            left: left - 1,
+                        },
+                    };
+                }
+                Step::Done if rest.is_empty() => return Ok(r.pos),
+                Step::Done => return Err(RecordError::NotCanonical),
+            }
+        }
+    }
+
+    /// One fact of list `list`: decoded with its own rules, in order,
+    /// handed over.
+    fn fact(&mut self, list: usize, bytes: &[u8], v: &mut impl Visitor) -> Result<(), RecordError> {
+        match list {
+            0 => {
+                let o = Organization::decode(bytes)?;
+                self.in_order(o.slug.as_bytes())?;
+                v.organization(o);
+            }
+            1 => {
+                let k = KeyRecord::decode(bytes)?;
+                self.in_order(k.id.as_bytes())?;
+                if let Ok(id) = k.id.as_bytes().try_into() {
+                    self.key_ids.push(id);
+                }
+                v.key(k);
+            }
+            2 => {
+                let p = ProjectRegistration::decode(bytes)?;
+                self.in_order(p.id.as_bytes())?;
+                v.project(p);
+            }
+            _ => {
+                let t = Tombstone::decode(bytes)?;
+                self.in_order(t.id.as_bytes())?;
+                self.carried |= <&[u8; crate::key::ID_LEN]>::try_from(t.id.as_bytes())
+                    .is_ok_and(|id| self.key_ids.binary_search(id).is_ok());
+                v.tombstone(t);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ids strictly increase within each list.
+    fn in_order(&mut self, id: &[u8]) -> Result<(), RecordError> {
+        if self.last.as_deref().is_some_and(|last| id <= last) {
+            return Err(RecordError::NotCanonical);
+        }
+        let last = self.last.get_or_insert_with(Vec::new);
+        last.clear();
+        last.extend_from_slice(id);
+        Ok(())
+    }
+}
+
+/// The step after list `list`.
+fn after(list: usize) -> Step {
+    if list >= 3 {
+        Step::Done
+    } else {
+        Step::Count(list + 1)
+    }
+}
+
+fn read_header(r: &mut Reader<'_>) -> Result<Header, RecordError> {
     if r.take(3)? != SNAPSHOT_MAGIC || r.u8()? != SNAPSHOT_FORMAT {
         return Err(RecordError::NotCanonical);
     }
-    let mut header = Header {
+    let header = Header {
         issuer_key_id: r.str()?,
         sequence: r.u64()?,
         base: r.opt(|r| r.u64())?,
@@ -287,49 +480,14 @@ pub(crate) fn visit(bytes: &[u8], v: &mut impl Visitor) -> Result<Header, Record
     {
         return Err(RecordError::NotCanonical);
     }
-    if !v.header(&header) {
-        return Err(RecordError::NotCanonical);
-    }
-    header.counts[0] = each(
-        &mut r,
-        Organization::decode,
-        |o| o.slug.as_bytes(),
-        |o| v.organization(o),
-    )?;
-    // Key ids, kept (11 bytes each) to refuse a tombstone of a carried key.
-    let mut key_ids: Vec<[u8; crate::key::ID_LEN]> = Vec::new();
-    header.counts[1] = each(
-        &mut r,
-        KeyRecord::decode,
-        |k| k.id.as_bytes(),
-        |k| {
-            if let Ok(id) = k.id.as_bytes().try_into() {
-                key_ids.push(id);
-            }
-            v.key(k)
-        },
-    )?;
-    header.counts[2] = each(
-        &mut r,
-        ProjectRegistration::decode,
-        |p| p.id.as_bytes(),
-        |p| v.project(p),
-    )?;
-    let mut carried = false;
-    header.counts[3] = each(
-        &mut r,
-        Tombstone::decode,
-        |t| t.id.as_bytes(),
-        |t| {
-            carried |= <&[u8; crate::key::ID_LEN]>::try_from(t.id.as_bytes())
-                .is_ok_and(|id| key_ids.binary_search(id).is_ok());
-            v.tombstone(t)
-        },
-    )?;
-    if carried || !r.done() {
-        return Err(RecordError::NotCanonical);
-    }
     Ok(header)
+}
+
+/// Decode whole canonical snapshot bytes with a [`Parser`].
+pub(crate) fn visit(bytes: &[u8], v: &mut impl Visitor) -> Result<Header, RecordError> {
+    let mut parser = Parser::new();
+    parser.feed(bytes, v)?;
+    parser.finish()
 }
 
 fn valid_issuer_key_id(id: &str) -> bool {
@@ -338,31 +496,6 @@ fn valid_issuer_key_id(id: &str) -> bool {
         && id
             .iter()
             .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
-}
-
-/// One list: a `u32` count, then each fact's length and canonical bytes,
-/// decoded (with its own rules) and handed to `to`, ids strictly
-/// increasing. Returns the count.
-fn each<T>(
-    r: &mut Reader<'_>,
-    decode: impl Fn(&[u8]) -> Result<T, RecordError>,
-    id: impl Fn(&T) -> &[u8],
-    mut to: impl FnMut(T),
-) -> Result<u32, RecordError> {
-    let n = r.u32()?;
-    let mut last: Vec<u8> = Vec::new();
-    for i in 0..n {
-        let len = usize::try_from(r.u32()?).map_err(|_| RecordError::NotCanonical)?;
-        let fact = decode(r.take(len)?)?;
-        let this = id(&fact);
-        if i > 0 && this <= last.as_slice() {
-            return Err(RecordError::NotCanonical);
-        }
-        last.clear();
-        last.extend_from_slice(this);
-        to(fact);
-    }
-    Ok(n)
 }
 
 /// Split a snapshot file into its canonical bytes and its signature.

@@ -2254,6 +2254,221 @@ fn a_snapshot_given_as_hex_loads_the_same() {
     assert_eq!(snapshot::decode_hex("00fF10"), Some(vec![0, 255, 16]));
 }
 
+/// Load `file` into `v` through a [`SnapshotStream`], its canonical bytes
+/// cut into pieces of `sizes` (cycling).
+fn load_in_pieces(
+    v: &mut Validator,
+    file: &[u8],
+    sizes: &[usize],
+) -> Result<SnapshotInfo, SnapshotError> {
+    let (canonical, signature) = file.split_at(file.len().saturating_sub(64));
+    let mut stream = v.begin_snapshot(signature);
+    let mut at = 0;
+    for size in sizes.iter().cycle() {
+        if at >= canonical.len() {
+            break;
+        }
+        let n = (*size).max(1).min(canonical.len() - at);
+        stream.feed(&canonical[at..at + n])?;
+        at += n;
+    }
+    v.finish_snapshot(stream)
+}
+
+#[test]
+fn a_snapshot_in_pieces_loads_like_the_whole_file() {
+    let f = fixture();
+    let snaps = fixture_snapshots(&f);
+    let (full, delta) = (&snaps[0].2, &snaps[1].2);
+    let trusted = core::slice::from_ref(&f.issuer.1);
+    let mut whole = Validator::new(trusted);
+    let full_info = whole.load_snapshot(full).unwrap();
+    let after_full = format!("{whole:?}");
+    let delta_info = whole.load_snapshot(delta).unwrap();
+    let after_delta = format!("{whole:?}");
+    assert_eq!((full_info.keys, delta_info.keys), (10, 1));
+    for sizes in [&[1][..], &[2, 47, 5], &[46], &[47], &[48], &[4096]] {
+        let mut v = Validator::new(trusted);
+        assert_eq!(
+            load_in_pieces(&mut v, full, sizes),
+            Ok(full_info),
+            "{sizes:?}"
+        );
+        assert_eq!(format!("{v:?}"), after_full, "{sizes:?}");
+        assert_eq!(
+            load_in_pieces(&mut v, delta, sizes),
+            Ok(delta_info),
+            "{sizes:?}"
+        );
+        assert_eq!(format!("{v:?}"), after_delta, "{sizes:?}");
+    }
+    // A stream is checked against the validator that finishes it: begun on
+    // one that trusts the issuer, finished on one that does not.
+    let (_, stranger) = issuer(200);
+    let mut other = Validator::new(&[stranger]);
+    let (canonical, signature) = full.split_at(full.len() - 64);
+    let mut stream = whole.begin_snapshot(signature);
+    stream.feed(canonical).unwrap();
+    assert_eq!(
+        other.finish_snapshot(stream),
+        Err(SnapshotError::SignatureInvalid)
+    );
+    assert_eq!((other.sequence(), other.len()), (None, 0));
+    // A wrong signature length is a signature that does not verify.
+    let mut v = Validator::new(trusted);
+    let mut stream = v.begin_snapshot(&signature[..63]);
+    stream.feed(canonical).unwrap();
+    assert_eq!(
+        v.finish_snapshot(stream),
+        Err(SnapshotError::SignatureInvalid)
+    );
+    // Hex pieces.
+    let mut stream = v.begin_snapshot(signature);
+    let text: String = canonical.iter().map(|b| format!("{b:02x}")).collect();
+    for piece in text.as_bytes().chunks(100) {
+        stream
+            .feed_hex(core::str::from_utf8(piece).unwrap())
+            .unwrap();
+    }
+    assert_eq!(v.finish_snapshot(stream), Ok(full_info));
+}
+
+#[test]
+fn a_stream_refused_once_stays_refused_and_changes_nothing() {
+    let f = fixture();
+    let snaps = fixture_snapshots(&f);
+    let full = &snaps[0].2;
+    let trusted = core::slice::from_ref(&f.issuer.1);
+    let (canonical, signature) = full.split_at(full.len() - 64);
+    let mut v = Validator::new(trusted);
+    let before = format!("{v:?}");
+    // The header's magic broken in the first piece: refused at once, and
+    // every later piece and the finish are refused the same way.
+    let mut bad = canonical.to_vec();
+    bad[0] = b'X';
+    let mut stream = v.begin_snapshot(signature);
+    assert_eq!(stream.feed(&bad[..100]), Err(SnapshotError::NotCanonical));
+    assert_eq!(
+        stream.feed(&canonical[100..]),
+        Err(SnapshotError::NotCanonical)
+    );
+    assert_eq!(v.finish_snapshot(stream), Err(SnapshotError::NotCanonical));
+    // Bytes after the last list, or a file cut short.
+    let mut stream = v.begin_snapshot(signature);
+    stream.feed(canonical).unwrap();
+    assert_eq!(stream.feed(&[0]), Err(SnapshotError::NotCanonical));
+    assert_eq!(v.finish_snapshot(stream), Err(SnapshotError::NotCanonical));
+    let mut stream = v.begin_snapshot(signature);
+    stream.feed(&canonical[..canonical.len() - 1]).unwrap();
+    assert_eq!(v.finish_snapshot(stream), Err(SnapshotError::NotCanonical));
+    // Odd or non-hex text.
+    let mut stream = v.begin_snapshot(signature);
+    assert_eq!(stream.feed_hex("4b4"), Err(SnapshotError::NotCanonical));
+    assert_eq!(v.finish_snapshot(stream), Err(SnapshotError::NotCanonical));
+    assert_eq!(format!("{v:?}"), before);
+}
+
+#[test]
+fn a_streamed_signature_check_is_as_strict_as_verify_strict() {
+    use crate::decision::stream_verifier;
+    use ed25519_dalek::{Signature, VerifyingKey};
+    let (sk, _) = issuer(9);
+    let vk = sk.verifying_key();
+    let message = b"KGS a snapshot";
+    let good = sk.sign(message).to_bytes();
+    let mut check = stream_verifier(&vk, &good).unwrap();
+    check.update(&message[..5]);
+    check.update(&message[5..]);
+    assert!(check.finalize_and_verify().is_ok());
+    let mut check = stream_verifier(&vk, &good).unwrap();
+    check.update(b"KGS another");
+    assert!(check.finalize_and_verify().is_err());
+    // R of small order (the identity point): verify_strict refuses it
+    // whatever the rest; the stream verifier alone would go on hashing.
+    let mut small = good;
+    small[..32].copy_from_slice(&{
+        let mut y = [0u8; 32];
+        y[0] = 1;
+        y
+    });
+    assert!(
+        vk.verify_strict(message, &Signature::from_bytes(&small))
+            .is_err()
+    );
+    assert!(vk.verify_stream(&Signature::from_bytes(&small)).is_ok());
+    assert!(stream_verifier(&vk, &small).is_none());
+    // An R that is no point at all.
+    let not_a_point = (2u8..=255)
+        .map(|b| {
+            let mut y = [0u8; 32];
+            y[0] = b;
+            y
+        })
+        .find(|y| VerifyingKey::from_bytes(y).is_err())
+        .unwrap();
+    let mut bad = good;
+    bad[..32].copy_from_slice(&not_a_point);
+    assert!(
+        vk.verify_strict(message, &Signature::from_bytes(&bad))
+            .is_err()
+    );
+    assert!(stream_verifier(&vk, &bad).is_none());
+    // A public key of small order.
+    let weak = VerifyingKey::from_bytes(&small[..32].try_into().unwrap()).unwrap();
+    assert!(weak.is_weak());
+    assert!(stream_verifier(&weak, &good).is_none());
+    // A scalar out of range: refused by both.
+    let mut high = good;
+    high[63] |= 0xf0;
+    assert!(
+        vk.verify_strict(message, &Signature::from_bytes(&high))
+            .is_err()
+    );
+    assert!(stream_verifier(&vk, &high).is_none());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// However a file (whole or damaged) is cut into pieces, the stream
+    /// answers what loading the whole file answers, and holds the same.
+    #[test]
+    fn pieces_never_change_the_answer(
+        edit in (any::<usize>(), any::<u8>(), 0u8..4),
+        sizes in proptest::collection::vec(1usize..300, 1..6),
+    ) {
+        let f = fixture_for_snapshots();
+        let mut file = f.0.clone();
+        let (pos, byte, op) = edit;
+        let pos = pos % file.len();
+        match op {
+            0 => file[pos] ^= byte.max(1),
+            1 => file.truncate(pos),
+            2 => file.insert(pos, byte),
+            _ => {}
+        }
+        let mut whole = Validator::new(core::slice::from_ref(&f.1));
+        let mut pieces = Validator::new(core::slice::from_ref(&f.1));
+        let a = whole.load_snapshot(&file);
+        let b = if file.len() < 64 { Err(SnapshotError::NotCanonical) } else { load_in_pieces(&mut pieces, &file, &sizes) };
+        prop_assert_eq!(a, b);
+        prop_assert_eq!(format!("{whole:?}"), format!("{pieces:?}"));
+        if op == 3 {
+            prop_assert!(a.is_ok());
+        }
+    }
+}
+
+/// The fixture's full snapshot file and its issuer key, made once.
+fn fixture_for_snapshots() -> &'static (Vec<u8>, IssuerKey) {
+    static ONCE: std::sync::OnceLock<(Vec<u8>, IssuerKey)> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let f = fixture();
+        let file = fixture_snapshot(&f, 7, None).1;
+        (file, f.issuer.1.clone())
+    })
+}
+
 #[test]
 fn a_delta_applies_only_on_its_base() {
     let f = fixture();

@@ -85,23 +85,53 @@ fn a_cli_snapshot_decides_in_the_component_like_verify() {
     let (path2, info2) = write_snapshot(&kg, "s2.kgs");
     assert!(info2["sequence"].as_u64().unwrap() > seq);
     let bytes2 = std::fs::read(&path2).unwrap();
-    let mut flipped = bytes2.clone();
-    flipped[40] ^= 4;
-    assert_eq!(
-        m.validator_load_snapshot(v, &flipped).unwrap(),
-        Err(b::SnapshotError::SignatureInvalid)
-    );
+    // A flipped signature bit, and a flipped bit in the organizations'
+    // count: refused whole and in pieces (one byte, seven, the rest).
+    let mut bad_signature = bytes2.clone();
+    *bad_signature.last_mut().unwrap() ^= 4;
+    let mut bad_count = bytes2.clone();
+    bad_count[40] ^= 4;
+    for (bad, refusal) in [
+        (&bad_signature, b::SnapshotError::SignatureInvalid),
+        (&bad_count, b::SnapshotError::NotCanonical),
+    ] {
+        assert_eq!(
+            m.validator_load_snapshot(v, bad).unwrap(),
+            Err(refusal)
+        );
+        for piece in [1, 7, bytes2.len()] {
+            assert_eq!(
+                m.validator_load_snapshot_in_pieces(v, bad, piece).unwrap(),
+                Err(refusal)
+            );
+        }
+    }
+    assert_eq!(m.validator_sequence(v).unwrap(), Some(seq));
     assert!(matches!(
         m.validator_authorize(v, &all, &p, b::Scope::TriggerWorkflows, now)
             .unwrap(),
         b::Authorization::Allow(_)
     ));
-    m.validator_load_snapshot(v, &bytes2).unwrap().unwrap();
+    // In pieces of 7 bytes, on another validator of the same module: the
+    // same answer as the whole file.
+    let whole = m.validator_load_snapshot(v, &bytes2).unwrap().unwrap();
+    let v7 = m.validator(&[trusted(&kg)]).unwrap();
     assert_eq!(
-        m.validator_authorize(v, &all, &p, b::Scope::TriggerWorkflows, now)
-            .unwrap(),
-        b::Authorization::Deny(b::DenyReason::Disabled)
+        m.validator_load_snapshot_in_pieces(v7, &bytes2, 7).unwrap(),
+        Ok(whole)
     );
+    for v in [v, v7] {
+        assert_eq!(
+            m.validator_authorize(v, &all, &p, b::Scope::TriggerWorkflows, now)
+                .unwrap(),
+            b::Authorization::Deny(b::DenyReason::Disabled)
+        );
+        assert!(matches!(
+            m.validator_authorize(v, &sel, &q, b::Scope::TriggerWorkflows, now)
+                .unwrap(),
+            b::Authorization::Allow(_)
+        ));
+    }
     assert_eq!(
         m.validator_load_snapshot(v, &bytes).unwrap(),
         Err(b::SnapshotError::NotNewer(
@@ -125,7 +155,7 @@ fn a_cli_snapshot_decides_in_the_component_like_verify() {
         &pk,
     ]);
     assert_eq!(pinned["sha256"], shown["sha256"]);
-    std::fs::write(kg.path().join("bad.kgs"), &flipped).unwrap();
+    std::fs::write(kg.path().join("bad.kgs"), &bad_signature).unwrap();
     let err = kg.fail(&[
         "snapshot",
         "inspect",

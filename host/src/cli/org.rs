@@ -147,8 +147,12 @@ pub fn run(ctx: &Ctx, cmd: OrgCommand) -> CmdResult {
     let now = now()?;
     match cmd {
         OrgCommand::Create(a) => {
+            // The time is read once the store is open: opening an empty
+            // data directory initialises it, and its first audit event must
+            // not be later than the organization (creation refuses a clock
+            // that reads before the store's last write).
             let o = ctx.api(true, |api| {
-                api.create_organization(&a.slug, a.name.as_deref(), now)
+                api.create_organization(&a.slug, a.name.as_deref(), keygate::admin::now()?)
             })?;
             if ctx.json {
                 out_json(&o.to_json())?;

@@ -120,6 +120,11 @@ fn release_free_memory() {
     }
 }
 
+/// How much of a snapshot file is copied into a validator's memory at a
+/// time: the whole file would stay there as free space for the life of the
+/// validator (110 MB at a million keys), a piece takes only its own size.
+const SNAPSHOT_PIECE: usize = 1 << 20;
+
 impl Pool {
     fn new(kg: &mut Keygate, n: usize) -> Result<Pool, Error> {
         kg.keep_written(true);
@@ -142,7 +147,7 @@ impl Pool {
     fn slot(kg: &mut Keygate, file: &[u8]) -> Result<Slot, Error> {
         let mut module = kg.new_module()?;
         let validator = module.validator(&[kg.issuer().trusted()])?;
-        match module.validator_load_snapshot(validator, file)? {
+        match module.validator_load_snapshot_in_pieces(validator, file, SNAPSHOT_PIECE)? {
             Ok(_) => {
                 let mut scopes = Vec::new();
                 for s in module.scopes()? {
@@ -192,7 +197,7 @@ impl Pool {
             let v = slot.validator;
             if slot
                 .module
-                .validator_load_snapshot(v, &delta.bytes)?
+                .validator_load_snapshot_in_pieces(v, &delta.bytes, SNAPSHOT_PIECE)?
                 .is_err()
             {
                 let file = match &full {

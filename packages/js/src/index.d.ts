@@ -60,9 +60,19 @@ export type Authorization =
       message: string;
     };
 
+export interface ValidatorOptions {
+  trustedIssuers: TrustedIssuer[];
+  /**
+   * How many bytes of a snapshot are copied into the component at a time
+   * (default 1 MiB): the component's memory never shrinks, so it keeps
+   * only this much of a file, never the whole of it.
+   */
+  snapshotPieceBytes?: number;
+}
+
 export class Validator {
-  constructor(options: { trustedIssuers: TrustedIssuer[] });
-  static fromSnapshot(file: Uint8Array, options: { trustedIssuers: TrustedIssuer[] }): Validator;
+  constructor(options: ValidatorOptions);
+  static fromSnapshot(file: Uint8Array, options: ValidatorOptions): Validator;
   apply(file: Uint8Array): SnapshotInfo;
   authorize(
     key: string,

@@ -98,17 +98,27 @@ function denial(reason) {
   return d;
 }
 
+/** A snapshot file ends with its 64-byte ed25519 signature. */
+const SIGNATURE_LENGTH = 64;
+/** How much of a snapshot is copied into the component at a time. */
+const SNAPSHOT_PIECE = 1 << 20;
+
 /**
  * A validator fed by signed snapshots. Create it with
  * `Validator.fromSnapshot(bytes, { trustedIssuers })`.
  */
 export class Validator {
   #inner;
+  #piece;
 
   /**
-   * @param {{ trustedIssuers: Array<{ id: string, publicKey: string | Uint8Array }> }} options
+   * @param {{ trustedIssuers: Array<{ id: string, publicKey: string | Uint8Array }>, snapshotPieceBytes?: number }} options
    */
-  constructor({ trustedIssuers } = {}) {
+  constructor({ trustedIssuers, snapshotPieceBytes = SNAPSHOT_PIECE } = {}) {
+    if (!Number.isSafeInteger(snapshotPieceBytes) || snapshotPieceBytes < 1) {
+      throw new InvalidArgumentError('snapshotPieceBytes must be a positive whole number', 'bad-argument');
+    }
+    this.#piece = snapshotPieceBytes;
     if (!Array.isArray(trustedIssuers) || trustedIssuers.length === 0) {
       throw new InvalidArgumentError('trustedIssuers must be a non-empty array of { id, publicKey }', 'bad-issuer');
     }
@@ -137,8 +147,9 @@ export class Validator {
    * when the file is refused.
    */
   apply(file) {
+    const data = bytes(file, 'the snapshot');
     try {
-      return info(this.#inner.loadSnapshot(bytes(file, 'the snapshot')));
+      return info(this.#load(data));
     } catch (e) {
       if (e instanceof KeygateError) throw e;
       const payload = e?.payload;
@@ -147,6 +158,28 @@ export class Validator {
       if (!explain) throw e;
       throw new SnapshotRefusedError(`snapshot refused: ${explain(number(payload?.val))}`, tag);
     }
+  }
+
+  /**
+   * Hand the file to the component in pieces (a megabyte by default): its memory
+   * never shrinks, so a whole copy of a large snapshot would stay in it for
+   * the validator's life.
+   */
+  #load(data) {
+    if (data.length < SIGNATURE_LENGTH) {
+      return this.#inner.loadSnapshot(data);
+    }
+    const body = data.subarray(0, data.length - SIGNATURE_LENGTH);
+    const stream = this.#inner.beginSnapshot(data.subarray(body.length));
+    try {
+      for (let at = 0; at < body.length; at += this.#piece) {
+        stream.feed(body.subarray(at, at + this.#piece));
+      }
+    } catch (e) {
+      stream[Symbol.dispose]?.();
+      throw e;
+    }
+    return this.#inner.finishSnapshot(stream);
   }
 
   /**

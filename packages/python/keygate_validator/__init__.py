@@ -94,6 +94,12 @@ _REFUSALS = {
 }
 
 
+# A snapshot file ends with its 64-byte ed25519 signature.
+_SIGNATURE_LENGTH = 64
+# How much of a snapshot is copied into the component at a time.
+_SNAPSHOT_PIECE = 1 << 20
+
+
 class _Runtime:
     """The compiled component and its function handles, made once per process."""
 
@@ -149,7 +155,22 @@ def _info(r: Record) -> SnapshotInfo:
 class Validator:
     """A validator fed by signed snapshots: `Validator.from_snapshot(...)`."""
 
-    def __init__(self, *, trusted_issuers: Iterable[Mapping[str, Union[str, bytes]]]):
+    def __init__(
+        self,
+        *,
+        trusted_issuers: Iterable[Mapping[str, Union[str, bytes]]],
+        snapshot_piece_bytes: int = _SNAPSHOT_PIECE,
+    ):
+        """`snapshot_piece_bytes`: how much of a snapshot is copied into the
+        component at a time (default 1 MiB). The component's memory never
+        shrinks, so it keeps only this much of a file, never all of it."""
+        if (
+            isinstance(snapshot_piece_bytes, bool)
+            or not isinstance(snapshot_piece_bytes, int)
+            or snapshot_piece_bytes < 1
+        ):
+            raise InvalidArgument("snapshot_piece_bytes must be a positive whole number", "bad-argument")
+        self._piece = snapshot_piece_bytes
         rt = _Runtime.get()
         self._store = wasmtime.Store(rt.engine)
         instance = Linker(rt.engine).instantiate(self._store, rt.component)
@@ -165,6 +186,9 @@ class Validator:
         # Snapshots go in as hex text: wasmtime-py lowers a string about a
         # thousand times faster per character than a list<u8> per byte.
         self._load = func("[method]validator.load-snapshot-hex")
+        self._begin = func("[method]validator.begin-snapshot")
+        self._feed = func("[method]snapshot-stream.feed-hex")
+        self._finish = func("[method]validator.finish-snapshot")
         self._sequence = func("[method]validator.sequence")
         self._snapshot_time = func("[method]validator.snapshot-time")
         self._looks_like_key = func("looks-like-key")
@@ -189,9 +213,11 @@ class Validator:
         self._validator = func("[constructor]validator")(self._store, keys)
 
     @classmethod
-    def from_snapshot(cls, data: bytes, *, trusted_issuers) -> "Validator":
+    def from_snapshot(
+        cls, data: bytes, *, trusted_issuers, snapshot_piece_bytes: int = _SNAPSHOT_PIECE
+    ) -> "Validator":
         """A validator holding the snapshot `data`."""
-        v = cls(trusted_issuers=trusted_issuers)
+        v = cls(trusted_issuers=trusted_issuers, snapshot_piece_bytes=snapshot_piece_bytes)
         v.apply(data)
         return v
 
@@ -199,7 +225,7 @@ class Validator:
         """Load a full snapshot (replacing everything held) or apply a delta
         (on exactly its base). Raises SnapshotRefused and keeps what it held
         when the file is refused."""
-        out = self._load(self._store, self._validator, _bytes(data, "the snapshot").hex())
+        out = self._load_in_pieces(_bytes(data, "the snapshot"))
         if isinstance(out, Record):
             return _info(out)
         tag, held = (out.tag, out.payload) if isinstance(out, Variant) else (out, None)
@@ -207,6 +233,20 @@ class Validator:
         if explain is None:
             raise KeygateError(f"unexpected answer from the component: {out!r}", "internal")
         raise SnapshotRefused(f"snapshot refused: {explain(held)}", tag)
+
+    def _load_in_pieces(self, data: bytes):
+        """The component's answer to `data` given in pieces of `_piece` bytes
+        (as hex text: see `_load`)."""
+        if len(data) < _SIGNATURE_LENGTH:
+            return self._load(self._store, self._validator, data.hex())
+        body, signature = data[:-_SIGNATURE_LENGTH], data[-_SIGNATURE_LENGTH:]
+        stream = self._begin(self._store, self._validator, signature)
+        for at in range(0, len(body), self._piece):
+            refused = self._feed(self._store, stream, body[at : at + self._piece].hex())
+            if refused is not None:
+                stream.drop(self._store)
+                return refused
+        return self._finish(self._store, self._validator, stream)
 
     def authorize(self, key: str, project: str, *, action: str = "trigger-workflows", now=None) -> Union[Allow, Deny]:
         """May `key` perform `action` on `project` at `now` (seconds, an aware
