@@ -36,7 +36,9 @@ mod bindings {
     export!(Component);
 }
 
-use bindings::exports::keygate::policy::policy::{Guest, GuestSnapshotStream, GuestValidator};
+use bindings::exports::keygate::policy::policy::{
+    Guest, GuestSnapshotStream, GuestSnapshotWriter, GuestValidator,
+};
 use bindings::exports::keygate::policy::types as t;
 
 #[cfg(target_arch = "wasm32")]
@@ -99,6 +101,7 @@ struct Component;
 impl Guest for Component {
     type Validator = Validator;
     type SnapshotStream = SnapshotStream;
+    type SnapshotWriter = SnapshotWriter;
 
     fn parse_key(presented: String) -> Result<String, t::ParseError> {
         p::parse_key(&presented)
@@ -485,6 +488,38 @@ impl GuestSnapshotStream for SnapshotStream {
             .borrow_mut()
             .feed_hex(&piece)
             .map_err(snapshot_error_out)
+    }
+}
+
+/// `None` once `finish` took the bytes.
+struct SnapshotWriter(RefCell<Option<p::SnapshotWriter>>);
+
+impl GuestSnapshotWriter for SnapshotWriter {
+    fn new(issuer_key_id: String, sequence: u64, base: Option<u64>, made_at: t::Timestamp) -> Self {
+        SnapshotWriter(RefCell::new(Some(p::SnapshotWriter::new(
+            &issuer_key_id,
+            sequence,
+            base,
+            made_at,
+        ))))
+    }
+
+    fn add(&self, facts: Vec<Vec<u8>>) -> Result<(), t::RecordError> {
+        let mut w = self.0.borrow_mut();
+        let w = w.as_mut().ok_or(t::RecordError::NotCanonical)?;
+        for fact in facts {
+            w.add(&fact).map_err(record_error_out)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<Vec<u8>, t::RecordError> {
+        self.0
+            .borrow_mut()
+            .take()
+            .ok_or(t::RecordError::NotCanonical)?
+            .finish()
+            .map_err(record_error_out)
     }
 }
 

@@ -228,6 +228,10 @@ impl wasmtime::ResourceLimiter for Usage {
     }
 }
 
+/// A `snapshot-writer` resource living inside a [`Module`].
+#[derive(Debug, Clone, Copy)]
+pub struct WriterHandle(ResourceAny);
+
 /// A `validator` resource living inside a [`Module`].
 #[derive(Debug, Clone, Copy)]
 pub struct ValidatorHandle(ResourceAny);
@@ -558,6 +562,49 @@ impl Module {
         Ok(policy
             .validator()
             .call_finish_snapshot(&mut self.store, v.0, stream)?)
+    }
+
+    /// A `snapshot-writer` for a snapshot (`base` none) or a delta.
+    pub fn snapshot_writer(
+        &mut self,
+        issuer_key_id: &str,
+        sequence: u64,
+        base: Option<u64>,
+        made_at: u64,
+    ) -> Result<WriterHandle, RuntimeError> {
+        Ok(WriterHandle(
+            self.inner
+                .keygate_policy_policy()
+                .snapshot_writer()
+                .call_constructor(&mut self.store, issuer_key_id, sequence, base, made_at)?,
+        ))
+    }
+
+    /// `snapshot-writer.add`: facts in their canonical bytes.
+    pub fn snapshot_writer_add(
+        &mut self,
+        w: WriterHandle,
+        facts: &[Vec<u8>],
+    ) -> Result<Result<(), RecordError>, RuntimeError> {
+        Ok(self
+            .inner
+            .keygate_policy_policy()
+            .snapshot_writer()
+            .call_add(&mut self.store, w.0, facts)?)
+    }
+
+    /// `snapshot-writer.finish`: the canonical bytes to sign.
+    pub fn snapshot_writer_finish(
+        &mut self,
+        w: WriterHandle,
+    ) -> Result<Result<Vec<u8>, RecordError>, RuntimeError> {
+        let out = self
+            .inner
+            .keygate_policy_policy()
+            .snapshot_writer()
+            .call_finish(&mut self.store, w.0)?;
+        w.0.resource_drop(&mut self.store)?;
+        Ok(out)
     }
 
     /// `validator.authorize`: the hot path from a loaded snapshot.

@@ -280,21 +280,57 @@ impl Store {
         &self,
         t: &sled::Tree,
         is_id: fn(&[u8]) -> bool,
-        what: &str,
+        what: &'static str,
     ) -> Result<Vec<(String, SignedRecord)>> {
-        let mut out = Vec::new();
-        for item in t.iter() {
-            let (k, v) = item.map_err(|e| self.err(e))?;
+        self.each_signed(t, is_id, what).collect()
+    }
+
+    /// A tree's ids and signed values, in id order, read as they are used
+    /// (a snapshot of a million keys never holds them all at once). The
+    /// iterator keeps its own handle on the tree, not a borrow of the store.
+    fn each_signed(
+        &self,
+        t: &sled::Tree,
+        is_id: fn(&[u8]) -> bool,
+        what: &'static str,
+    ) -> impl Iterator<Item = Result<(String, SignedRecord)>> + use<> {
+        let dir = self.dir.clone();
+        t.iter().map(move |item| {
+            let corrupt = |why: String| Error::Corrupt {
+                path: dir.clone(),
+                why,
+            };
+            let (k, v) = item.map_err(|e| sled_error(&dir, e))?;
             if !is_id(&k) {
-                return Err(self.corrupt(format!("the {what} tree holds a malformed id")));
+                return Err(corrupt(format!("the {what} tree holds a malformed id")));
             }
             let id = String::from_utf8_lossy(&k).into_owned();
-            let signed = schema::decode_signed(&v).ok_or_else(|| {
-                self.corrupt(format!("the stored value of {what} `{id}` is damaged"))
-            })?;
-            out.push((id, signed));
-        }
-        Ok(out)
+            let signed = schema::decode_signed(&v)
+                .ok_or_else(|| corrupt(format!("the stored value of {what} `{id}` is damaged")))?;
+            Ok((id, signed))
+        })
+    }
+
+    /// [`Store::keys`], read as used.
+    pub fn each_key(&self) -> impl Iterator<Item = Result<(String, SignedRecord)>> + use<> {
+        self.each_signed(&self.keys, schema::is_key_id, "key")
+    }
+
+    /// [`Store::tombstones`], read as used.
+    pub fn each_tombstone(&self) -> impl Iterator<Item = Result<(String, SignedRecord)>> + use<> {
+        self.each_signed(&self.deleted, schema::is_key_id, "deleted key")
+    }
+
+    /// [`Store::projects`], read as used.
+    pub fn each_project(&self) -> impl Iterator<Item = Result<(String, SignedRecord)>> + use<> {
+        self.each_signed(&self.projects, schema::is_project_id, "project")
+    }
+
+    /// [`Store::organizations`], read as used.
+    pub fn each_organization(
+        &self,
+    ) -> impl Iterator<Item = Result<(String, SignedRecord)>> + use<> {
+        self.each_signed(&self.organizations, schema::is_org_slug, "organization")
     }
 
     /// A key's signed record; damaged values are corruption, not absence.

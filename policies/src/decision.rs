@@ -389,14 +389,7 @@ impl TrustedIssuers {
     /// [`TrustedIssuers::open_snapshot`]'s checks, keeping only the counts
     /// (no fact is kept in memory).
     pub fn inspect_snapshot(&self, file: &[u8]) -> Result<SnapshotInfo, SnapshotError> {
-        struct Count;
-        impl Visitor for Count {
-            fn organization(&mut self, _: Organization) {}
-            fn key(&mut self, _: KeyRecord) {}
-            fn project(&mut self, _: ProjectRegistration) {}
-            fn tombstone(&mut self, _: Tombstone) {}
-        }
-        Ok(Opening::whole(self, file, Count)?.0.info())
+        Ok(Opening::whole(self, file, crate::snapshot::Skip)?.0.info())
     }
 
     /// Whether this exact key is trusted under this id.
@@ -877,6 +870,11 @@ impl Visitor for Staged {
     fn header(&mut self, h: &Header) -> bool {
         self.full = h.base.is_none();
         true
+    }
+    fn count(&mut self, list: usize, n: u32) {
+        if self.full && list == 1 {
+            self.keys.reserve(n);
+        }
     }
     fn organization(&mut self, o: Organization) {
         self.organizations.push(o);

@@ -39,7 +39,9 @@ struct Held {
     /// The owning project (project-level keys) or the interned selection
     /// (org-level keys with selected projects); unused for all projects.
     access: u32,
-    name: Box<str>,
+    /// The name's place in [`KeyTable::names`].
+    name_at: u32,
+    name_len: u16,
 }
 
 /// Strings (organization slugs, project ids) held once, by number.
@@ -73,6 +75,12 @@ impl Interner {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct KeyTable {
     entries: Vec<Held>,
+    /// Every held name, one after the other (one allocation, not one per
+    /// key); a replaced or removed key's name stays until the garbage
+    /// outgrows the live names, then the arena is rebuilt.
+    names: Vec<u8>,
+    /// Bytes of `names` that held keys still use.
+    live_names: usize,
     strings: Interner,
     /// Project selections, each sorted by number, interned.
     sets: Vec<Box<[u32]>>,
@@ -99,6 +107,16 @@ impl KeyTable {
         self.entries.is_empty()
     }
 
+    /// Room for `keys` more keys (a full snapshot says how many it
+    /// carries before them), without a copy of the table at every doubling
+    /// (a WebAssembly memory keeps every page it ever touched). Capped, and
+    /// allowed to fail: the count is not trusted before the signature.
+    pub(crate) fn reserve(&mut self, keys: u32) {
+        let keys = (keys as usize).min(1 << 24);
+        let _ = self.entries.try_reserve_exact(keys);
+        let _ = self.names.try_reserve(keys.saturating_mul(16));
+    }
+
     fn find(&self, id: &[u8; ID_LEN]) -> Result<usize, usize> {
         self.entries.binary_search_by(|h| h.id.cmp(id))
     }
@@ -121,7 +139,8 @@ impl KeyTable {
     pub(crate) fn remove(&mut self, id: &str) -> bool {
         match id_bytes(id).map(|b| self.find(&b)) {
             Some(Ok(i)) => {
-                self.entries.remove(i);
+                let gone = self.entries.remove(i);
+                self.dropped(&[gone]);
                 true
             }
             _ => false,
@@ -136,12 +155,22 @@ impl KeyTable {
             0 => {}
             1 => {
                 if let Ok(i) = self.find(&gone[0]) {
-                    self.entries.remove(i);
+                    let h = self.entries.remove(i);
+                    self.dropped(&[h]);
                 }
             }
             _ => {
                 gone.sort_unstable();
-                self.entries.retain(|h| gone.binary_search(&h.id).is_err());
+                let mut dropped = 0;
+                self.entries.retain(|h| {
+                    let keep = gone.binary_search(&h.id).is_err();
+                    if !keep {
+                        dropped += usize::from(h.name_len);
+                    }
+                    keep
+                });
+                self.live_names -= dropped;
+                self.compact_names();
             }
         }
     }
@@ -155,9 +184,35 @@ impl KeyTable {
             return;
         };
         match self.find(&h.id) {
-            Ok(i) => self.entries[i] = h,
+            Ok(i) => {
+                let old = core::mem::replace(&mut self.entries[i], h);
+                self.dropped(&[old]);
+            }
             Err(i) => self.entries.insert(i, h),
         }
+    }
+
+    /// Names no longer used by held keys.
+    fn dropped(&mut self, gone: &[Held]) {
+        for h in gone {
+            self.live_names -= usize::from(h.name_len);
+        }
+        self.compact_names();
+    }
+
+    /// Rebuild the names arena once its garbage outgrows what is live.
+    fn compact_names(&mut self) {
+        if self.names.len() <= 2 * self.live_names + 4096 {
+            return;
+        }
+        let mut names = Vec::with_capacity(self.live_names);
+        for h in &mut self.entries {
+            let at = h.name_at as usize;
+            let name = &self.names[at..at + usize::from(h.name_len)];
+            h.name_at = u32::try_from(names.len()).unwrap_or(u32::MAX);
+            names.extend_from_slice(name);
+        }
+        self.names = names;
     }
 
     /// Hold records that come in strictly increasing id order after every
@@ -194,7 +249,10 @@ impl KeyTable {
         }
         // (A delta never carries an id twice; if it did, the newest wins.)
         new.sort_by(|a, b| a.id.cmp(&b.id).then(b.version.cmp(&a.version)));
+        let named = |v: &[Held]| v.iter().map(|h| usize::from(h.name_len)).sum::<usize>();
+        let before = named(&new);
         new.dedup_by(|a, b| a.id == b.id);
+        self.live_names -= before - named(&new);
         let old = core::mem::take(&mut self.entries);
         let mut out = Vec::with_capacity(old.len() + new.len());
         let (mut a, mut b) = (old.into_iter().peekable(), new.into_iter().peekable());
@@ -208,10 +266,16 @@ impl KeyTable {
             out.extend(next);
         }
         self.entries = out;
+        self.compact_names();
     }
 
     fn held(&mut self, r: &KeyRecord) -> Option<Held> {
         let id = id_bytes(&r.id)?;
+        // A checked name is at most 100 characters (400 bytes).
+        let name_len = u16::try_from(r.name.len()).ok()?;
+        let name_at = u32::try_from(self.names.len()).ok()?;
+        self.names.extend_from_slice(r.name.as_bytes());
+        self.live_names += r.name.len();
         let mut flags = 0;
         if r.status == KeyStatus::Disabled {
             flags |= DISABLED;
@@ -249,7 +313,8 @@ impl KeyTable {
             expires_at: r.expires_at.unwrap_or(0),
             organization: self.strings.intern(&r.organization),
             access,
-            name: Box::from(r.name.as_str()),
+            name_at,
+            name_len,
         })
     }
 
@@ -272,7 +337,13 @@ impl<'a> HeldKey<'a> {
     }
 
     pub(crate) fn name(&self) -> &'a str {
-        &self.held.name
+        let at = self.held.name_at as usize;
+        // The bytes were a whole `str`.
+        self.table
+            .names
+            .get(at..at + usize::from(self.held.name_len))
+            .and_then(|b| core::str::from_utf8(b).ok())
+            .unwrap_or("")
     }
 
     pub(crate) fn key_hash(&self) -> &'a [u8; 32] {
@@ -401,6 +472,42 @@ mod tests {
             && held.grants_project("prj_nowhere00") == r.grants_project("prj_nowhere00")
     }
 
+    #[test]
+    fn replaced_names_are_reclaimed_and_every_name_still_reads() {
+        let mut table = KeyTable::default();
+        let name = |id: u8, round: u64| alloc::format!("{id:03} round {round} {}", "n".repeat(80));
+        for round in 1..=12u64 {
+            for id in 0..40u8 {
+                table.put(&record(id, round, id, 1_700_000_000, &name(id, round)));
+            }
+            let named: usize = table.entries.iter().map(|h| usize::from(h.name_len)).sum();
+            assert_eq!(table.live_names, named);
+            assert!(
+                table.names.len() <= 2 * named + 4096,
+                "round {round}: {}",
+                table.names.len()
+            );
+        }
+        // 12 rounds of 40 names of about 95 bytes: without reclaiming, the
+        // arena would hold all 480.
+        assert!(table.names.len() < 40 * 95 * 4);
+        for id in 0..40u8 {
+            let r = record(id, 12, id, 1_700_000_000, &name(id, 12));
+            assert!(same(table.get(&r.id).unwrap(), &r), "{id}");
+        }
+        assert!(table.remove(&record(3, 1, 3, 0, "").id));
+        table.remove_all([
+            record(4, 1, 4, 0, "").id.as_str(),
+            record(5, 1, 5, 0, "").id.as_str(),
+        ]);
+        let named: usize = table.entries.iter().map(|h| usize::from(h.name_len)).sum();
+        assert_eq!(table.live_names, named);
+        for id in (0..40u8).filter(|id| ![3, 4, 5].contains(id)) {
+            let r = record(id, 12, id, 1_700_000_000, &name(id, 12));
+            assert!(same(table.get(&r.id).unwrap(), &r), "{id}");
+        }
+    }
+
     proptest! {
         /// Whatever sequence of puts, merges and removals, the table holds
         /// exactly what a map of whole records would, and reads the same.
@@ -412,7 +519,10 @@ mod tests {
             let mut reference: BTreeMap<String, KeyRecord> = BTreeMap::new();
             let mut batch: Vec<KeyRecord> = Vec::new();
             for (op, id, version, shape) in ops {
-                let r = record(id, version, shape, 1_700_000_000 + u64::from(shape), "k");
+                // Names of many lengths: a name read from the wrong place
+                // in the arena shows.
+                let name = alloc::format!("k{id}.{version}.{}", "x".repeat(usize::from(shape % 60)));
+                let r = record(id, version, shape, 1_700_000_000 + u64::from(shape), &name);
                 match op {
                     0 => {
                         table.put(&r);
@@ -449,6 +559,11 @@ mod tests {
                 let held = table.get(id);
                 prop_assert!(held.is_some_and(|h| same(h, r)), "{}", id);
             }
+            // The arena's accounting: what is live is what held keys name,
+            // and garbage never outgrows it for long.
+            let named: usize = table.entries.iter().map(|h| usize::from(h.name_len)).sum();
+            prop_assert_eq!(table.live_names, named);
+            prop_assert!(table.names.len() <= 2 * named + 4096 + 400);
             prop_assert!(table.get("zzzzzzzzzzz").is_none());
             prop_assert!(table.get("short").is_none());
         }

@@ -50,7 +50,7 @@ pub use registry::{
     Body, ExpiryRule, KeyPolicy, Organization, ProjectRegistration, Tombstone, make_tombstone,
     register_organization, register_project,
 };
-pub use snapshot::{Snapshot, SnapshotError, SnapshotInfo};
+pub use snapshot::{Snapshot, SnapshotError, SnapshotInfo, SnapshotWriter};
 
 #[cfg(test)]
 mod tests;

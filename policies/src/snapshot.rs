@@ -27,7 +27,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::record::{KeyRecord, Reader, RecordError, put_opt, put_str};
-use crate::registry::{Organization, ProjectRegistration, Tombstone};
+use crate::registry::{
+    ORGANIZATION_MAGIC, Organization, PROJECT_MAGIC, ProjectRegistration, TOMBSTONE_MAGIC,
+    Tombstone,
+};
 
 /// First bytes of a canonical snapshot.
 pub const SNAPSHOT_MAGIC: &[u8; 3] = b"KGS";
@@ -163,26 +166,22 @@ impl Snapshot {
     /// The canonical bytes (the ones that are signed), after checking.
     pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
         self.check()?;
-        let mut out = Vec::with_capacity(64 + 200 * self.keys.len());
-        out.extend_from_slice(SNAPSHOT_MAGIC);
-        out.push(SNAPSHOT_FORMAT);
-        put_str(&mut out, &self.issuer_key_id);
-        out.extend_from_slice(&self.sequence.to_be_bytes());
-        put_opt(&mut out, self.base.as_ref(), |o, b| {
-            o.extend_from_slice(&b.to_be_bytes())
-        });
-        out.extend_from_slice(&self.made_at.to_be_bytes());
-        put_list(
-            &mut out,
-            self.organizations.iter().map(Organization::encode),
-        )?;
-        put_list(&mut out, self.keys.iter().map(KeyRecord::encode))?;
-        put_list(
-            &mut out,
-            self.projects.iter().map(ProjectRegistration::encode),
-        )?;
-        put_list(&mut out, self.tombstones.iter().map(Tombstone::encode))?;
-        Ok(out)
+        let mut w =
+            SnapshotWriter::new(&self.issuer_key_id, self.sequence, self.base, self.made_at);
+        w.reserve(64 + 110 * self.keys.len());
+        for o in &self.organizations {
+            w.add(&o.encode()?)?;
+        }
+        for r in &self.keys {
+            w.add(&r.encode()?)?;
+        }
+        for p in &self.projects {
+            w.add(&p.encode()?)?;
+        }
+        for t in &self.tombstones {
+            w.add(&t.encode()?)?;
+        }
+        w.finish()
     }
 
     /// Decode canonical bytes; refuses anything `encode` would not produce.
@@ -190,6 +189,104 @@ impl Snapshot {
         let mut all = Collect::default();
         let header = visit(bytes, &mut all)?;
         Ok(all.into_snapshot(header))
+    }
+}
+
+/// Canonical snapshot bytes made one fact at a time from facts already in
+/// their canonical bytes (as a store keeps them, signed): a snapshot of a
+/// million keys is then never a million decoded facts at once. Facts come
+/// kind after kind (organizations, key records, project registrations,
+/// tombstones), each kind by increasing id; [`SnapshotWriter::finish`]
+/// checks the whole with the parser every validator uses, so a writer can
+/// produce nothing a validator would refuse as not canonical.
+#[derive(Debug, Clone)]
+pub struct SnapshotWriter {
+    out: Vec<u8>,
+    /// The list being written (0..4: organizations, keys, projects,
+    /// tombstones) and where its count goes.
+    list: usize,
+    count_at: usize,
+    count: u32,
+    failed: bool,
+}
+
+impl SnapshotWriter {
+    /// A full snapshot (`base` none) or a delta, with this header.
+    pub fn new(issuer_key_id: &str, sequence: u64, base: Option<u64>, made_at: u64) -> Self {
+        let mut out = Vec::new();
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.push(SNAPSHOT_FORMAT);
+        put_str(&mut out, issuer_key_id);
+        out.extend_from_slice(&sequence.to_be_bytes());
+        put_opt(&mut out, base.as_ref(), |o, b| {
+            o.extend_from_slice(&b.to_be_bytes())
+        });
+        out.extend_from_slice(&made_at.to_be_bytes());
+        let count_at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        SnapshotWriter {
+            out,
+            list: 0,
+            count_at,
+            count: 0,
+            // A longer id would not even encode its length; any other bad
+            // header is refused by the check at the end.
+            failed: issuer_key_id.len() > 64,
+        }
+    }
+
+    /// Room for `bytes` more bytes.
+    pub fn reserve(&mut self, bytes: usize) {
+        self.out.reserve(bytes);
+    }
+
+    /// One fact's canonical bytes, after the facts of its kind with lower
+    /// ids and the facts of the kinds before it. Its kind is told by its
+    /// magic; everything else is checked at the end.
+    pub fn add(&mut self, canonical: &[u8]) -> Result<(), RecordError> {
+        let list = match canonical.get(..3) {
+            Some(m) if m == ORGANIZATION_MAGIC => 0,
+            Some(m) if m == crate::record::MAGIC => 1,
+            Some(m) if m == PROJECT_MAGIC => 2,
+            Some(m) if m == TOMBSTONE_MAGIC => 3,
+            _ => 4,
+        };
+        let len = u32::try_from(canonical.len()).ok();
+        let (Some(len), false, true) = (len, self.failed, (self.list..4).contains(&list)) else {
+            self.failed = true;
+            return Err(RecordError::NotCanonical);
+        };
+        while self.list < list {
+            self.close_list();
+        }
+        self.count = self.count.saturating_add(1);
+        self.out.extend_from_slice(&len.to_be_bytes());
+        self.out.extend_from_slice(canonical);
+        Ok(())
+    }
+
+    /// The canonical bytes to sign, once every rule a validator checks
+    /// holds.
+    pub fn finish(mut self) -> Result<Vec<u8>, RecordError> {
+        if self.failed {
+            return Err(RecordError::NotCanonical);
+        }
+        while self.list < 4 {
+            self.close_list();
+        }
+        visit(&self.out, &mut Skip)?;
+        Ok(self.out)
+    }
+
+    /// Write the current list's count and open the next list.
+    fn close_list(&mut self) {
+        self.out[self.count_at..self.count_at + 4].copy_from_slice(&self.count.to_be_bytes());
+        self.list += 1;
+        self.count = 0;
+        if self.list < 4 {
+            self.count_at = self.out.len();
+            self.out.extend_from_slice(&[0; 4]);
+        }
     }
 }
 
@@ -227,10 +324,24 @@ pub(crate) trait Visitor {
     fn header(&mut self, _header: &Header) -> bool {
         true
     }
+    /// How many facts list `list` (0..4: organizations, keys, projects,
+    /// tombstones) says it holds, before them: not trusted yet (the
+    /// signature is checked at the end).
+    fn count(&mut self, _list: usize, _n: u32) {}
     fn organization(&mut self, o: Organization);
     fn key(&mut self, r: KeyRecord);
     fn project(&mut self, p: ProjectRegistration);
     fn tombstone(&mut self, t: Tombstone);
+}
+
+/// Keeps nothing: for checks and counts.
+pub(crate) struct Skip;
+
+impl Visitor for Skip {
+    fn organization(&mut self, _: Organization) {}
+    fn key(&mut self, _: KeyRecord) {}
+    fn project(&mut self, _: ProjectRegistration) {}
+    fn tombstone(&mut self, _: Tombstone) {}
 }
 
 /// Every fact, decoded.
@@ -379,6 +490,7 @@ impl Parser {
                     if let Some(h) = self.header.as_mut() {
                         h.counts[list] = n;
                     }
+                    v.count(list, n);
                     self.last = None;
                     self.step = match n {
                         0 => after(list),
@@ -529,19 +641,4 @@ pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
     b.chunks_exact(2)
         .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
         .collect()
-}
-
-fn put_list(
-    out: &mut Vec<u8>,
-    items: impl ExactSizeIterator<Item = Result<Vec<u8>, RecordError>>,
-) -> Result<(), RecordError> {
-    let n = u32::try_from(items.len()).map_err(|_| RecordError::NotCanonical)?;
-    out.extend_from_slice(&n.to_be_bytes());
-    for item in items {
-        let bytes = item?;
-        let len = u32::try_from(bytes.len()).map_err(|_| RecordError::NotCanonical)?;
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(&bytes);
-    }
-    Ok(())
 }

@@ -2470,6 +2470,94 @@ fn fixture_for_snapshots() -> &'static (Vec<u8>, IssuerKey) {
 }
 
 #[test]
+fn a_snapshot_written_fact_by_fact_is_the_encoded_snapshot() {
+    let f = fixture();
+    for (name, snap, _) in fixture_snapshots(&f) {
+        let mut w =
+            SnapshotWriter::new(&snap.issuer_key_id, snap.sequence, snap.base, snap.made_at);
+        for o in &snap.organizations {
+            w.add(&o.encode().unwrap()).unwrap();
+        }
+        for r in &snap.keys {
+            w.add(&r.encode().unwrap()).unwrap();
+        }
+        for p in &snap.projects {
+            w.add(&p.encode().unwrap()).unwrap();
+        }
+        for t in &snap.tombstones {
+            w.add(&t.encode().unwrap()).unwrap();
+        }
+        assert_eq!(w.finish(), snap.encode(), "{name}");
+    }
+    // Nothing at all: four empty lists.
+    let empty = SnapshotWriter::new(&f.issuer.1.id, 3, None, T0)
+        .finish()
+        .unwrap();
+    let back = Snapshot::decode(&empty).unwrap();
+    assert_eq!(
+        (back.sequence, back.info().keys, back.info().organizations),
+        (3, 0, 0)
+    );
+}
+
+#[test]
+fn a_snapshot_writer_produces_nothing_a_validator_would_refuse() {
+    let f = fixture();
+    let (snap, _) = fixture_snapshot(&f, 7, None);
+    let id = &f.issuer.1.id;
+    let key = |i: usize| snap.keys[i].encode().unwrap();
+    let project = snap.projects[0].encode().unwrap();
+    let tomb = snap.tombstones[0].encode().unwrap();
+    // A kind after a later kind: refused at once, and for good.
+    let mut w = SnapshotWriter::new(id, 8, None, T0);
+    w.add(&project).unwrap();
+    assert_eq!(w.add(&key(0)), Err(RecordError::NotCanonical));
+    assert_eq!(w.add(&tomb), Err(RecordError::NotCanonical));
+    assert_eq!(w.finish(), Err(RecordError::NotCanonical));
+    // Ids out of order, the same id twice: refused at the end.
+    for order in [[1, 0], [0, 0]] {
+        let mut w = SnapshotWriter::new(id, 8, None, T0);
+        for i in order {
+            w.add(&key(i)).unwrap();
+        }
+        assert_eq!(w.finish(), Err(RecordError::NotCanonical), "{order:?}");
+    }
+    // A tombstone of a key it carries.
+    let dead = Tombstone {
+        id: snap.keys[0].id.clone(),
+        organization: Some(snap.keys[0].organization.clone()),
+        deleted_at: T0,
+        last_version: 1,
+    };
+    let mut w = SnapshotWriter::new(id, 8, None, T0);
+    w.add(&key(0)).unwrap();
+    w.add(&dead.encode().unwrap()).unwrap();
+    assert_eq!(w.finish(), Err(RecordError::NotCanonical));
+    // Bytes with a fact's magic that are not that fact; no known magic.
+    let mut w = SnapshotWriter::new(id, 8, None, T0);
+    let mut broken = key(0);
+    broken.truncate(20);
+    w.add(&broken).unwrap();
+    assert_eq!(w.finish(), Err(RecordError::NotCanonical));
+    let mut w = SnapshotWriter::new(id, 8, None, T0);
+    assert_eq!(w.add(b"XYZ1"), Err(RecordError::NotCanonical));
+    // A bad header: an issuer key id that is not one, a base not below the
+    // sequence.
+    assert_eq!(
+        SnapshotWriter::new("issuer", 8, None, T0).finish(),
+        Err(RecordError::NotCanonical)
+    );
+    assert_eq!(
+        SnapshotWriter::new(&"a".repeat(70_000), 8, None, T0).finish(),
+        Err(RecordError::NotCanonical)
+    );
+    assert_eq!(
+        SnapshotWriter::new(id, 8, Some(8), T0).finish(),
+        Err(RecordError::NotCanonical)
+    );
+}
+
+#[test]
 fn a_delta_applies_only_on_its_base() {
     let f = fixture();
     let (snap, file) = fixture_snapshot(&f, 7, None);

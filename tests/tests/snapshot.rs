@@ -95,10 +95,7 @@ fn a_cli_snapshot_decides_in_the_component_like_verify() {
         (&bad_signature, b::SnapshotError::SignatureInvalid),
         (&bad_count, b::SnapshotError::NotCanonical),
     ] {
-        assert_eq!(
-            m.validator_load_snapshot(v, bad).unwrap(),
-            Err(refusal)
-        );
+        assert_eq!(m.validator_load_snapshot(v, bad).unwrap(), Err(refusal));
         for piece in [1, 7, bytes2.len()] {
             assert_eq!(
                 m.validator_load_snapshot_in_pieces(v, bad, piece).unwrap(),

@@ -4,7 +4,8 @@
 use subtle::ConstantTimeEq;
 
 use crate::error::{Error, Result};
-use crate::runtime::bindings::{SignedBody, Snapshot, SnapshotInfo};
+use crate::runtime::WriterHandle;
+use crate::runtime::bindings::{RecordError, SignedBody, Snapshot, SnapshotInfo};
 use crate::schema::change;
 
 use super::{KEY_RECORD, KEY_TOMBSTONE, Keygate, ORGANIZATION, PROJECT_REGISTRATION};
@@ -38,68 +39,20 @@ impl Keygate {
                 sequence,
             });
         }
-        let mut snap = Snapshot {
-            issuer_key_id: self.issuer.id().to_string(),
-            sequence,
-            base: since,
-            made_at: at,
-            organizations: Vec::new(),
-            keys: Vec::new(),
-            projects: Vec::new(),
-            tombstones: Vec::new(),
+        // A throw-away instance writes the file: its memory grows to the
+        // file's size, and a WebAssembly memory never shrinks. Facts go to
+        // it in their stored canonical bytes, a batch at a time, and are
+        // read from the store as they are used: a million keys are never a
+        // million decoded records in memory at once.
+        let mut m = self.new_module()?;
+        let issuer_id = self.issuer.id().to_string();
+        let w = m.snapshot_writer(&issuer_id, sequence, since, at)?;
+        let mut facts = Facts {
+            w,
+            batch: Vec::with_capacity(Facts::BATCH),
         };
-        let mut dead = std::collections::BTreeSet::new();
-        for (id, signed) in self.store.tombstones()? {
-            dead.insert(id.clone());
-            if !in_delta(
-                &self.store,
-                &self.issuer,
-                since,
-                change::TOMBSTONE,
-                &id,
-                &signed,
-            )? {
-                continue;
-            }
-            match self.open_stored(change::TOMBSTONE, KEY_TOMBSTONE, &id, &signed)? {
-                SignedBody::Tombstone(t) => snap.tombstones.push(t),
-                _ => return Err(tampered(KEY_TOMBSTONE, &id)),
-            }
-        }
-        for (id, signed) in self.store.keys()? {
-            // A record beside a tombstone is not live (the tombstone wins).
-            if dead.contains(&id)
-                || !in_delta(&self.store, &self.issuer, since, change::KEY, &id, &signed)?
-            {
-                continue;
-            }
-            match self.open_stored(change::KEY, KEY_RECORD, &id, &signed)? {
-                // Only keys their organization's listing holds are live.
-                SignedBody::Key(r) => {
-                    if self.store.key_listed(&r.organization, &id)? {
-                        snap.keys.push(r);
-                    }
-                }
-                _ => return Err(tampered(KEY_RECORD, &id)),
-            }
-        }
-        for (id, signed) in self.store.projects()? {
-            if !in_delta(
-                &self.store,
-                &self.issuer,
-                since,
-                change::PROJECT,
-                &id,
-                &signed,
-            )? {
-                continue;
-            }
-            match self.open_stored(change::PROJECT, PROJECT_REGISTRATION, &id, &signed)? {
-                SignedBody::Project(p) => snap.projects.push(p),
-                _ => return Err(tampered(PROJECT_REGISTRATION, &id)),
-            }
-        }
-        for (slug, signed) in self.store.organizations()? {
+        for item in self.store.each_organization() {
+            let (slug, signed) = item?;
             if !in_delta(
                 &self.store,
                 &self.issuer,
@@ -111,11 +64,83 @@ impl Keygate {
                 continue;
             }
             match self.open_stored(change::ORGANIZATION, ORGANIZATION, &slug, &signed)? {
-                SignedBody::Organization(o) => snap.organizations.push(o),
+                SignedBody::Organization(_) => facts.push(&mut m, signed.canonical),
                 _ => return Err(tampered(ORGANIZATION, &slug)),
             }
+            .or_else(|e| self.refused(e))?;
         }
-        self.seal(&snap)
+        for item in self.store.each_key() {
+            let (id, signed) = item?;
+            // A record beside a tombstone is not live (the tombstone wins).
+            if self.store.is_deleted(&id)?
+                || !in_delta(&self.store, &self.issuer, since, change::KEY, &id, &signed)?
+            {
+                continue;
+            }
+            match self.open_stored(change::KEY, KEY_RECORD, &id, &signed)? {
+                // Only keys their organization's listing holds are live.
+                SignedBody::Key(r) => {
+                    if self.store.key_listed(&r.organization, &id)? {
+                        facts.push(&mut m, signed.canonical)
+                    } else {
+                        Ok(())
+                    }
+                }
+                _ => return Err(tampered(KEY_RECORD, &id)),
+            }
+            .or_else(|e| self.refused(e))?;
+        }
+        for item in self.store.each_project() {
+            let (id, signed) = item?;
+            if !in_delta(
+                &self.store,
+                &self.issuer,
+                since,
+                change::PROJECT,
+                &id,
+                &signed,
+            )? {
+                continue;
+            }
+            match self.open_stored(change::PROJECT, PROJECT_REGISTRATION, &id, &signed)? {
+                SignedBody::Project(_) => facts.push(&mut m, signed.canonical),
+                _ => return Err(tampered(PROJECT_REGISTRATION, &id)),
+            }
+            .or_else(|e| self.refused(e))?;
+        }
+        for item in self.store.each_tombstone() {
+            let (id, signed) = item?;
+            if !in_delta(
+                &self.store,
+                &self.issuer,
+                since,
+                change::TOMBSTONE,
+                &id,
+                &signed,
+            )? {
+                continue;
+            }
+            match self.open_stored(change::TOMBSTONE, KEY_TOMBSTONE, &id, &signed)? {
+                SignedBody::Tombstone(_) => facts.push(&mut m, signed.canonical),
+                _ => return Err(tampered(KEY_TOMBSTONE, &id)),
+            }
+            .or_else(|e| self.refused(e))?;
+        }
+        facts.flush(&mut m).or_else(|e| self.refused(e))?;
+        let bytes = match m.snapshot_writer_finish(facts.w)? {
+            Ok(b) => b,
+            Err(e) => return Err(self.policy(e)),
+        };
+        self.sign_checked(&mut m, bytes)
+    }
+
+    /// A snapshot write stopped by `e`: a policy refusal in words, any
+    /// other error as it is.
+    fn refused(&mut self, e: Refusal) -> Result<()> {
+        Err(match e {
+            Refusal::Policy(e) => self.policy(e),
+            Refusal::Other(e) => e,
+        })
     }
 
     /// Encode a snapshot or delta in the component, sign it as a whole,
@@ -127,10 +152,20 @@ impl Keygate {
         // the long-lived instance would keep that size for the life of the
         // process. Dropped at the end of this call, with its memory.
         let mut m = self.new_module()?;
-        let mut bytes = match m.encode_snapshot(snap)? {
+        let bytes = match m.encode_snapshot(snap)? {
             Ok(b) => b,
             Err(e) => return Err(self.policy(e)),
         };
+        self.sign_checked(&mut m, bytes)
+    }
+
+    /// Sign canonical snapshot bytes and check the file as a validator
+    /// would, in `m`.
+    fn sign_checked(
+        &mut self,
+        m: &mut crate::runtime::Module,
+        mut bytes: Vec<u8>,
+    ) -> Result<SnapshotFile> {
         let signed = self.issuer.sign(bytes.clone());
         bytes.extend_from_slice(&signed.signature);
         match m.inspect_snapshot(&bytes, &self.trusted())? {
@@ -139,6 +174,48 @@ impl Keygate {
                 "the snapshot just made does not verify ({e:?})"
             ))),
         }
+    }
+}
+
+/// Facts on their way to a `snapshot-writer`, a batch at a time (one call
+/// into the component per fact would cost more than the fact).
+struct Facts {
+    w: WriterHandle,
+    batch: Vec<Vec<u8>>,
+}
+
+/// Why a fact could not be written.
+enum Refusal {
+    Policy(RecordError),
+    Other(Error),
+}
+
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Self {
+        Refusal::Other(e)
+    }
+}
+
+impl Facts {
+    const BATCH: usize = 1024;
+
+    fn push(&mut self, m: &mut crate::runtime::Module, canonical: Vec<u8>) -> Result<(), Refusal> {
+        self.batch.push(canonical);
+        if self.batch.len() >= Self::BATCH {
+            self.flush(m)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, m: &mut crate::runtime::Module) -> Result<(), Refusal> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let added = m
+            .snapshot_writer_add(self.w, &self.batch)
+            .map_err(Error::from)?;
+        self.batch.clear();
+        added.map_err(Refusal::Policy)
     }
 }
 

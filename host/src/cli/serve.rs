@@ -15,7 +15,7 @@ pub struct ServeArgs {
     /// reverse proxy or load balancer) when it listens beyond loopback.
     #[arg(long, default_value = "127.0.0.1:7700", env = "KEYGATE_LISTEN")]
     listen: SocketAddr,
-    /// Validator instances answering verify requests (default: one per CPU).
+    /// Validator instances answering verify requests (default: one per four CPUs, at least one; each holds every key).
     #[arg(long)]
     validators: Option<usize>,
     /// Open connections at most; more are closed at once.
