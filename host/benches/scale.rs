@@ -201,7 +201,11 @@ fn main() {
             }])
             .unwrap();
         let t = Instant::now();
-        let info = m.validator_load_snapshot(v, &bytes).unwrap().unwrap();
+        // In pieces of a megabyte, as `keygate serve` and the packages load it.
+        let info = m
+            .validator_load_snapshot_in_pieces(v, &bytes, 1 << 20)
+            .unwrap()
+            .unwrap();
         let snap_load = t.elapsed();
         assert_eq!(info.keys as usize, n);
         let guest_mib = m.linear_memory_bytes() as f64 / (1024.0 * 1024.0);

@@ -592,7 +592,7 @@ impl AdminApi for Client {
             ))),
             Ok(info) => Ok(SnapshotFile { bytes, info }),
             Err(e) => Err(Error::System(format!(
-                "the snapshot the service sent does not verify against its issuer key: {e:?}"
+                "the snapshot the service sent is refused by its issuer key: {e:?}"
             ))),
         }
     }

@@ -21,8 +21,8 @@ use crate::key::{ParseError, hash_key, hashes_equal, parse_key};
 use crate::record::{KeyLevel, KeyRecord, KeyStatus, Scope};
 use crate::registry::{Body, Organization, ProjectRegistration, Tombstone};
 use crate::snapshot::{
-    Header, Parser, SIGNATURE_LEN, Snapshot, SnapshotError, SnapshotInfo, Visitor, decode_hex,
-    split_file,
+    Header, MAX_HEADER, Parser, SIGNATURE_LEN, Snapshot, SnapshotError, SnapshotInfo, Visitor,
+    decode_hex, split_file,
 };
 
 /// A fact in canonical bytes with its issuer's signature: a key record, a
@@ -459,24 +459,41 @@ impl<V: Visitor> Opening<V> {
         Ok((header, into))
     }
 
-    fn feed(&mut self, piece: &[u8]) -> Result<(), SnapshotError> {
+    fn feed(&mut self, mut piece: &[u8]) -> Result<(), SnapshotError> {
         if let Some(e) = self.failed {
             return Err(e);
         }
+        if let Check::Waiting(before) = &mut self.check {
+            // Only as much as makes the header whole, so that the signer is
+            // known (or known to be untrusted) before any fact is kept.
+            let (head, rest) =
+                piece.split_at(MAX_HEADER.saturating_sub(before.len()).min(piece.len()));
+            before.extend_from_slice(head);
+            self.parse(head)?;
+            let Some(header) = self.parser.header() else {
+                return Ok(());
+            };
+            let (id, before) = match &mut self.check {
+                Check::Waiting(before) => (header.issuer_key_id.clone(), core::mem::take(before)),
+                _ => return Ok(()),
+            };
+            self.check = self.start_check(&id, &before);
+            if matches!(self.check, Check::Refused) {
+                self.into.stop_keeping();
+            }
+            piece = rest;
+        }
+        self.parse(piece)?;
+        if let Check::Hashing(h) = &mut self.check {
+            h.2.update(piece);
+        }
+        Ok(())
+    }
+
+    fn parse(&mut self, piece: &[u8]) -> Result<(), SnapshotError> {
         if self.parser.feed(piece, &mut self.into).is_err() {
             self.failed = Some(SnapshotError::NotCanonical);
             return Err(SnapshotError::NotCanonical);
-        }
-        match &mut self.check {
-            Check::Hashing(h) => h.2.update(piece),
-            Check::Refused => {}
-            Check::Waiting(before) => {
-                before.extend_from_slice(piece);
-                if let Some(header) = self.parser.header() {
-                    let before = core::mem::take(before);
-                    self.check = self.start_check(&header.issuer_key_id.clone(), &before);
-                }
-            }
         }
         Ok(())
     }
@@ -852,47 +869,83 @@ pub struct Validator {
     snapshot: Option<(u64, u64)>,
 }
 
-/// A snapshot being loaded, before anything is applied: a full snapshot's
-/// keys go straight into a fresh compact table (never a million decoded
-/// records at once), a delta's facts are kept as they are (a delta is
-/// small).
+/// A snapshot being loaded, before anything is applied. Nothing is trusted
+/// before the signature verifies at the end, so what is kept meanwhile
+/// costs about what the file does: a full snapshot's keys go straight into
+/// a fresh compact table (never a million decoded records at once), every
+/// other fact stays in its canonical bytes, decoded again only once the
+/// file is accepted. A file that can no longer be accepted (its header
+/// names no trusted key, or a sequence the validator cannot take) keeps
+/// nothing at all while it is read to its end.
 #[derive(Default)]
 struct Staged {
+    /// The sequence the validator held when the load began.
+    held: Option<u64>,
+    /// Refused by its header against `held`.
+    refused: Option<SnapshotError>,
+    keep: bool,
     full: bool,
     keys: KeyTable,
-    delta_keys: Vec<KeyRecord>,
-    projects: Vec<ProjectRegistration>,
-    organizations: Vec<Organization>,
-    tombstones: Vec<Tombstone>,
+    /// Canonical bytes of the other facts, one after the other, with each
+    /// one's list and end.
+    raw: Vec<u8>,
+    ends: Vec<(u8, usize)>,
+}
+
+impl Staged {
+    fn new(held: Option<u64>) -> Self {
+        Staged {
+            held,
+            keep: true,
+            ..Staged::default()
+        }
+    }
 }
 
 impl Visitor for Staged {
     fn header(&mut self, h: &Header) -> bool {
         self.full = h.base.is_none();
+        self.refused = match (h.base, self.held) {
+            (None, Some(held)) if h.sequence <= held => Some(SnapshotError::NotNewer {
+                held,
+                got: h.sequence,
+            }),
+            (Some(base), held) if held != Some(base) => {
+                Some(SnapshotError::BaseMismatch { held, base })
+            }
+            _ => None,
+        };
+        if self.refused.is_some() {
+            self.stop_keeping();
+        }
         true
     }
     fn count(&mut self, list: usize, n: u32) {
-        if self.full && list == 1 {
+        if self.keep && self.full && list == 1 {
             self.keys.reserve(n);
         }
     }
-    fn organization(&mut self, o: Organization) {
-        self.organizations.push(o);
-    }
+    fn organization(&mut self, _: Organization) {}
     fn key(&mut self, r: KeyRecord) {
-        if self.full {
+        if self.keep && self.full {
             // A full snapshot's ids strictly increase, and no tombstone of
             // it names a key it carries (checked by the parser).
             self.keys.push_sorted(&r);
-        } else {
-            self.delta_keys.push(r);
         }
     }
-    fn project(&mut self, p: ProjectRegistration) {
-        self.projects.push(p);
+    fn project(&mut self, _: ProjectRegistration) {}
+    fn tombstone(&mut self, _: Tombstone) {}
+    fn fact_bytes(&mut self, list: usize, canonical: &[u8]) {
+        if self.keep && !(self.full && list == 1) {
+            self.raw.extend_from_slice(canonical);
+            self.ends.push((list as u8, self.raw.len()));
+        }
     }
-    fn tombstone(&mut self, t: Tombstone) {
-        self.tombstones.push(t);
+    fn stop_keeping(&mut self) {
+        self.keep = false;
+        self.keys = KeyTable::default();
+        self.raw = Vec::new();
+        self.ends = Vec::new();
     }
 }
 
@@ -1083,7 +1136,7 @@ impl Validator {
         SnapshotStream(Opening::new(
             self.trusted.clone(),
             signature,
-            Staged::default(),
+            Staged::new(self.sequence()),
         ))
     }
 
@@ -1099,6 +1152,11 @@ impl Validator {
         if !self.trusted.holds(&signer, &key) {
             return Err(SnapshotError::SignatureInvalid);
         }
+        // Decided against the sequence held when the load began (facts were
+        // not kept past a refusing header) and against the one held now.
+        if let Some(refused) = staged.refused {
+            return Err(refused);
+        }
         let held = self.sequence();
         match (header.base, held) {
             (None, Some(held)) if header.sequence <= held => {
@@ -1112,6 +1170,25 @@ impl Validator {
             }
             _ => {}
         }
+        // Signed and applicable: decode what was kept in its bytes (each
+        // decoded once already, when it was checked).
+        let (mut organizations, mut keys, mut projects, mut tombstones) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut start = 0;
+        for (list, end) in staged.ends {
+            let bytes = &staged.raw[start..end];
+            start = end;
+            let decoded = match list {
+                0 => Organization::decode(bytes).map(|o| organizations.push(o)),
+                1 => KeyRecord::decode(bytes).map(|r| keys.push(r)),
+                2 => ProjectRegistration::decode(bytes).map(|p| projects.push(p)),
+                _ => Tombstone::decode(bytes).map(|t| tombstones.push(t)),
+            };
+            // The same bytes decoded once already.
+            if decoded.is_err() {
+                return Err(SnapshotError::NotCanonical);
+            }
+        }
         // Everything checked: apply (nothing above touched what is held).
         if header.base.is_none() {
             self.keys = staged.keys;
@@ -1120,21 +1197,17 @@ impl Validator {
             self.forgotten = BTreeMap::new();
         }
         self.keys
-            .remove_all(staged.tombstones.iter().map(|t| t.id.as_str()));
-        for t in staged.tombstones {
+            .remove_all(tombstones.iter().map(|t| t.id.as_str()));
+        for t in tombstones {
             self.forgotten.insert(t.id.clone(), Some(t));
         }
         let forgotten = &self.forgotten;
-        self.keys.merge(
-            staged
-                .delta_keys
-                .into_iter()
-                .filter(|r| !forgotten.contains_key(&r.id)),
-        );
-        for p in staged.projects {
+        self.keys
+            .merge(keys.into_iter().filter(|r| !forgotten.contains_key(&r.id)));
+        for p in projects {
             hold(&mut self.projects, p);
         }
-        for o in staged.organizations {
+        for o in organizations {
             hold(&mut self.organizations, o);
         }
         self.snapshot = Some((header.sequence, header.made_at));

@@ -332,6 +332,11 @@ pub(crate) trait Visitor {
     fn key(&mut self, r: KeyRecord);
     fn project(&mut self, p: ProjectRegistration);
     fn tombstone(&mut self, t: Tombstone);
+    /// The canonical bytes of the fact of list `list` just handed over.
+    fn fact_bytes(&mut self, _list: usize, _canonical: &[u8]) {}
+    /// The file can no longer be accepted (its signature cannot verify):
+    /// keep nothing more of it.
+    fn stop_keeping(&mut self) {}
 }
 
 /// Keeps nothing: for checks and counts.
@@ -386,7 +391,12 @@ impl Visitor for Collect {
 /// The longest header a snapshot can have: magic, format, the issuer key
 /// id (16 characters after its length), sequence, a present base, made-at.
 /// Every canonical snapshot is longer (its four list counts follow).
-const MAX_HEADER: usize = 3 + 1 + 2 + 16 + 8 + 1 + 8 + 8;
+pub(crate) const MAX_HEADER: usize = 3 + 1 + 2 + 16 + 8 + 1 + 8 + 8;
+
+/// Longer than any canonical fact: the largest, a key record selecting
+/// [`crate::record::MAX_SELECTED`] projects of 64 characters, is about
+/// 69 KB (tested).
+pub(crate) const MAX_FACT: usize = 1 << 17;
 
 /// Where [`Parser`] stands in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -503,6 +513,11 @@ impl Parser {
                     };
                     let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]);
                     let len = usize::try_from(len).map_err(|_| RecordError::NotCanonical)?;
+                    // Refused at once: a fact cut between pieces waits for
+                    // the next piece, and no fact is longer.
+                    if len > MAX_FACT {
+                        return Err(RecordError::NotCanonical);
+                    }
                     if rest.len() - 4 < len {
                         return Ok(r.pos);
                     }
@@ -552,6 +567,7 @@ impl Parser {
                 v.tombstone(t);
             }
         }
+        v.fact_bytes(list, bytes);
         Ok(())
     }
 

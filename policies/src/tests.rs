@@ -2558,6 +2558,48 @@ fn a_snapshot_writer_produces_nothing_a_validator_would_refuse() {
 }
 
 #[test]
+fn the_largest_key_record_is_shorter_than_the_longest_fact_a_snapshot_takes() {
+    let mut projects: Vec<String> = (0..crate::record::MAX_SELECTED)
+        .map(|i| format!("{i:064}"))
+        .collect();
+    projects.sort();
+    let record = KeyRecord {
+        id: "zzzzzzzzzzz".into(),
+        organization: "o".repeat(63),
+        name: "\u{1F511}".repeat(100),
+        level: KeyLevel::Organization,
+        scopes: Scope::ALL.to_vec(),
+        access: ProjectAccess::Selected(projects),
+        created_at: u64::MAX / 2,
+        expiry: ExpiryPolicy::Days(90),
+        expires_at: Some(u64::MAX / 2 + 90 * 86_400),
+        status: KeyStatus::Disabled,
+        key_hash: [0xff; 32],
+        version: u64::MAX,
+        rotated_from: Some("yyyyyyyyyyy".into()),
+        rotated_to: Some("xxxxxxxxxxx".into()),
+    };
+    record.check().unwrap();
+    let bytes = record.encode().unwrap();
+    assert!(bytes.len() > 60_000, "{}", bytes.len());
+    assert!(
+        bytes.len() < snapshot::MAX_FACT / 2 + 8_000,
+        "{}",
+        bytes.len()
+    );
+    // It loads, in pieces smaller than itself.
+    let f = fixture();
+    let (mut snap, _) = fixture_snapshot(&f, 7, None);
+    snap.keys.push(record);
+    let file = sign_snapshot(&f.issuer.0, &snap);
+    let mut v = Validator::new(core::slice::from_ref(&f.issuer.1));
+    assert_eq!(
+        load_in_pieces(&mut v, &file, &[4096]).map(|i| i.keys),
+        Ok(11)
+    );
+}
+
+#[test]
 fn a_delta_applies_only_on_its_base() {
     let f = fixture();
     let (snap, file) = fixture_snapshot(&f, 7, None);

@@ -176,7 +176,9 @@ export class Validator {
         stream.feed(body.subarray(at, at + this.#piece));
       }
     } catch (e) {
-      stream[Symbol.dispose]?.();
+      // (jco names the destructor Symbol.for('dispose') where Node has no
+      // Symbol.dispose.)
+      stream[Symbol.dispose ?? Symbol.for('dispose')]?.();
       throw e;
     }
     return this.#inner.finishSnapshot(stream);

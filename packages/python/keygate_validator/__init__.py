@@ -241,12 +241,20 @@ class Validator:
             return self._load(self._store, self._validator, data.hex())
         body, signature = data[:-_SIGNATURE_LENGTH], data[-_SIGNATURE_LENGTH:]
         stream = self._begin(self._store, self._validator, signature)
-        for at in range(0, len(body), self._piece):
-            refused = self._feed(self._store, stream, body[at : at + self._piece].hex())
-            if refused is not None:
+        finished = False
+        try:
+            for at in range(0, len(body), self._piece):
+                refused = self._feed(self._store, stream, body[at : at + self._piece].hex())
+                if refused is not None:
+                    return refused
+            finished = True
+            return self._finish(self._store, self._validator, stream)
+        finally:
+            # A stream not handed to finish (refused, or an exception on
+            # the way) is dropped here: the garbage collector would leave it
+            # in the component for the validator's life.
+            if not finished:
                 stream.drop(self._store)
-                return refused
-        return self._finish(self._store, self._validator, stream)
 
     def authorize(self, key: str, project: str, *, action: str = "trigger-workflows", now=None) -> Union[Allow, Deny]:
         """May `key` perform `action` on `project` at `now` (seconds, an aware
