@@ -501,6 +501,14 @@ impl Parser {
                         h.counts[list] = n;
                     }
                     v.count(list, n);
+                    if list == 1 {
+                        // Exactly, not by doubling (a WebAssembly memory
+                        // keeps every page it touched); capped and allowed
+                        // to fail: the count is not trusted yet.
+                        let _ = self
+                            .key_ids
+                            .try_reserve_exact((n as usize).min(1 << 24));
+                    }
                     self.last = None;
                     self.step = match n {
                         0 => after(list),
