@@ -168,7 +168,11 @@ fn main() {
         }])
         .unwrap();
     let t = Instant::now();
-    let info = m.validator_load_snapshot(v, &file).unwrap().unwrap();
+    // In pieces of a megabyte, as `keygate serve` and the packages load it.
+    let info = m
+        .validator_load_snapshot_in_pieces(v, &file, 1 << 20)
+        .unwrap()
+        .unwrap();
     let component_load = t.elapsed();
     assert_eq!(info.keys as usize, n);
     let after_component = peak_mib();
@@ -194,11 +198,11 @@ fn main() {
     println!("made records natively: {made:?}; encoded and signed: {encoded:?}");
     println!("load, native validator: {native_load:?}");
     println!(
-        "load, component validator (file copied in, signature, decode, maps): {component_load:?}"
+        "load, component validator (1 MiB pieces copied in, signature, decode, table): {component_load:?}"
     );
     println!("authorize through the component after load: {authorize:?} per call");
     println!(
-        "validator memory: native {native_heap:.1} MiB of heap kept after the load; component {component_memory:.1} MiB of linear memory (the file copied in, the held facts, the allocator's free space)"
+        "validator memory: native {native_heap:.1} MiB of heap kept after the load; component {component_memory:.1} MiB of linear memory (the held keys, one piece, the allocator's free space)"
     );
     println!(
         "peak RSS: {before_load:.0} MiB before loading, {after_native:.0} MiB after the native load, {after_component:.0} MiB after the component load"
