@@ -505,9 +505,7 @@ impl Parser {
                         // Exactly, not by doubling (a WebAssembly memory
                         // keeps every page it touched); capped and allowed
                         // to fail: the count is not trusted yet.
-                        let _ = self
-                            .key_ids
-                            .try_reserve_exact((n as usize).min(1 << 24));
+                        let _ = self.key_ids.try_reserve_exact((n as usize).min(1 << 24));
                     }
                     self.last = None;
                     self.step = match n {

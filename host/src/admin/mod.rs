@@ -103,7 +103,7 @@ pub struct Keygate {
     module: Module,
     runtime: Runtime,
     /// What this process wrote, when asked to keep it (the service).
-    written: Option<write::Written>,
+    written: Option<write::Kept>,
     /// Who acts, as audit events name them.
     actor: Option<String>,
     issuer: Issuer,

@@ -4,7 +4,7 @@
 //! synced. Nothing else in keygate writes the store; a replicated store
 //! would plug in here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::error::Result;
 use crate::runtime::bindings::{
@@ -39,7 +39,7 @@ pub(crate) struct Change {
 /// The facts written by consecutive commits of this process, from sequence
 /// `base` to `sequence`: what a validator holding `base` needs, without
 /// scanning the store (see [`Keygate::keep_written`]).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Written {
     base: u64,
     sequence: u64,
@@ -49,12 +49,108 @@ pub(crate) struct Written {
     tombstones: BTreeMap<String, Tombstone>,
 }
 
+impl Written {
+    /// Take in the facts of the commits after these (a tombstone removes
+    /// its key; a newer version replaces an older one).
+    fn absorb(&mut self, later: Written) {
+        self.sequence = later.sequence;
+        self.keys.extend(later.keys);
+        self.projects.extend(later.projects);
+        self.organizations.extend(later.organizations);
+        for (id, t) in later.tombstones {
+            self.keys.remove(&id);
+            self.tombstones.insert(id, t);
+        }
+    }
+
+    fn facts(&self) -> usize {
+        self.keys.len() + self.projects.len() + self.organizations.len() + self.tombstones.len()
+    }
+
+    fn into_delta(self, issuer_key_id: String, made_at: u64) -> Snapshot {
+        Snapshot {
+            issuer_key_id,
+            sequence: self.sequence,
+            base: Some(self.base),
+            made_at,
+            organizations: self.organizations.into_values().collect(),
+            keys: self.keys.into_values().collect(),
+            projects: self.projects.into_values().collect(),
+            tombstones: self.tombstones.into_values().collect(),
+        }
+    }
+}
+
+/// What a long-running process keeps of its own writes: the facts since
+/// the validators' last delta, and the last commits one by one (at most
+/// [`Kept::RECENT_FACTS`] facts), from which a delta since any of their
+/// sequences is made without scanning the store.
+#[derive(Debug, Default)]
+pub(crate) struct Kept {
+    current: Written,
+    recent: VecDeque<Written>,
+    recent_facts: usize,
+}
+
+impl Kept {
+    /// About 10 MB of decoded facts at most.
+    const RECENT_FACTS: usize = 16_384;
+
+    fn remember(&mut self, commit: Written) {
+        if self
+            .recent
+            .back()
+            .is_some_and(|last| last.sequence != commit.base)
+        {
+            // A commit this process did not see the one before of.
+            self.recent.clear();
+            self.recent_facts = 0;
+        }
+        self.recent_facts += commit.facts();
+        self.recent.push_back(commit);
+        while self.recent_facts > Self::RECENT_FACTS {
+            match self.recent.pop_front() {
+                Some(old) => self.recent_facts -= old.facts(),
+                None => break,
+            }
+        }
+    }
+}
+
 impl Keygate {
     /// Keep the facts this process writes, so that [`Keygate::written_delta`]
     /// can make a delta of them (a long-running service keeping validators
     /// current); off by default.
     pub fn keep_written(&mut self, on: bool) {
-        self.written = on.then(Written::default);
+        self.written = on.then(Kept::default);
+    }
+
+    /// A signed delta from sequence `base` to the store's sequence made of
+    /// the commits this process remembers (the last ones, see
+    /// [`Keygate::keep_written`]), when it remembers every commit since
+    /// `base`; else `None` (make one with [`Keygate::snapshot`], which reads
+    /// the whole store).
+    pub fn recent_delta(&mut self, base: u64, at: u64) -> Result<Option<super::SnapshotFile>> {
+        let sequence = self.store.sequence()?;
+        let Some(kept) = self.written.as_ref() else {
+            return Ok(None);
+        };
+        let Some(start) = kept.recent.iter().position(|w| w.base == base) else {
+            return Ok(None);
+        };
+        if base >= sequence || kept.recent.back().map(|w| w.sequence) != Some(sequence) {
+            return Ok(None);
+        }
+        let mut merged = Written {
+            base,
+            sequence: base,
+            ..Written::default()
+        };
+        for w in kept.recent.iter().skip(start) {
+            merged.absorb(w.clone());
+        }
+        let snap = merged.into_delta(self.issuer.id().to_string(), at);
+        self.seal(&snap).map(Some)
     }
 
     /// A signed delta from sequence `held` to the store's sequence, made of
@@ -62,23 +158,14 @@ impl Keygate {
     /// in between (else `None`: make one with [`Keygate::snapshot`]).
     /// Taking it starts a new record.
     pub fn written_delta(&mut self, held: u64, at: u64) -> Result<Option<super::SnapshotFile>> {
-        let Some(w) = self.written.as_mut() else {
+        let Some(kept) = self.written.as_mut() else {
             return Ok(None);
         };
-        let w = std::mem::take(w);
+        let w = std::mem::take(&mut kept.current);
         if w.base != held || w.sequence != self.store.sequence()? || w.sequence <= held {
             return Ok(None);
         }
-        let snap = Snapshot {
-            issuer_key_id: self.issuer.id().to_string(),
-            sequence: w.sequence,
-            base: Some(held),
-            made_at: at,
-            organizations: w.organizations.into_values().collect(),
-            keys: w.keys.into_values().collect(),
-            projects: w.projects.into_values().collect(),
-            tombstones: w.tombstones.into_values().collect(),
-        };
+        let snap = w.into_delta(self.issuer.id().to_string(), at);
         self.seal(&snap).map(Some)
     }
 
@@ -130,30 +217,36 @@ impl Keygate {
                 .push((slug, self.sign(SignedBody::Organization(o))?));
         }
         let after = self.commit_batch(batch)?;
-        if let (Some(before), Some((keys, projects, tombstones, organizations)), Some(w)) =
+        if let (Some(before), Some((keys, projects, tombstones, organizations)), Some(k)) =
             (before, kept, self.written.as_mut())
         {
+            let mut commit = Written {
+                base: before,
+                sequence: before,
+                ..Written::default()
+            };
+            commit.absorb(Written {
+                base: before,
+                sequence: after,
+                keys: keys.into_iter().map(|r| (r.id.clone(), r)).collect(),
+                projects: projects.into_iter().map(|p| (p.id.clone(), p)).collect(),
+                organizations: organizations
+                    .into_iter()
+                    .map(|o| (o.slug.clone(), o))
+                    .collect(),
+                tombstones: tombstones.into_iter().map(|t| (t.id.clone(), t)).collect(),
+            });
+            let w = &mut k.current;
             if w.sequence != before || w.sequence == 0 {
                 // A gap (or the first commit): start again from here.
                 *w = Written {
                     base: before,
+                    sequence: before,
                     ..Written::default()
                 };
             }
-            w.sequence = after;
-            for r in keys {
-                w.keys.insert(r.id.clone(), r);
-            }
-            for p in projects {
-                w.projects.insert(p.id.clone(), p);
-            }
-            for o in organizations {
-                w.organizations.insert(o.slug.clone(), o);
-            }
-            for t in tombstones {
-                w.keys.remove(&t.id);
-                w.tombstones.insert(t.id.clone(), t);
-            }
+            w.absorb(commit.clone());
+            k.remember(commit);
         }
         Ok(after)
     }

@@ -229,6 +229,11 @@ struct DecisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: String,
 }
@@ -239,6 +244,7 @@ struct Metrics {
     verify_seconds: Histogram,
     admin: Family<StatusLabels, Counter>,
     snapshots: Family<StatusLabels, Counter>,
+    deltas: Family<SourceLabels, Counter>,
     sequence: Gauge,
     refused_connections: Counter,
     commit_batch: Histogram,
@@ -272,6 +278,12 @@ impl Metrics {
             "Snapshot requests, by HTTP status",
             snapshots.clone(),
         );
+        let deltas = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "snapshot_deltas",
+            "Deltas served, by where their facts came from: recent (this service's own last commits, kept in memory) or store (a read of the whole store)",
+            deltas.clone(),
+        );
         let sequence = Gauge::default();
         registry.register(
             "store_sequence",
@@ -297,6 +309,7 @@ impl Metrics {
             verify_seconds,
             admin,
             snapshots,
+            deltas,
             sequence,
             refused_connections,
             commit_batch,
@@ -1484,6 +1497,7 @@ async fn snapshot(
     Query(q): Query<SnapshotQuery>,
 ) -> ApiResult {
     let metrics_app = app.clone();
+    let delta_app = app.clone();
     let if_none_match = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -1526,7 +1540,27 @@ async fn snapshot(
                 .body(Body::empty())
                 .unwrap_or_default());
         }
-        let file = kg.snapshot(at, q.since)?;
+        // A delta from this service's own recent commits when it saw every
+        // commit since the base (it is the store's only writer while it
+        // runs); else from the whole store.
+        let recent = match q.since {
+            Some(base) => kg.recent_delta(base, at)?,
+            None => None,
+        };
+        if q.since.is_some() {
+            let source = if recent.is_some() { "recent" } else { "store" };
+            delta_app
+                .metrics
+                .deltas
+                .get_or_create(&SourceLabels {
+                    source: source.to_string(),
+                })
+                .inc();
+        }
+        let file = match recent {
+            Some(file) => file,
+            None => kg.snapshot(at, q.since)?,
+        };
         Ok(Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "application/octet-stream")
