@@ -885,6 +885,8 @@ struct Staged {
     refused: Option<SnapshotError>,
     keep: bool,
     full: bool,
+    /// The key count the file announces (not trusted).
+    key_count: Option<u32>,
     keys: KeyTable,
     /// Canonical bytes of the other facts, one after the other, with each
     /// one's list and end.
@@ -921,13 +923,18 @@ impl Visitor for Staged {
         true
     }
     fn count(&mut self, list: usize, n: u32) {
-        if self.keep && self.full && list == 1 {
-            self.keys.reserve(n);
+        if list == 1 {
+            self.key_count = Some(n);
         }
     }
     fn organization(&mut self, _: Organization) {}
     fn key(&mut self, r: KeyRecord) {
         if self.keep && self.full {
+            // Reserved at the first key, not at the count: by then the
+            // signer is known to be trusted (else nothing is kept).
+            if let Some(n) = self.key_count.take() {
+                self.keys.reserve(n);
+            }
             // A full snapshot's ids strictly increase, and no tombstone of
             // it names a key it carries (checked by the parser).
             self.keys.push_sorted(&r);

@@ -16,6 +16,14 @@ use crate::decision::KeyFacts;
 use crate::key::ID_LEN;
 use crate::record::{KeyLevel, KeyRecord, KeyStatus, ProjectAccess, Scope};
 
+/// Keys per chunk of a [`KeyTable`] as a full snapshot loads them; a chunk
+/// that grows to twice this is split in two.
+const CHUNK: usize = if cfg!(test) { 4 } else { 1024 };
+
+/// Garbage the names arena may hold beyond the live names before it is
+/// rebuilt.
+const NAME_SLACK: usize = if cfg!(test) { 64 } else { 4096 };
+
 // One bit per scope in `Held::scopes`.
 const _: () = assert!(Scope::ALL.len() <= 8);
 
@@ -74,7 +82,12 @@ impl Interner {
 /// The key records a validator holds.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct KeyTable {
-    entries: Vec<Held>,
+    /// The held keys sorted by id, in chunks (none empty) of about
+    /// [`CHUNK`] keys, so that a key added or removed moves the keys of
+    /// one chunk, not of the table (a delta of a few keys into a table of
+    /// a million costs microseconds, and no second copy of the table).
+    chunks: Vec<Vec<Held>>,
+    len: usize,
     /// Every held name, one after the other (one allocation, not one per
     /// key); a replaced or removed key's name stays until the garbage
     /// outgrows the live names, then the arena is rebuilt.
@@ -100,32 +113,52 @@ fn id_bytes(id: &str) -> Option<[u8; ID_LEN]> {
 
 impl KeyTable {
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
-    /// Room for `keys` more keys (a full snapshot says how many it
-    /// carries before them), without a copy of the table at every doubling
-    /// (a WebAssembly memory keeps every page it ever touched). Capped, and
-    /// allowed to fail: the count is not trusted before the signature.
+    /// Every held key, in id order.
+    #[cfg(test)]
+    fn entries(&self) -> impl Iterator<Item = &Held> {
+        self.chunks.iter().flatten()
+    }
+
+    /// Room for the names of `keys` more keys (a full snapshot says how
+    /// many it carries before them), without copies of the arena as it
+    /// doubles (a WebAssembly memory keeps every page it ever touched).
+    /// Capped, and allowed to fail: the count is not trusted before the
+    /// signature.
     pub(crate) fn reserve(&mut self, keys: u32) {
-        let keys = (keys as usize).min(1 << 24);
-        let _ = self.entries.try_reserve_exact(keys);
-        let _ = self.names.try_reserve(keys.saturating_mul(16));
+        let keys = (keys as usize).min(1 << 20);
+        let _ = self.chunks.try_reserve_exact(keys / CHUNK + 1);
+        let _ = self.names.try_reserve(keys * 16);
     }
 
-    fn find(&self, id: &[u8; ID_LEN]) -> Result<usize, usize> {
-        self.entries.binary_search_by(|h| h.id.cmp(id))
+    /// Where a key is held (chunk, index), or where it would go.
+    fn locate(&self, id: &[u8; ID_LEN]) -> Result<(usize, usize), (usize, usize)> {
+        // The last chunk whose first id is not above `id` (chunks are
+        // never empty).
+        let c = self
+            .chunks
+            .partition_point(|ch| ch.first().is_some_and(|h| h.id <= *id))
+            .saturating_sub(1);
+        match self.chunks.get(c) {
+            Some(ch) => match ch.binary_search_by(|h| h.id.cmp(id)) {
+                Ok(i) => Ok((c, i)),
+                Err(i) => Err((c, i)),
+            },
+            None => Err((0, 0)),
+        }
     }
 
     /// The held key with this id.
     pub(crate) fn get(&self, id: &str) -> Option<HeldKey<'_>> {
-        let i = self.find(&id_bytes(id)?).ok()?;
+        let (c, i) = self.locate(&id_bytes(id)?).ok()?;
         Some(HeldKey {
-            held: &self.entries[i],
+            held: &self.chunks[c][i],
             table: self,
         })
     }
@@ -137,78 +170,89 @@ impl KeyTable {
 
     /// Forget a key; whether one was held.
     pub(crate) fn remove(&mut self, id: &str) -> bool {
-        match id_bytes(id).map(|b| self.find(&b)) {
-            Some(Ok(i)) => {
-                let gone = self.entries.remove(i);
-                self.dropped(&[gone]);
-                true
-            }
-            _ => false,
-        }
+        let gone = self.take(id);
+        self.compact_names();
+        gone
     }
 
-    /// Forget many keys at once (a delta's tombstones): one pass over the
-    /// table, not one shift of it per key.
+    /// Forget many keys at once (a delta's tombstones).
     pub(crate) fn remove_all<'i>(&mut self, ids: impl IntoIterator<Item = &'i str>) {
-        let mut gone: Vec<[u8; ID_LEN]> = ids.into_iter().filter_map(id_bytes).collect();
-        match gone.len() {
-            0 => {}
-            1 => {
-                if let Ok(i) = self.find(&gone[0]) {
-                    let h = self.entries.remove(i);
-                    self.dropped(&[h]);
-                }
-            }
-            _ => {
-                gone.sort_unstable();
-                let mut dropped = 0;
-                self.entries.retain(|h| {
-                    let keep = gone.binary_search(&h.id).is_err();
-                    if !keep {
-                        dropped += usize::from(h.name_len);
-                    }
-                    keep
-                });
-                self.live_names -= dropped;
-                self.compact_names();
-            }
-        }
-    }
-
-    /// Hold a record, replacing whatever is held under its id (the caller
-    /// compares versions). A new id costs a shift of the entries after it:
-    /// bulk loads come through snapshots (`push_sorted`, `merge`), and ids
-    /// loaded in increasing order append.
-    pub(crate) fn put(&mut self, r: &KeyRecord) {
-        let Some(h) = self.held(r) else {
-            return;
-        };
-        match self.find(&h.id) {
-            Ok(i) => {
-                let old = core::mem::replace(&mut self.entries[i], h);
-                self.dropped(&[old]);
-            }
-            Err(i) => self.entries.insert(i, h),
-        }
-    }
-
-    /// Names no longer used by held keys.
-    fn dropped(&mut self, gone: &[Held]) {
-        for h in gone {
-            self.live_names -= usize::from(h.name_len);
+        for id in ids {
+            self.take(id);
         }
         self.compact_names();
     }
 
+    /// Forget a key, leaving its name in the arena as garbage.
+    fn take(&mut self, id: &str) -> bool {
+        let Some(Ok((c, i))) = id_bytes(id).map(|b| self.locate(&b)) else {
+            return false;
+        };
+        let gone = self.chunks[c].remove(i);
+        if self.chunks[c].is_empty() {
+            self.chunks.remove(c);
+        }
+        self.len -= 1;
+        self.live_names -= usize::from(gone.name_len);
+        true
+    }
+
+    /// Hold a record, replacing whatever is held under its id (the caller
+    /// compares versions).
+    pub(crate) fn put(&mut self, r: &KeyRecord) {
+        self.place(r);
+        self.compact_names();
+    }
+
+    /// [`KeyTable::put`] without rebuilding the names arena (a caller that
+    /// places many records rebuilds it once, at the end).
+    fn place(&mut self, r: &KeyRecord) {
+        let Some(id) = id_bytes(&r.id) else {
+            return;
+        };
+        let at = self.locate(&id);
+        let Some(h) = self.held(r) else {
+            return;
+        };
+        match at {
+            Ok((c, i)) => {
+                let old = core::mem::replace(&mut self.chunks[c][i], h);
+                self.live_names -= usize::from(old.name_len);
+            }
+            Err(_) if self.chunks.is_empty() => {
+                let mut first = Vec::with_capacity(CHUNK);
+                first.push(h);
+                self.chunks.push(first);
+                self.len += 1;
+            }
+            Err((c, i)) => {
+                let ch = &mut self.chunks[c];
+                if ch.len() == ch.capacity() {
+                    let _ = ch.try_reserve_exact((CHUNK / 4).max(1));
+                }
+                ch.insert(i, h);
+                self.len += 1;
+                if ch.len() >= 2 * CHUNK {
+                    let tail = ch.split_off(ch.len() / 2);
+                    ch.shrink_to_fit();
+                    self.chunks.insert(c + 1, tail);
+                }
+            }
+        }
+    }
+
     /// Rebuild the names arena once its garbage outgrows what is live.
     fn compact_names(&mut self) {
-        if self.names.len() <= 2 * self.live_names + 4096 {
+        if self.names.len() <= 2 * self.live_names + NAME_SLACK {
             return;
         }
         let mut names = Vec::with_capacity(self.live_names);
-        for h in &mut self.entries {
+        for h in self.chunks.iter_mut().flatten() {
             let at = h.name_at as usize;
-            let name = &self.names[at..at + usize::from(h.name_len)];
+            let name = self
+                .names
+                .get(at..at + usize::from(h.name_len))
+                .unwrap_or(&[]);
             h.name_at = u32::try_from(names.len()).unwrap_or(u32::MAX);
             names.extend_from_slice(name);
         }
@@ -216,56 +260,42 @@ impl KeyTable {
     }
 
     /// Hold records that come in strictly increasing id order after every
-    /// held one (a full snapshot's keys): appended without a search.
+    /// held one (a full snapshot's keys): appended to the last chunk, a
+    /// new chunk every [`CHUNK`] keys.
     pub(crate) fn push_sorted(&mut self, r: &KeyRecord) {
+        let in_order = match (id_bytes(&r.id), self.chunks.last().and_then(|c| c.last())) {
+            (Some(id), Some(last)) => last.id < id,
+            (Some(_), None) => true,
+            (None, _) => return,
+        };
+        if !in_order {
+            self.put(r);
+            return;
+        }
         let Some(h) = self.held(r) else {
             return;
         };
-        if self.entries.last().is_some_and(|last| last.id >= h.id) {
-            self.put(r);
-        } else {
-            self.entries.push(h);
+        match self.chunks.last_mut() {
+            Some(last) if last.len() < CHUNK => last.push(h),
+            _ => {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                chunk.push(h);
+                self.chunks.push(chunk);
+            }
         }
+        self.len += 1;
     }
 
     /// Hold many records at once (a delta): those whose version is newer
-    /// than the held one, or whose id is new; one merge pass, not one
-    /// insertion each.
+    /// than the held one, or whose id is new (if a delta carried an id
+    /// twice, its newest version wins).
     pub(crate) fn merge(&mut self, records: impl IntoIterator<Item = KeyRecord>) {
-        let mut new: Vec<Held> = Vec::new();
         for r in records {
             match self.version(&r.id) {
                 Some(v) if v >= r.version => {}
-                Some(_) => self.put(&r),
-                None => {
-                    if let Some(h) = self.held(&r) {
-                        new.push(h);
-                    }
-                }
+                _ => self.place(&r),
             }
         }
-        if new.is_empty() {
-            return;
-        }
-        // (A delta never carries an id twice; if it did, the newest wins.)
-        new.sort_by(|a, b| a.id.cmp(&b.id).then(b.version.cmp(&a.version)));
-        let named = |v: &[Held]| v.iter().map(|h| usize::from(h.name_len)).sum::<usize>();
-        let before = named(&new);
-        new.dedup_by(|a, b| a.id == b.id);
-        self.live_names -= before - named(&new);
-        let old = core::mem::take(&mut self.entries);
-        let mut out = Vec::with_capacity(old.len() + new.len());
-        let (mut a, mut b) = (old.into_iter().peekable(), new.into_iter().peekable());
-        loop {
-            let next = match (a.peek(), b.peek()) {
-                (Some(x), Some(y)) if x.id <= y.id => a.next(),
-                (Some(_), Some(_)) | (None, Some(_)) => b.next(),
-                (Some(_), None) => a.next(),
-                (None, None) => break,
-            };
-            out.extend(next);
-        }
-        self.entries = out;
         self.compact_names();
     }
 
@@ -480,7 +510,7 @@ mod tests {
             for id in 0..40u8 {
                 table.put(&record(id, round, id, 1_700_000_000, &name(id, round)));
             }
-            let named: usize = table.entries.iter().map(|h| usize::from(h.name_len)).sum();
+            let named: usize = table.entries().map(|h| usize::from(h.name_len)).sum();
             assert_eq!(table.live_names, named);
             assert!(
                 table.names.len() <= 2 * named + 4096,
@@ -500,7 +530,7 @@ mod tests {
             record(4, 1, 4, 0, "").id.as_str(),
             record(5, 1, 5, 0, "").id.as_str(),
         ]);
-        let named: usize = table.entries.iter().map(|h| usize::from(h.name_len)).sum();
+        let named: usize = table.entries().map(|h| usize::from(h.name_len)).sum();
         assert_eq!(table.live_names, named);
         for id in (0..40u8).filter(|id| ![3, 4, 5].contains(id)) {
             let r = record(id, 12, id, 1_700_000_000, &name(id, 12));
@@ -554,16 +584,19 @@ mod tests {
                 }
             }
             prop_assert_eq!(table.len(), reference.len());
-            prop_assert!(table.entries.windows(2).all(|w| w[0].id < w[1].id));
+            let ids: Vec<[u8; ID_LEN]> = table.entries().map(|h| h.id).collect();
+            prop_assert!(ids.windows(2).all(|w| w[0] < w[1]));
+            prop_assert_eq!(ids.len(), table.len());
+            prop_assert!(table.chunks.iter().all(|c| !c.is_empty() && c.len() < 2 * CHUNK));
             for (id, r) in &reference {
                 let held = table.get(id);
                 prop_assert!(held.is_some_and(|h| same(h, r)), "{}", id);
             }
             // The arena's accounting: what is live is what held keys name,
             // and garbage never outgrows it for long.
-            let named: usize = table.entries.iter().map(|h| usize::from(h.name_len)).sum();
+            let named: usize = table.entries().map(|h| usize::from(h.name_len)).sum();
             prop_assert_eq!(table.live_names, named);
-            prop_assert!(table.names.len() <= 2 * named + 4096 + 400);
+            prop_assert!(table.names.len() <= 2 * named + NAME_SLACK + 400);
             prop_assert!(table.get("zzzzzzzzzzz").is_none());
             prop_assert!(table.get("short").is_none());
         }

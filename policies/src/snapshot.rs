@@ -429,7 +429,7 @@ pub(crate) struct Parser {
     /// The previous fact's id in the current list.
     last: Option<Vec<u8>>,
     /// Key ids (11 bytes each), to refuse a tombstone of a carried key.
-    key_ids: Vec<[u8; crate::key::ID_LEN]>,
+    key_ids: KeyIds,
     carried: bool,
 }
 
@@ -440,7 +440,7 @@ impl Parser {
             header: None,
             pending: Vec::new(),
             last: None,
-            key_ids: Vec::new(),
+            key_ids: KeyIds::default(),
             carried: false,
         }
     }
@@ -501,12 +501,6 @@ impl Parser {
                         h.counts[list] = n;
                     }
                     v.count(list, n);
-                    if list == 1 {
-                        // Exactly, not by doubling (a WebAssembly memory
-                        // keeps every page it touched); capped and allowed
-                        // to fail: the count is not trusted yet.
-                        let _ = self.key_ids.try_reserve_exact((n as usize).min(1 << 24));
-                    }
                     self.last = None;
                     self.step = match n {
                         0 => after(list),
@@ -569,7 +563,7 @@ impl Parser {
                 let t = Tombstone::decode(bytes)?;
                 self.in_order(t.id.as_bytes())?;
                 self.carried |= <&[u8; crate::key::ID_LEN]>::try_from(t.id.as_bytes())
-                    .is_ok_and(|id| self.key_ids.binary_search(id).is_ok());
+                    .is_ok_and(|id| self.key_ids.contains(id));
                 v.tombstone(t);
             }
         }
@@ -586,6 +580,40 @@ impl Parser {
         last.clear();
         last.extend_from_slice(id);
         Ok(())
+    }
+}
+
+/// Ids in increasing order, kept in chunks of a fixed size: no copy of
+/// the whole list as it grows (a WebAssembly memory keeps every page it
+/// ever touched), and nothing reserved from a count not yet trusted.
+#[derive(Debug, Default)]
+struct KeyIds {
+    chunks: Vec<Vec<[u8; crate::key::ID_LEN]>>,
+}
+
+impl KeyIds {
+    const CHUNK: usize = 4096;
+
+    /// Add an id above every one held.
+    fn push(&mut self, id: [u8; crate::key::ID_LEN]) {
+        match self.chunks.last_mut() {
+            Some(last) if last.len() < Self::CHUNK => last.push(id),
+            _ => {
+                let mut chunk = Vec::with_capacity(Self::CHUNK);
+                chunk.push(id);
+                self.chunks.push(chunk);
+            }
+        }
+    }
+
+    fn contains(&self, id: &[u8; crate::key::ID_LEN]) -> bool {
+        let c = self
+            .chunks
+            .partition_point(|ch| ch.first().is_some_and(|first| first <= id))
+            .saturating_sub(1);
+        self.chunks
+            .get(c)
+            .is_some_and(|ch| ch.binary_search(id).is_ok())
     }
 }
 
@@ -663,4 +691,34 @@ pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
     b.chunks_exact(2)
         .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
         .collect()
+}
+
+#[cfg(test)]
+mod key_ids_tests {
+    use super::KeyIds;
+    use alloc::format;
+
+    fn id(n: u32) -> [u8; crate::key::ID_LEN] {
+        format!("{:011}", n * 2).as_bytes().try_into().unwrap()
+    }
+
+    #[test]
+    fn ids_in_chunks_are_found_and_only_they() {
+        let mut ids = KeyIds::default();
+        let n = 3 * KeyIds::CHUNK as u32 + 7;
+        for i in 0..n {
+            ids.push(id(i));
+        }
+        assert_eq!(ids.chunks.len(), 4);
+        for i in 0..n {
+            assert!(ids.contains(&id(i)), "{i}");
+            // Odd numbers sit between held ids; 2n is past the last.
+            let between: [u8; crate::key::ID_LEN] =
+                format!("{:011}", i * 2 + 1).as_bytes().try_into().unwrap();
+            assert!(!ids.contains(&between), "{i}");
+        }
+        assert!(!ids.contains(&id(n)));
+        assert!(!ids.contains(b"-----------"));
+        assert!(!KeyIds::default().contains(&id(0)));
+    }
 }

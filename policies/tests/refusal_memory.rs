@@ -164,6 +164,29 @@ fn a_refused_snapshot_costs_at_most_about_its_size_and_often_nothing() {
         replay.len()
     );
 
+    // A full snapshot announcing 16 million keys in its first bytes:
+    // nothing is reserved for them before the signer is known (an
+    // untrusted one: nothing at all), and a trusted id with a forged
+    // signature reserves for at most a million names.
+    for (who, bound) in [(&other.id, MIB), (&trusted.id, 24 * MIB)] {
+        let mut head = canonical(who, 0, 0, None);
+        let at = head.len() - 12; // the key count: after the organizations'
+        head[at..at + 4].copy_from_slice(&(1u32 << 24).to_be_bytes());
+        let key = canonical(&trusted.id, 1, 0, None);
+        // (A validator holding nothing yet: one holding sequence 100
+        // keeps nothing of a full snapshot at 100, a replay.)
+        let mut fresh = Validator::new(std::slice::from_ref(&trusted));
+        let (out, peak) = peak_of(|| {
+            let mut stream = fresh.begin_snapshot(&forged);
+            stream.feed(&head[..at + 4])?;
+            // One key record (its length and bytes), as the file goes on.
+            stream.feed(&key[at + 4..key.len() - 8])?;
+            fresh.finish_snapshot(stream).map(|_| ())
+        });
+        assert_eq!(out, Err(SnapshotError::NotCanonical), "{who}");
+        assert!(peak < bound, "{who}: a 16M-key header reserved {peak}");
+    }
+
     // A fact longer than any fact can be: refused on its length, before
     // any of it is buffered.
     let head = canonical(&trusted.id, 0, 0, Some(100));

@@ -203,18 +203,23 @@ impl Pool {
         };
         let mut full = None;
         for slot in &self.slots {
-            let mut slot = lock(slot);
-            let v = slot.validator;
-            if slot
-                .module
-                .validator_load_snapshot_in_pieces(v, &delta.bytes, SNAPSHOT_PIECE)?
-                .is_err()
-            {
+            let refused = {
+                let mut slot = lock(slot);
+                let v = slot.validator;
+                slot.module
+                    .validator_load_snapshot_in_pieces(v, &delta.bytes, SNAPSHOT_PIECE)?
+                    .is_err()
+            };
+            if refused {
+                // A fresh validator from a full snapshot, made without
+                // holding this one (it keeps answering meanwhile: seconds
+                // at a million keys), then put in its place.
                 let file = match &full {
                     Some(f) => f,
                     None => full.insert(kg.snapshot(admin::now()?, None)?.bytes),
                 };
-                *slot = Self::slot(kg, file)?;
+                let fresh = Self::slot(kg, file)?;
+                *lock(slot) = fresh;
             }
         }
         self.sequence.store(sequence, Ordering::Release);
