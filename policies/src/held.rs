@@ -1,12 +1,14 @@
 //! Key records as a [`crate::Validator`] holds them: only what decisions
-//! read, in one vector of fixed-size entries sorted by id, with
-//! organization slugs, project ids and project selections interned.
+//! read, as fixed-size entries sorted by id in chunks of about a thousand,
+//! with names in one arena and organization slugs, project ids and project
+//! selections interned.
 //!
 //! A decoded [`KeyRecord`] is a tree of owned strings (about 600 bytes a key
 //! in memory against about 105 on the wire); a held key is one entry of a
 //! few dozen bytes plus its name. Lookups are a binary search over the
-//! entries; a full snapshot appends in id order (its keys come sorted) and a
-//! delta is merged in one pass.
+//! chunks' first ids, then within one chunk; a full snapshot appends in id
+//! order (its keys come sorted), and a delta places each key in its chunk
+//! (moving that chunk's keys, never the table's).
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -177,8 +179,32 @@ impl KeyTable {
 
     /// Forget many keys at once (a delta's tombstones).
     pub(crate) fn remove_all<'i>(&mut self, ids: impl IntoIterator<Item = &'i str>) {
-        for id in ids {
-            self.take(id);
+        let mut gone: Vec<[u8; ID_LEN]> = ids.into_iter().filter_map(id_bytes).collect();
+        if gone.len() <= self.chunks.len() {
+            // A few: each from its chunk.
+            for id in &gone {
+                if let Ok((c, i)) = self.locate(id) {
+                    self.take_at(c, i);
+                }
+            }
+        } else {
+            // Many (a catch-up delta): one pass over the table instead of a
+            // shift of a chunk per key.
+            gone.sort_unstable();
+            let mut dropped = (0, 0);
+            for chunk in &mut self.chunks {
+                chunk.retain(|h| {
+                    let keep = gone.binary_search(&h.id).is_err();
+                    if !keep {
+                        dropped.0 += 1;
+                        dropped.1 += usize::from(h.name_len);
+                    }
+                    keep
+                });
+            }
+            self.chunks.retain(|c| !c.is_empty());
+            self.len -= dropped.0;
+            self.live_names -= dropped.1;
         }
         self.compact_names();
     }
@@ -188,13 +214,17 @@ impl KeyTable {
         let Some(Ok((c, i))) = id_bytes(id).map(|b| self.locate(&b)) else {
             return false;
         };
+        self.take_at(c, i);
+        true
+    }
+
+    fn take_at(&mut self, c: usize, i: usize) {
         let gone = self.chunks[c].remove(i);
         if self.chunks[c].is_empty() {
             self.chunks.remove(c);
         }
         self.len -= 1;
         self.live_names -= usize::from(gone.name_len);
-        true
     }
 
     /// Hold a record, replacing whatever is held under its id (the caller
@@ -543,10 +573,23 @@ mod tests {
         /// exactly what a map of whole records would, and reads the same.
         #[test]
         fn the_table_reads_like_a_map_of_records(
+            first in proptest::collection::btree_set(any::<u8>(), 0..30),
             ops in proptest::collection::vec((0u8..5, any::<u8>(), 0u64..5, any::<u8>()), 1..80)
         ) {
             let mut table = KeyTable::default();
             let mut reference: BTreeMap<String, KeyRecord> = BTreeMap::new();
+            // A full snapshot's load first: keys in id order, appended in
+            // full chunks.
+            let mut loaded: Vec<KeyRecord> = first
+                .iter()
+                .map(|&id| record(id, 1, id, 1_700_000_000, &alloc::format!("first {id}")))
+                .collect();
+            loaded.sort_by(|a, b| a.id.cmp(&b.id));
+            loaded.dedup_by(|a, b| a.id == b.id);
+            for r in loaded {
+                table.push_sorted(&r);
+                reference.insert(r.id.clone(), r);
+            }
             let mut batch: Vec<KeyRecord> = Vec::new();
             for (op, id, version, shape) in ops {
                 // Names of many lengths: a name read from the wrong place
@@ -569,6 +612,16 @@ mod tests {
                         table.remove_all([r.id.as_str(), other.as_str(), "short"]);
                         reference.remove(&r.id);
                         reference.remove(&other);
+                    }
+                    3 if shape % 3 == 1 => {
+                        // More ids than chunks: the one-pass removal.
+                        let ids: Vec<String> = (0..12u8)
+                            .map(|k| record(id.wrapping_add(k * 3), 0, 0, 0, "k").id)
+                            .collect();
+                        table.remove_all(ids.iter().map(String::as_str));
+                        for i in &ids {
+                            reference.remove(i);
+                        }
                     }
                     _ => {
                         // A delta: ids unique and increasing, newer versions win.

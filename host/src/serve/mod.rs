@@ -203,23 +203,30 @@ impl Pool {
         };
         let mut full = None;
         for slot in &self.slots {
-            let refused = {
+            let taken = {
                 let mut slot = lock(slot);
                 let v = slot.validator;
-                slot.module
-                    .validator_load_snapshot_in_pieces(v, &delta.bytes, SNAPSHOT_PIECE)?
-                    .is_err()
+                // A refusal or a trap in the guest: either way this
+                // validator does not hold the change, and is replaced.
+                matches!(
+                    slot.module
+                        .validator_load_snapshot_in_pieces(v, &delta.bytes, SNAPSHOT_PIECE),
+                    Ok(Ok(_))
+                )
             };
-            if refused {
+            if !taken {
                 // A fresh validator from a full snapshot, made without
-                // holding this one (it keeps answering meanwhile: seconds
-                // at a million keys), then put in its place.
+                // holding this one (it keeps answering meanwhile, as it did
+                // before the change: seconds at a million keys; the change
+                // is answered only after), then put in its place; the old
+                // one is dropped after the slot is released.
                 let file = match &full {
                     Some(f) => f,
                     None => full.insert(kg.snapshot(admin::now()?, None)?.bytes),
                 };
                 let fresh = Self::slot(kg, file)?;
-                *lock(slot) = fresh;
+                let old = std::mem::replace(&mut *lock(slot), fresh);
+                drop(old);
             }
         }
         self.sequence.store(sequence, Ordering::Release);
