@@ -249,25 +249,7 @@ impl KeyTable {
                 let old = core::mem::replace(&mut self.chunks[c][i], h);
                 self.live_names -= usize::from(old.name_len);
             }
-            Err(_) if self.chunks.is_empty() => {
-                let mut first = Vec::with_capacity(CHUNK);
-                first.push(h);
-                self.chunks.push(first);
-                self.len += 1;
-            }
-            Err((c, i)) => {
-                let ch = &mut self.chunks[c];
-                if ch.len() == ch.capacity() {
-                    let _ = ch.try_reserve_exact((CHUNK / 4).max(1));
-                }
-                ch.insert(i, h);
-                self.len += 1;
-                if ch.len() >= 2 * CHUNK {
-                    let tail = ch.split_off(ch.len() / 2);
-                    ch.shrink_to_fit();
-                    self.chunks.insert(c + 1, tail);
-                }
-            }
+            Err(_) => self.insert(h),
         }
     }
 
@@ -320,13 +302,81 @@ impl KeyTable {
     /// than the held one, or whose id is new (if a delta carried an id
     /// twice, its newest version wins).
     pub(crate) fn merge(&mut self, records: impl IntoIterator<Item = KeyRecord>) {
+        let mut new: Vec<Held> = Vec::new();
         for r in records {
             match self.version(&r.id) {
                 Some(v) if v >= r.version => {}
-                _ => self.place(&r),
+                // Replaced where it is.
+                Some(_) => self.place(&r),
+                None => new.extend(self.held(&r)),
             }
         }
+        // (A delta never carries an id twice; if it did, the newest wins.)
+        new.sort_by(|a, b| a.id.cmp(&b.id).then(b.version.cmp(&a.version)));
+        let before: usize = new.iter().map(|h| usize::from(h.name_len)).sum();
+        new.dedup_by(|a, b| a.id == b.id);
+        self.live_names -= before - new.iter().map(|h| usize::from(h.name_len)).sum::<usize>();
+        if new.len() <= self.chunks.len() {
+            // A few: each into its chunk.
+            for h in new {
+                self.insert(h);
+            }
+        } else {
+            // Many (a catch-up delta): the table rebuilt in one pass, a
+            // chunk at a time, instead of a chunk shift per key.
+            let old = core::mem::take(&mut self.chunks);
+            let mut a = old.into_iter().flatten().peekable();
+            let mut b = new.into_iter().peekable();
+            let mut chunks: Vec<Vec<Held>> = Vec::new();
+            loop {
+                let next = match (a.peek(), b.peek()) {
+                    (Some(x), Some(y)) if x.id < y.id => a.next(),
+                    (_, Some(_)) => b.next(),
+                    (Some(_), None) => a.next(),
+                    (None, None) => break,
+                };
+                let Some(h) = next else { break };
+                match chunks.last_mut() {
+                    Some(last) if last.len() < CHUNK => last.push(h),
+                    _ => {
+                        let mut chunk = Vec::with_capacity(CHUNK);
+                        chunk.push(h);
+                        chunks.push(chunk);
+                    }
+                }
+            }
+            self.len = chunks.iter().map(Vec::len).sum();
+            self.chunks = chunks;
+        }
         self.compact_names();
+    }
+
+    /// Hold a new key (its id is not held) in its chunk.
+    fn insert(&mut self, h: Held) {
+        let Err((c, i)) = self.locate(&h.id) else {
+            // (Never: callers insert only ids not held.) Its name is
+            // garbage then.
+            self.live_names -= usize::from(h.name_len);
+            return;
+        };
+        if self.chunks.is_empty() {
+            let mut first = Vec::with_capacity(CHUNK);
+            first.push(h);
+            self.chunks.push(first);
+            self.len += 1;
+            return;
+        }
+        let ch = &mut self.chunks[c];
+        if ch.len() == ch.capacity() {
+            let _ = ch.try_reserve_exact((CHUNK / 4).max(1));
+        }
+        ch.insert(i, h);
+        self.len += 1;
+        if ch.len() >= 2 * CHUNK {
+            let tail = ch.split_off(ch.len() / 2);
+            ch.shrink_to_fit();
+            self.chunks.insert(c + 1, tail);
+        }
     }
 
     fn held(&mut self, r: &KeyRecord) -> Option<Held> {
