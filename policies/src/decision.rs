@@ -470,12 +470,12 @@ impl<V: Visitor> Opening<V> {
                 piece.split_at(MAX_HEADER.saturating_sub(before.len()).min(piece.len()));
             before.extend_from_slice(head);
             self.parse(head)?;
-            let Some(header) = self.parser.header() else {
+            let Some(id) = self.parser.header().map(|h| h.issuer_key_id.clone()) else {
                 return Ok(());
             };
-            let (id, before) = match &mut self.check {
-                Check::Waiting(before) => (header.issuer_key_id.clone(), core::mem::take(before)),
-                _ => return Ok(()),
+            let before = core::mem::replace(&mut self.check, Check::Refused);
+            let Check::Waiting(before) = before else {
+                return Ok(());
             };
             self.check = self.start_check(&id, &before);
             if matches!(self.check, Check::Refused) {

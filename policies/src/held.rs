@@ -249,7 +249,7 @@ impl KeyTable {
                 let old = core::mem::replace(&mut self.chunks[c][i], h);
                 self.live_names -= usize::from(old.name_len);
             }
-            Err(_) => self.insert(h),
+            Err((c, i)) => self.insert_at(c, i, h),
         }
     }
 
@@ -353,12 +353,16 @@ impl KeyTable {
 
     /// Hold a new key (its id is not held) in its chunk.
     fn insert(&mut self, h: Held) {
-        let Err((c, i)) = self.locate(&h.id) else {
+        match self.locate(&h.id) {
+            Err((c, i)) => self.insert_at(c, i, h),
             // (Never: callers insert only ids not held.) Its name is
             // garbage then.
-            self.live_names -= usize::from(h.name_len);
-            return;
-        };
+            Ok(_) => self.live_names -= usize::from(h.name_len),
+        }
+    }
+
+    /// Put a new key where [`KeyTable::locate`] said it goes.
+    fn insert_at(&mut self, c: usize, i: usize, h: Held) {
         if self.chunks.is_empty() {
             let mut first = Vec::with_capacity(CHUNK);
             first.push(h);

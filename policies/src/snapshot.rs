@@ -121,51 +121,17 @@ impl Snapshot {
         }
     }
 
-    /// Check every rule: the issuer key id's shape, a delta's base below its
-    /// sequence, every fact's own rules, ids strictly increasing in each
-    /// list, and no id both a key and a tombstone.
+    /// Check every rule: each fact's own rules, then the parser's (the
+    /// issuer key id's shape, a delta's base below its sequence, ids
+    /// strictly increasing in each list, no id both a key and a
+    /// tombstone): whether [`Snapshot::encode`] succeeds.
     pub fn check(&self) -> Result<(), RecordError> {
-        if !valid_issuer_key_id(&self.issuer_key_id) {
-            return Err(RecordError::NotCanonical);
-        }
-        if self.base.is_some_and(|b| b >= self.sequence) {
-            return Err(RecordError::NotCanonical);
-        }
-        for o in &self.organizations {
-            o.check()?;
-        }
-        for r in &self.keys {
-            r.check()?;
-        }
-        for p in &self.projects {
-            p.check()?;
-        }
-        for t in &self.tombstones {
-            t.check()?;
-        }
-        let keys: Vec<&str> = self.keys.iter().map(|r| r.id.as_str()).collect();
-        let projects: Vec<&str> = self.projects.iter().map(|p| p.id.as_str()).collect();
-        let tombs: Vec<&str> = self.tombstones.iter().map(|t| t.id.as_str()).collect();
-        let orgs: Vec<&str> = self.organizations.iter().map(|o| o.slug.as_str()).collect();
-        if [orgs, keys, projects, tombs]
-            .iter()
-            .any(|ids| !ids.windows(2).all(|w| w[0] < w[1]))
-        {
-            return Err(RecordError::NotCanonical);
-        }
-        if self.tombstones.iter().any(|t| {
-            self.keys
-                .binary_search_by(|r| r.id.as_str().cmp(&t.id))
-                .is_ok()
-        }) {
-            return Err(RecordError::NotCanonical);
-        }
-        Ok(())
+        self.encode().map(drop)
     }
 
-    /// The canonical bytes (the ones that are signed), after checking.
+    /// The canonical bytes (the ones that are signed), after checking:
+    /// each fact by its own encoding, the whole by the writer.
     pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
-        self.check()?;
         let mut w =
             SnapshotWriter::new(&self.issuer_key_id, self.sequence, self.base, self.made_at);
         w.reserve(64 + 110 * self.keys.len());
@@ -414,7 +380,7 @@ enum Step {
 }
 
 /// Decodes canonical snapshot bytes given in pieces of any size, one fact
-/// at a time, checking every rule of [`Snapshot::check`] on the way (the
+/// at a time, checking every snapshot rule on the way (the
 /// issuer key id's shape, a delta's base below its sequence, each fact's
 /// own rules, ids strictly increasing in each list, no id both a key and a
 /// tombstone). A fact split between pieces waits, alone, for the next one:

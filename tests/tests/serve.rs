@@ -1438,7 +1438,7 @@ fn the_delta_of_what_a_process_wrote_decides_like_the_stores_own_delta() {
     let gone = kg.create_key(spec("gone"), now).unwrap();
     kg.delete_key(&gone.view.id, now).unwrap();
     let written = kg
-        .written_delta(held, now)
+        .recent_delta(held, now)
         .unwrap()
         .expect("a delta of what was written");
     let scanned = kg.snapshot(now, Some(held)).unwrap();
@@ -1467,14 +1467,15 @@ fn the_delta_of_what_a_process_wrote_decides_like_the_stores_own_delta() {
     assert!(matches!(got[1], Authorization::Allow(_)));
     assert_eq!(got[2], Authorization::Deny(DenyReason::UnknownKey));
 
-    // Taken once; a write that did not go through this record (an admin
-    // token) leaves a gap, and then there is no written delta.
+    // Nothing since the current sequence; a write that did not go through
+    // this record (an admin token) leaves a gap, and then there is no
+    // written delta.
     let held = kg.sequence().unwrap();
-    assert!(kg.written_delta(held, now).unwrap().is_none());
+    assert!(kg.recent_delta(held, now).unwrap().is_none());
     kg.create_admin_token("t", None, false, now).unwrap();
     kg.set_status(&stays.view.id, KeyStatus::Active, now)
         .unwrap();
-    assert!(kg.written_delta(held, now).unwrap().is_none());
+    assert!(kg.recent_delta(held, now).unwrap().is_none());
 }
 
 #[test]

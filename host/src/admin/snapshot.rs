@@ -53,76 +53,47 @@ impl Keygate {
         };
         for item in self.store.each_organization() {
             let (slug, signed) = item?;
-            if !in_delta(
-                &self.store,
-                &self.issuer,
-                since,
-                change::ORGANIZATION,
-                &slug,
-                &signed,
-            )? {
-                continue;
-            }
-            match self.open_stored(change::ORGANIZATION, ORGANIZATION, &slug, &signed)? {
-                SignedBody::Organization(_) => facts.push(&mut m, signed.canonical),
-                _ => return Err(tampered(ORGANIZATION, &slug)),
+            match self.stored_fact(change::ORGANIZATION, ORGANIZATION, &slug, &signed, since)? {
+                None => continue,
+                Some(SignedBody::Organization(_)) => facts.push(&mut m, signed.canonical),
+                Some(_) => return Err(tampered(ORGANIZATION, &slug)),
             }
             .or_else(|e| self.refused(e))?;
         }
         for item in self.store.each_key() {
             let (id, signed) = item?;
             // A record beside a tombstone is not live (the tombstone wins).
-            if self.store.is_deleted(&id)?
-                || !in_delta(&self.store, &self.issuer, since, change::KEY, &id, &signed)?
-            {
+            if self.store.is_deleted(&id)? {
                 continue;
             }
-            match self.open_stored(change::KEY, KEY_RECORD, &id, &signed)? {
+            match self.stored_fact(change::KEY, KEY_RECORD, &id, &signed, since)? {
+                None => continue,
                 // Only keys their organization's listing holds are live.
-                SignedBody::Key(r) => {
-                    if self.store.key_listed(&r.organization, &id)? {
-                        facts.push(&mut m, signed.canonical)
-                    } else {
-                        Ok(())
+                Some(SignedBody::Key(r)) => {
+                    if !self.store.key_listed(&r.organization, &id)? {
+                        continue;
                     }
+                    facts.push(&mut m, signed.canonical)
                 }
-                _ => return Err(tampered(KEY_RECORD, &id)),
+                Some(_) => return Err(tampered(KEY_RECORD, &id)),
             }
             .or_else(|e| self.refused(e))?;
         }
         for item in self.store.each_project() {
             let (id, signed) = item?;
-            if !in_delta(
-                &self.store,
-                &self.issuer,
-                since,
-                change::PROJECT,
-                &id,
-                &signed,
-            )? {
-                continue;
-            }
-            match self.open_stored(change::PROJECT, PROJECT_REGISTRATION, &id, &signed)? {
-                SignedBody::Project(_) => facts.push(&mut m, signed.canonical),
-                _ => return Err(tampered(PROJECT_REGISTRATION, &id)),
+            match self.stored_fact(change::PROJECT, PROJECT_REGISTRATION, &id, &signed, since)? {
+                None => continue,
+                Some(SignedBody::Project(_)) => facts.push(&mut m, signed.canonical),
+                Some(_) => return Err(tampered(PROJECT_REGISTRATION, &id)),
             }
             .or_else(|e| self.refused(e))?;
         }
         for item in self.store.each_tombstone() {
             let (id, signed) = item?;
-            if !in_delta(
-                &self.store,
-                &self.issuer,
-                since,
-                change::TOMBSTONE,
-                &id,
-                &signed,
-            )? {
-                continue;
-            }
-            match self.open_stored(change::TOMBSTONE, KEY_TOMBSTONE, &id, &signed)? {
-                SignedBody::Tombstone(_) => facts.push(&mut m, signed.canonical),
-                _ => return Err(tampered(KEY_TOMBSTONE, &id)),
+            match self.stored_fact(change::TOMBSTONE, KEY_TOMBSTONE, &id, &signed, since)? {
+                None => continue,
+                Some(SignedBody::Tombstone(_)) => facts.push(&mut m, signed.canonical),
+                Some(_) => return Err(tampered(KEY_TOMBSTONE, &id)),
             }
             .or_else(|e| self.refused(e))?;
         }
@@ -219,61 +190,54 @@ impl Facts {
     }
 }
 
-/// Whether a fact belongs in a snapshot (always) or in a delta since
-/// `since`: it is left out only when its change-index entry says it last
-/// changed at or before the base and the entry's tag proves it belongs to
-/// the value stored now. An entry lowered, planted, or put back without its
-/// fact includes the fact (applying an unchanged fact again changes
-/// nothing).
 impl Keygate {
-    /// A stored fact, for a snapshot: when its change-index tag (an HMAC
+    /// A stored fact for a snapshot, or for a delta since `since`; `None`
+    /// when a delta leaves it out.
+    ///
+    /// Its change-index entry is checked once: the entry's tag (an HMAC
     /// under a key only the issuer secret gives, over the kind, the id, the
-    /// sequence and these exact stored bytes) verifies, keygate wrote these
-    /// bytes, and they are decoded without checking their signature again
-    /// (an ed25519 check in the component costs about 60 µs: a minute at a
-    /// million keys); otherwise the signature is checked as everywhere.
-    fn open_stored(
+    /// sequence and these exact stored bytes) proves keygate wrote these
+    /// bytes at that sequence. Such a fact is decoded without checking its
+    /// signature again (an ed25519 check in the component costs about 60
+    /// µs: a minute at a million keys), and a delta leaves it out when it
+    /// last changed at or before the base. Any other fact is signature-
+    /// checked as everywhere and always included: an entry lowered,
+    /// planted, or put back without its fact includes the fact (applying an
+    /// unchanged fact again changes nothing).
+    fn stored_fact(
         &mut self,
         change_kind: u8,
         kind: &'static str,
         id: &str,
         signed: &crate::runtime::bindings::SignedRecord,
-    ) -> Result<SignedBody> {
-        if let Some((at, Some(tag))) = self.store.changed_at(change_kind, id)?
-            && let Ok(value) = crate::schema::encode_signed(signed)
-            && bool::from(
-                self.issuer
-                    .change_tag(change_kind, id, at, &value)
-                    .ct_eq(&tag),
-            )
+        since: Option<u64>,
+    ) -> Result<Option<SignedBody>> {
+        let vouched = match self.store.changed_at(change_kind, id)? {
+            Some((at, Some(tag))) => crate::schema::encode_signed(signed)
+                .ok()
+                .filter(|value| {
+                    bool::from(
+                        self.issuer
+                            .change_tag(change_kind, id, at, value)
+                            .ct_eq(&tag),
+                    )
+                })
+                .map(|_| at),
+            _ => None,
+        };
+        if let (Some(at), Some(base)) = (vouched, since)
+            && at <= base
+        {
+            return Ok(None);
+        }
+        if vouched.is_some()
             && let Ok(body) = self.module.decode(&signed.canonical)?
             && super::names(&body, kind, id)
         {
-            return Ok(body);
+            return Ok(Some(body));
         }
-        self.open_signed(kind, id, signed)
+        self.open_signed(kind, id, signed).map(Some)
     }
-}
-
-fn in_delta(
-    store: &crate::store::Store,
-    issuer: &crate::issuer::Issuer,
-    since: Option<u64>,
-    kind: u8,
-    id: &str,
-    signed: &crate::runtime::bindings::SignedRecord,
-) -> Result<bool> {
-    let Some(base) = since else {
-        return Ok(true);
-    };
-    let Some((at, Some(tag))) = store.changed_at(kind, id)? else {
-        return Ok(true);
-    };
-    let Ok(value) = crate::schema::encode_signed(signed) else {
-        return Ok(true);
-    };
-    let genuine: bool = issuer.change_tag(kind, id, at, &value).ct_eq(&tag).into();
-    Ok(!genuine || at > base)
 }
 
 fn tampered(kind: &'static str, id: &str) -> Error {

@@ -81,13 +81,11 @@ impl Written {
     }
 }
 
-/// What a long-running process keeps of its own writes: the facts since
-/// the validators' last delta, and the last commits one by one (at most
-/// [`Kept::RECENT_FACTS`] facts), from which a delta since any of their
-/// sequences is made without scanning the store.
+/// What a long-running process keeps of its own writes: its last commits
+/// one by one (at most [`Kept::RECENT_FACTS`] facts), from which a delta
+/// since any of their bases is made without scanning the store.
 #[derive(Debug, Default)]
 pub(crate) struct Kept {
-    current: Written,
     recent: VecDeque<Written>,
     recent_facts: usize,
 }
@@ -118,9 +116,9 @@ impl Kept {
 }
 
 impl Keygate {
-    /// Keep the facts this process writes, so that [`Keygate::written_delta`]
+    /// Keep the facts this process writes, so that [`Keygate::recent_delta`]
     /// can make a delta of them (a long-running service keeping validators
-    /// current); off by default.
+    /// current, and answering validators elsewhere); off by default.
     pub fn keep_written(&mut self, on: bool) {
         self.written = on.then(Kept::default);
     }
@@ -150,22 +148,6 @@ impl Keygate {
             merged.absorb(w.clone());
         }
         let snap = merged.into_delta(self.issuer.id().to_string(), at);
-        self.seal(&snap).map(Some)
-    }
-
-    /// A signed delta from sequence `held` to the store's sequence, made of
-    /// the facts this process wrote since then, when it wrote every change
-    /// in between (else `None`: make one with [`Keygate::snapshot`]).
-    /// Taking it starts a new record.
-    pub fn written_delta(&mut self, held: u64, at: u64) -> Result<Option<super::SnapshotFile>> {
-        let Some(kept) = self.written.as_mut() else {
-            return Ok(None);
-        };
-        let w = std::mem::take(&mut kept.current);
-        if w.base != held || w.sequence != self.store.sequence()? || w.sequence <= held {
-            return Ok(None);
-        }
-        let snap = w.into_delta(self.issuer.id().to_string(), at);
         self.seal(&snap).map(Some)
     }
 
@@ -236,16 +218,6 @@ impl Keygate {
                     .collect(),
                 tombstones: tombstones.into_iter().map(|t| (t.id.clone(), t)).collect(),
             });
-            let w = &mut k.current;
-            if w.sequence != before || w.sequence == 0 {
-                // A gap (or the first commit): start again from here.
-                *w = Written {
-                    base: before,
-                    sequence: before,
-                    ..Written::default()
-                };
-            }
-            w.absorb(commit.clone());
             k.remember(commit);
         }
         Ok(after)

@@ -197,7 +197,7 @@ impl Pool {
         }
         // The facts the service itself just wrote, or (after a gap) a
         // delta computed from the store.
-        let delta = match kg.written_delta(held, admin::now()?)? {
+        let delta = match kg.recent_delta(held, admin::now()?)? {
             Some(d) => d,
             None => kg.snapshot(admin::now()?, Some(held))?,
         };
